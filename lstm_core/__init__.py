@@ -1,0 +1,1 @@
+"""LSTM Playhouse core: text pipeline, model, trainer, checkpoints and samplers (no UI code)."""

