@@ -1,0 +1,215 @@
+"""The single source of hyperparameters: one frozen dataclass, its validation, and named presets.
+
+The CLI builds its flags from :func:`dataclasses.fields`, the app its sliders from each field's
+``metadata`` (help text and bounds), and checkpoints store :meth:`Config.to_dict`. Changes go
+through :func:`dataclasses.replace`, which validates again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+OutputLayer = Literal["full", "adaptive"]
+Precision = Literal["fp32", "bf16", "auto"]
+Optimizer = Literal["adam", "adamw", "sgd"]
+Schedule = Literal["constant", "exponential", "cosine"]
+
+RECIPE_PRIME_TEXTS = ("thou art more", "to be or not to", "wherefore art thou")
+
+
+def _meta(help: str, low: float | None = None, high: float | None = None, **extra: Any) -> dict[str, Any]:
+    """Field metadata: a help text and, for numbers, the bounds sliders use (validation is separate)."""
+    return {"help": help, "low": low, "high": high, **extra}
+
+
+class ConfigError(ValueError):
+    """A setting, or a combination of settings, that cannot work. The message says which and why.
+
+    ``problems`` lists each reason separately, so a UI can show them one per line.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems if problems is not None else [message]
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every hyperparameter of a run. Defaults are the cookbook recipe's values."""
+
+    # --- data ---
+    min_word_freq: int = field(default=5, metadata=_meta("keep words seen MORE than this many times", 0, 50))
+    valid_fraction: float = field(default=0.05, metadata=_meta("share of the text held out for validation", 0.01, 0.3))
+    test_fraction: float = field(
+        default=0.05, metadata=_meta("share of the text held out for the final test", 0.0, 0.3)
+    )
+    # --- model ---
+    rnn_size: int = field(default=128, metadata=_meta("LSTM hidden units per layer", 16, 1024))
+    embedding_size: int = field(default=0, metadata=_meta("word-vector size (0 means the same as rnn_size)", 0, 1024))
+    num_layers: int = field(default=1, metadata=_meta("stacked LSTM layers", 1, 4))
+    dropout: float = field(
+        default=0.0, metadata=_meta("dropout on embeddings, between layers and before the output", 0.0, 0.8)
+    )
+    tie_weights: bool = field(default=False, metadata=_meta("share the embedding matrix with the output layer"))
+    output_layer: OutputLayer = field(
+        default="full",
+        metadata=_meta("full softmax (the recipe's) or adaptive softmax (much faster on big vocabularies)"),
+    )
+    # --- training ---
+    epochs: int = field(default=10, metadata=_meta("passes over the training text", 1, 100))
+    batch_size: int = field(default=100, metadata=_meta("parallel text streams per step", 1, 512))
+    training_seq_len: int = field(
+        default=50, metadata=_meta("words per stream per step (truncated BPTT length)", 2, 400)
+    )
+    learning_rate: float = field(default=0.001, metadata=_meta("optimizer step size", 1e-5, 1.0, log=True))
+    optimizer: Optimizer = field(default="adam", metadata=_meta("adam (the recipe's), adamw or sgd"))
+    weight_decay: float = field(default=0.0, metadata=_meta("L2 penalty (decoupled for adamw)", 0.0, 0.1))
+    lr_schedule: Schedule = field(
+        default="constant", metadata=_meta("constant, exponential (x lr_decay per epoch), or cosine to 10% at the end")
+    )
+    lr_decay: float = field(
+        default=1.0, metadata=_meta("learning-rate factor per epoch for the exponential schedule", 0.1, 1.0)
+    )
+    grad_clip: float = field(default=4.5, metadata=_meta("clip the global gradient norm to this (0 = off)", 0.0, 20.0))
+    precision: Precision = field(
+        default="fp32", metadata=_meta("fp32, bf16 (mixed precision where the hardware has it) or auto")
+    )
+    device: str = field(default="auto", metadata=_meta("auto (cuda, then mps, then cpu), cpu, cuda, cuda:1 or mps"))
+    seed: int = field(
+        default=42, metadata=_meta("random seed: same config + same seed = same run on the CPU", 0, 2**31 - 1)
+    )
+    # --- monitoring ---
+    eval_every: int = field(
+        default=50, metadata=_meta("validate every this many steps (0 = at epoch ends only)", 0, 10_000)
+    )
+    save_every: int = field(
+        default=500, metadata=_meta("save a checkpoint every this many steps (0 = at epoch ends only)", 0, 100_000)
+    )
+    prime_texts: tuple[str, ...] = field(
+        default=RECIPE_PRIME_TEXTS, metadata=_meta("texts to continue at each evaluation")
+    )
+    sample_length: int = field(
+        default=10, metadata=_meta("words generated for each prime text at an evaluation", 1, 100)
+    )
+
+    def __post_init__(self) -> None:
+        # Lists from JSON or the CLI become tuples, so the config stays hashable and immutable.
+        object.__setattr__(self, "prime_texts", tuple(self.prime_texts))
+        problems = self.problems()
+        if problems:
+            raise ConfigError("invalid settings: " + "; ".join(problems), problems)
+
+    @property
+    def embedding_dim(self) -> int:
+        """The embedding size actually used (``embedding_size``, or ``rnn_size`` when that is 0)."""
+        return self.embedding_size or self.rnn_size
+
+    def problems(self) -> list[str]:
+        """Every reason this config cannot work, in words a user understands (empty if none)."""
+        out: list[str] = []
+        for name in ("rnn_size", "num_layers", "epochs", "batch_size", "training_seq_len", "sample_length"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                out.append(f"{name} must be a whole number of at least 1, got {value!r}")
+        for name in ("min_word_freq", "embedding_size", "eval_every", "save_every", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                out.append(f"{name} must be a whole number of 0 or more, got {value!r}")
+        for name in (
+            "learning_rate",
+            "grad_clip",
+            "weight_decay",
+            "dropout",
+            "lr_decay",
+            "valid_fraction",
+            "test_fraction",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                out.append(f"{name} must be a finite number, got {value!r}")
+        if out:
+            return out
+        if self.learning_rate <= 0:
+            out.append(f"learning_rate must be greater than 0, got {self.learning_rate}")
+        if self.grad_clip < 0:
+            out.append(f"grad_clip must be 0 (off) or positive, got {self.grad_clip}")
+        if self.weight_decay < 0:
+            out.append(f"weight_decay must be 0 or positive, got {self.weight_decay}")
+        if not 0 <= self.dropout < 1:
+            out.append(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0 < self.lr_decay <= 1:
+            out.append(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if not 0 < self.valid_fraction < 1 or not 0 <= self.test_fraction < 1:
+            out.append("valid_fraction must be in (0, 1) and test_fraction in [0, 1)")
+        elif self.valid_fraction + self.test_fraction >= 0.9:
+            out.append(
+                f"valid_fraction + test_fraction = {self.valid_fraction + self.test_fraction:.2f} leaves too little "
+                "to train on; keep their sum below 0.9"
+            )
+        if self.tie_weights and self.embedding_dim != self.rnn_size:
+            out.append(
+                f"tie_weights needs embedding_size equal to rnn_size (got {self.embedding_dim} and {self.rnn_size}); "
+                "set embedding_size to 0 or to rnn_size, or turn tie_weights off"
+            )
+        if self.tie_weights and self.output_layer == "adaptive":
+            out.append(
+                "tie_weights works with the full softmax only; choose output_layer 'full' or turn tie_weights off"
+            )
+        for name in ("output_layer", "precision", "optimizer", "lr_schedule"):
+            allowed = get_args(_FIELD_TYPES[name])
+            if getattr(self, name) not in allowed:
+                out.append(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+        if not (self.device == "auto" or self.device in ("cpu", "mps", "cuda") or self.device.startswith("cuda:")):
+            out.append(f"device must be auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
+        if not self.prime_texts or not all(isinstance(p, str) and p.strip() for p in self.prime_texts):
+            out.append("prime_texts must be one or more non-empty texts")
+        return out
+
+    @property
+    def split_fractions(self) -> tuple[float, float, float]:
+        train = 1.0 - self.valid_fraction - self.test_fraction
+        return (train, self.valid_fraction, self.test_fraction)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["prime_texts"] = list(self.prime_texts)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        """Build from plain data; unknown keys are an error (they usually mean a typo)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+_FIELD_TYPES = {
+    "output_layer": OutputLayer,
+    "precision": Precision,
+    "optimizer": Optimizer,
+    "lr_schedule": Schedule,
+}
+
+PRESETS: dict[str, Config] = {
+    # The cookbook recipe exactly: 1 x 128 LSTM, 128-d embeddings, full softmax, Adam 0.001,
+    # batch 100 x 50 words, gradient norm clipped at 4.5, 10 epochs.
+    "cookbook": Config(),
+}
+PRESET_HELP: dict[str, str] = {
+    "cookbook": "the original recipe's settings, unchanged",
+}
+
+
+def preset(name: str, **changes: Any) -> Config:
+    """A named preset, optionally with some settings changed."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name].replace(**changes) if changes else PRESETS[name]

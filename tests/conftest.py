@@ -1,0 +1,51 @@
+"""Shared fixtures: a tiny corpus and a small config that train in well under a second."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lstm_core.config import Config
+from lstm_core.data import Dataset, prepare
+
+# One thread: on a 2-core machine that also runs a server or a browser, PyTorch's default of
+# one thread per core makes small steps far slower (threads fighting for the cores).
+torch.set_num_threads(1)
+
+SONNET = """Shall I compare thee to a summer's day?
+Thou art more lovely and more temperate:
+Rough winds do shake the darling buds of May,
+And summer's lease hath all too short a date;
+Sometime too hot the eye of heaven shines,
+And often is his gold complexion dimm'd;
+And every fair from fair sometime declines,
+By chance or nature's changing course untrimm'd;
+But thy eternal summer shall not fade,
+Nor lose possession of that fair thou ow'st;
+Nor shall death brag thou wander'st in his shade,
+When in eternal lines to time thou grow'st:
+So long as men can breathe or eyes can see,
+So long lives this, and this gives life to thee.
+"""
+
+TINY_TEXT = SONNET * 12  # about 1,400 words over 88 distinct ones
+
+
+@pytest.fixture
+def tiny_dataset() -> Dataset:
+    return prepare(TINY_TEXT, min_word_freq=0, fractions=(0.8, 0.1, 0.1), name="sonnet 18")
+
+
+@pytest.fixture
+def tiny_config() -> Config:
+    return Config(
+        rnn_size=24,
+        batch_size=4,
+        training_seq_len=8,
+        epochs=2,
+        learning_rate=0.01,
+        eval_every=10,
+        save_every=0,
+        sample_length=4,
+        seed=3,
+    )

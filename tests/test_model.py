@@ -1,0 +1,133 @@
+import math
+
+import pytest
+import torch
+
+from lstm_core.config import Config
+from lstm_core.model import LSTMLanguageModel, choose_cutoffs, detach_state
+
+VOCAB = 50
+
+
+def make(output_layer="full", **changes):
+    torch.manual_seed(0)
+    config = Config(rnn_size=16, num_layers=2, output_layer=output_layer, **changes)
+    cutoffs = [10, 30] if output_layer == "adaptive" else None
+    return LSTMLanguageModel(VOCAB, config, cutoffs).eval()
+
+
+@pytest.mark.parametrize("output_layer", ["full", "adaptive"])
+def test_shapes_and_state(output_layer):
+    model = make(output_layer)
+    ids = torch.randint(0, VOCAB, (3, 7))
+    hidden, (h, c) = model(ids)
+    assert hidden.shape == (3, 7, 16)
+    assert h.shape == c.shape == (2, 3, 16)
+    assert model.log_probs(hidden).shape == (3, 7, VOCAB)
+    assert model.token_nll(hidden, ids).shape == (3, 7)
+
+
+@pytest.mark.parametrize("output_layer", ["full", "adaptive"])
+def test_log_probs_are_a_proper_distribution_and_match_the_loss(output_layer):
+    model = make(output_layer)
+    ids = torch.randint(0, VOCAB, (2, 5))
+    targets = torch.randint(0, VOCAB, (2, 5))
+    with torch.no_grad():
+        hidden, _ = model(ids)
+        log_probs = model.log_probs(hidden)
+        nll = model.token_nll(hidden, targets)
+    torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(2, 5))
+    picked = -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(nll, picked, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        assert math.isclose(float(model.loss(hidden, targets)), float(nll.mean()), rel_tol=1e-6)
+
+
+def test_state_carried_across_windows_equals_one_long_pass():
+    model = make()
+    ids = torch.randint(0, VOCAB, (2, 12))
+    with torch.no_grad():
+        whole, _ = model(ids)
+        first, state = model(ids[:, :5])
+        second, _ = model(ids[:, 5:], detach_state(state))
+    torch.testing.assert_close(torch.cat([first, second], dim=1), whole)
+
+
+def test_one_step_at_a_time_equals_a_window():
+    model = make()
+    ids = torch.randint(0, VOCAB, (1, 6))
+    with torch.no_grad():
+        whole, _ = model(ids)
+        state, outputs = None, []
+        for t in range(6):
+            out, state = model(ids[:, t : t + 1], state)
+            outputs.append(out)
+    torch.testing.assert_close(torch.cat(outputs, dim=1), whole)
+
+
+def test_tied_weights_share_one_matrix():
+    model = make(tie_weights=True)
+    assert model.decoder.weight is model.embedding.weight
+    untied = make()
+    assert untied.num_parameters() - model.num_parameters() == VOCAB * 16
+
+
+def test_init_state_is_zero_on_the_parameters_device():
+    h, c = make().init_state(4)
+    assert h.shape == (2, 4, 16) and not h.any() and not c.any()
+    assert h.device == make().device
+
+
+def test_forget_gate_bias_starts_at_one():
+    model = make()
+    total = model.lstm.bias_ih_l0 + model.lstm.bias_hh_l0
+    assert torch.all(total[16:32] == 1.0)
+    assert torch.all(total[:16] == 0.0) and torch.all(total[32:] == 0.0)
+
+
+def test_choose_cutoffs_follow_the_frequency_ranks():
+    # 100 words with Zipf counts: the head holds the words making up 80% of the tokens.
+    counts = [1000 // rank for rank in range(1, 101)]
+    cutoffs = choose_cutoffs(counts)
+    total = sum(counts)
+    assert len(cutoffs) == 2 and 2 <= cutoffs[0] < cutoffs[1] < 99
+    assert sum(counts[: cutoffs[0]]) / total >= 0.8 > sum(counts[: cutoffs[0] - 1]) / total
+    assert sum(counts[: cutoffs[1]]) / total >= 0.95 > sum(counts[: cutoffs[1] - 1]) / total
+
+
+def test_choose_cutoffs_for_tiny_vocabularies_still_builds_a_model():
+    for size in (2, 3, 5):
+        cutoffs = choose_cutoffs([5] * size)
+        LSTMLanguageModel(size, Config(rnn_size=8, output_layer="adaptive"), cutoffs)
+
+
+def test_bad_cutoffs_and_vocabularies_are_refused():
+    with pytest.raises(ValueError, match="cutoffs must increase"):
+        LSTMLanguageModel(20, Config(rnn_size=8, output_layer="adaptive"), [10, 5])
+    with pytest.raises(ValueError, match="at least 2 words"):
+        LSTMLanguageModel(1, Config(rnn_size=8))
+
+
+def test_bf16_autocast_forward_gives_float32_log_probs():
+    model = make("adaptive")
+    ids = torch.randint(0, VOCAB, (2, 4))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        hidden, _ = model(ids)
+        nll = model.token_nll(hidden, ids)
+        log_probs = model.log_probs(hidden)
+    assert nll.dtype == log_probs.dtype == torch.float32
+    torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(2, 4))
+
+
+@pytest.mark.parametrize("output_layer", ["full", "adaptive"])
+def test_step_equals_a_one_word_forward(output_layer):
+    model = make(output_layer)
+    ids = torch.randint(0, VOCAB, (3, 4))
+    with torch.no_grad():
+        whole, (h, c) = model(ids)
+        state = None
+        for t in range(4):
+            hidden, state = model.step(ids[:, t], state)
+            torch.testing.assert_close(hidden, whole[:, t])
+    torch.testing.assert_close(state[0], h)
+    torch.testing.assert_close(state[1], c)
