@@ -67,3 +67,20 @@ def prepare_pair(
         raise ValueError("the validation text has no words in it after cleaning")
     vocab = Vocab.build(train, min_word_freq)
     return Dataset(vocab, _ids(vocab, train), _ids(vocab, valid), _ids(vocab, test), name)
+
+
+def prepare_holdout(
+    train_text: str | Sequence[str],
+    test_text: str | Sequence[str],
+    min_word_freq: int = 5,
+    valid_fraction: float = 0.05,
+    name: str = "text",
+) -> Dataset:
+    """Train and validate on one text, test on another held out whole (e.g. unseen plays).
+
+    The validation block is the last ``valid_fraction`` of the training text, so model selection
+    never looks at the test text, and the vocabulary comes from the training block only.
+    """
+    tokens = tokenize(train_text) if isinstance(train_text, str) else list(train_text)
+    split = split_tokens(tokens, (1.0 - valid_fraction, valid_fraction, 0.0))
+    return prepare_pair(split.train, split.valid, min_word_freq, test_text=test_text, name=name)

@@ -1,0 +1,446 @@
+"""The training loop: truncated BPTT over contiguous streams, validation, checkpoints, events.
+
+The trainer never prints. It reports through one callback that receives :data:`Event` objects
+(a step, an evaluation, prime-text samples, a checkpoint, the end), which the CLI turns into a
+progress bar and the app into live charts. It can be stopped from another thread, resumes a run
+exactly from a checkpoint, and is deterministic on the CPU for a given config and seed.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from lstm_core.batching import batchify, num_windows, windows
+from lstm_core.checkpoint import Checkpoint, save_checkpoint
+from lstm_core.config import Config, ConfigError
+from lstm_core.data import Dataset
+from lstm_core.model import LSTMLanguageModel, State, choose_cutoffs, detach_state
+from lstm_core.runtime import autocast, resolve_device, resolve_precision, set_seed
+
+EVAL_BATCH_SIZE = 16
+# Settings that may change when a run is resumed; everything else must match the checkpoint.
+RESUMABLE_CHANGES = frozenset(
+    {"epochs", "eval_every", "save_every", "prime_texts", "sample_length", "device", "precision"}
+)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite. Checkpoints already on disk are left as they were."""
+
+
+# ---- events --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    epoch: int
+    step: int
+    total_steps: int
+    loss: float
+    learning_rate: float
+    tokens_per_s: float
+    elapsed_s: float
+    eta_s: float
+    kind: Literal["step"] = "step"
+
+
+@dataclass(frozen=True)
+class EvalEvent:
+    epoch: int
+    step: int
+    val_loss: float
+    perplexity: float
+    best: bool
+    kind: Literal["eval"] = "eval"
+
+
+@dataclass(frozen=True)
+class SampleEvent:
+    step: int
+    samples: dict[str, str]
+    kind: Literal["sample"] = "sample"
+
+
+@dataclass(frozen=True)
+class CheckpointEvent:
+    step: int
+    path: str
+    best: bool
+    kind: Literal["checkpoint"] = "checkpoint"
+
+
+EndReason = Literal["finished", "stopped", "time_limit"]
+
+
+@dataclass(frozen=True)
+class EndEvent:
+    step: int
+    reason: EndReason
+    elapsed_s: float
+    val_loss: float | None
+    perplexity: float | None
+    kind: Literal["end"] = "end"
+
+
+Event = StepEvent | EvalEvent | SampleEvent | CheckpointEvent | EndEvent
+Callback = Callable[[Event], None]
+
+
+@dataclass
+class TrainResult:
+    reason: EndReason
+    steps: int
+    elapsed_s: float
+    val_loss: float | None
+    perplexity: float | None
+    best_val_loss: float | None
+    checkpoint: Checkpoint = field(repr=False)
+
+
+# ---- helpers -------------------------------------------------------------------------------
+
+
+def learning_rate_at(config: Config, step: int, steps_per_epoch: int, total_steps: int) -> float:
+    """The learning rate for (0-based) ``step``: a pure function, so resuming needs no scheduler state."""
+    if config.lr_schedule == "exponential":
+        return config.learning_rate * config.lr_decay ** (step // max(1, steps_per_epoch))
+    if config.lr_schedule == "cosine":
+        progress = min(1.0, step / max(1, total_steps))
+        return config.learning_rate * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+    return config.learning_rate
+
+
+@torch.no_grad()
+def evaluate(
+    model: LSTMLanguageModel,
+    ids: Tensor,
+    seq_len: int,
+    batch_size: int = EVAL_BATCH_SIZE,
+    dtype: torch.dtype | None = None,
+) -> tuple[float, int]:
+    """Mean per-token loss (natural log) of ``model`` on the id stream, and the tokens scored.
+
+    The stream is cut into at most ``batch_size`` contiguous rows (fewer for short texts, so
+    that rows stay long and the state carried through them stays useful).
+    """
+    if ids.numel() < 2:
+        raise ValueError(f"evaluation needs at least 2 words, got {ids.numel()}")
+    rows = max(1, min(batch_size, ids.numel() // (seq_len + 1)))
+    streams = ids[: ids.numel() // rows * rows].view(rows, -1).to(model.device)
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    state: State | None = None
+    try:
+        for inputs, targets in windows(streams, seq_len):
+            with autocast(model.device, dtype):
+                hidden, state = model(inputs, state)
+                total += float(model.token_nll(hidden, targets).sum())
+            count += targets.numel()
+    finally:
+        model.train(was_training)
+    return total / count, count
+
+
+def _optimizer(config: Config, model: LSTMLanguageModel) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+
+
+def _perplexity(loss: float) -> float:
+    return math.exp(loss) if loss < 700 else math.inf
+
+
+# ---- the trainer ---------------------------------------------------------------------------
+
+
+class Trainer:
+    """Trains one model on one dataset; :meth:`fit` runs until done, stopped or out of time.
+
+    ``out_dir`` (optional) receives ``last.pt`` (everything needed to resume) and ``best.pt``
+    (the weights with the lowest validation loss so far). Without it nothing is written and
+    :meth:`checkpoint` gives the run as an in-memory :class:`Checkpoint`.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        dataset: Dataset,
+        *,
+        out_dir: Path | str | None = None,
+        callback: Callback | None = None,
+        time_limit_s: float | None = None,
+        resume: Checkpoint | None = None,
+    ) -> None:
+        if resume is not None:
+            config = self._resumed_config(resume.config, config)
+            if dataset.vocab != resume.vocab:
+                raise ConfigError(
+                    "this text gives a different vocabulary from the checkpoint's: resume with the same "
+                    "corpus and min_word_freq the run started with"
+                )
+        self.config = config
+        self.dataset = dataset
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.callback = callback or (lambda event: None)
+        self.time_limit_s = time_limit_s
+        self.device = resolve_device(config.device)
+        self.dtype = resolve_precision(config.precision, self.device)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+        self.train_streams = batchify(dataset.train, config.batch_size, config.training_seq_len, "the training text")
+        if dataset.valid.numel() < 2:
+            raise ValueError("the validation text needs at least 2 words; use a larger text or valid_fraction")
+        self.steps_per_epoch = num_windows(self.train_streams, config.training_seq_len)
+        self.total_steps = self.steps_per_epoch * config.epochs
+
+        set_seed(config.seed)
+        cutoffs = resume.cutoffs if resume is not None else choose_cutoffs(dataset.vocab.counts)
+        self.model = LSTMLanguageModel(len(dataset.vocab), config, cutoffs).to(self.device)
+        self.optimizer = _optimizer(config, self.model)
+        self.step = 0
+        self.epoch = 0
+        self.window = 0  # index of the next window within the epoch
+        self.elapsed_s = 0.0
+        self.best_val_loss: float | None = None
+        self.last_val_loss: float | None = None
+        self.history: dict[str, list[dict[str, Any]]] = {"steps": [], "evals": [], "samples": []}
+        self._carry: State | None = None
+        if resume is not None:
+            self._restore(resume)
+
+    # ---- public API ----
+
+    def request_stop(self) -> None:
+        """Ask the run to end after the current step (safe to call from any thread)."""
+        self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.total_steps
+
+    def snapshot(self) -> LSTMLanguageModel:
+        """A CPU copy of the model as it is now, in eval mode; safe while :meth:`fit` runs."""
+        with self._lock:
+            model = copy.deepcopy(self.model)
+        return model.cpu().eval()
+
+    def checkpoint(self, training_state: bool = True) -> Checkpoint:
+        """The run as a :class:`Checkpoint` (with optimizer and carried state unless told not to)."""
+        with self._lock:
+            checkpoint = Checkpoint(
+                config=self.config,
+                vocab=self.dataset.vocab,
+                weights={k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+                cutoffs=list(self.model.cutoffs),
+                optimizer=copy.deepcopy(self.optimizer.state_dict()) if training_state else None,
+                progress={
+                    "step": self.step,
+                    "epoch": self.epoch,
+                    "window": self.window,
+                    "total_steps": self.total_steps,
+                    "elapsed_s": self.elapsed_s,
+                    "best_val_loss": self.best_val_loss,
+                    "last_val_loss": self.last_val_loss,
+                },
+                history=copy.deepcopy(self.history),
+                carry=None if self._carry is None or not training_state else tuple(t.cpu() for t in self._carry),
+                rng_state=torch.get_rng_state() if training_state else None,
+                dataset={
+                    "name": self.dataset.name,
+                    "train_tokens": self.dataset.train.numel(),
+                    "valid_tokens": self.dataset.valid.numel(),
+                },
+            )
+        return checkpoint
+
+    def fit(self) -> TrainResult:
+        """Train until all epochs are done, a stop is requested, or the time limit passes."""
+        config = self.config
+        seq_len = config.training_seq_len
+        session_start = time.perf_counter()
+        session_steps = 0
+        session_tokens = 0
+        base_elapsed = self.elapsed_s
+        reason: EndReason = "finished"
+        self.model.train()
+        while self.epoch < config.epochs and reason == "finished":
+            state = self._carry if self.window > 0 else None
+            for inputs, targets in windows(self.train_streams, seq_len, start=self.window):
+                inputs, targets = inputs.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
+                learning_rate = learning_rate_at(config, self.step, self.steps_per_epoch, self.total_steps)
+                loss, state = self._train_step(inputs, targets, state, learning_rate)
+                self.step += 1
+                self.window += 1
+                self._carry = state
+                session_steps += 1
+                session_tokens += targets.numel()
+                now = time.perf_counter() - session_start
+                self.elapsed_s = base_elapsed + now
+                self.history["steps"].append(
+                    {
+                        "step": self.step,
+                        "epoch": self.epoch,
+                        "loss": loss,
+                        "lr": learning_rate,
+                        "elapsed_s": self.elapsed_s,
+                    }
+                )
+                self.callback(
+                    StepEvent(
+                        epoch=self.epoch,
+                        step=self.step,
+                        total_steps=self.total_steps,
+                        loss=loss,
+                        learning_rate=learning_rate,
+                        tokens_per_s=session_tokens / now if now > 0 else 0.0,
+                        elapsed_s=self.elapsed_s,
+                        eta_s=(self.total_steps - self.step) * now / session_steps,
+                    )
+                )
+                end_of_epoch = self.window >= self.steps_per_epoch
+                if end_of_epoch:
+                    self.epoch += 1
+                    self.window = 0
+                    self._carry = None
+                if end_of_epoch or (config.eval_every and self.step % config.eval_every == 0):
+                    self._evaluate_and_sample()
+                if self.out_dir is not None and (
+                    end_of_epoch or (config.save_every and self.step % config.save_every == 0)
+                ):
+                    self._save_last()
+                if self._stop.is_set():
+                    reason = "stopped"
+                elif self.time_limit_s is not None and now >= self.time_limit_s:
+                    reason = "time_limit"
+                if reason != "finished" or end_of_epoch:
+                    break
+        evals = self.history["evals"]
+        if reason != "finished" and self.step > 0 and (not evals or evals[-1]["step"] != self.step):
+            self._evaluate_and_sample()  # an interrupted run still reports where it stands
+        if self.out_dir is not None:
+            self._save_last()
+        self.elapsed_s = base_elapsed + time.perf_counter() - session_start
+        perplexity = _perplexity(self.last_val_loss) if self.last_val_loss is not None else None
+        self.callback(EndEvent(self.step, reason, self.elapsed_s, self.last_val_loss, perplexity))
+        return TrainResult(
+            reason, self.step, self.elapsed_s, self.last_val_loss, perplexity, self.best_val_loss, self.checkpoint()
+        )
+
+    # ---- internals ----
+
+    def _train_step(
+        self, inputs: Tensor, targets: Tensor, state: State | None, learning_rate: float
+    ) -> tuple[float, State]:
+        with autocast(self.device, self.dtype):
+            hidden, new_state = self.model(inputs, state)
+            loss = self.model.loss(hidden, targets)
+        loss_value = loss.detach().item()
+        if not math.isfinite(loss_value):
+            self._diverged(f"the loss became {loss_value}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip > 0:
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            if not torch.isfinite(norm):
+                self._diverged(f"the gradient norm became {float(norm)}")
+        with self._lock:
+            for group in self.optimizer.param_groups:
+                group["lr"] = learning_rate
+            self.optimizer.step()
+        return loss_value, detach_state(new_state)
+
+    def _diverged(self, what: str) -> None:
+        saved = f" The last checkpoint in {self.out_dir} was left as it was." if self.out_dir is not None else ""
+        raise TrainingDiverged(
+            f"{what} at step {self.step + 1}, so training stopped. Try a lower learning rate "
+            f"(now {self.config.learning_rate:g}) or a smaller grad_clip.{saved}"
+        )
+
+    def _evaluate_and_sample(self) -> None:
+        config = self.config
+        val_loss, _ = evaluate(self.model, self.dataset.valid, config.training_seq_len, dtype=self.dtype)
+        best = self.best_val_loss is None or val_loss < self.best_val_loss
+        self.last_val_loss = val_loss
+        if best:
+            self.best_val_loss = val_loss
+        record = {"step": self.step, "epoch": self.epoch, "val_loss": val_loss, "perplexity": _perplexity(val_loss)}
+        self.history["evals"].append(record)
+        self.callback(EvalEvent(self.epoch, self.step, val_loss, _perplexity(val_loss), best))
+        if best and self.out_dir is not None:
+            path = save_checkpoint(self.checkpoint(training_state=False), self.out_dir / "best.pt")
+            self.callback(CheckpointEvent(self.step, str(path), best=True))
+        samples = self._samples()
+        self.history["samples"].append({"step": self.step, "samples": samples})
+        self.callback(SampleEvent(self.step, samples))
+
+    def _samples(self) -> dict[str, str]:
+        from lstm_core.sampling import SamplingOptions, generate
+
+        samples = {}
+        for prime in self.config.prime_texts:
+            try:
+                result = generate(self.model, self.dataset.vocab, prime, self.config.sample_length, SamplingOptions())
+                samples[prime] = result.text
+            except ValueError as error:  # e.g. a prime with no words after cleaning
+                samples[prime] = f"({error})"
+        return samples
+
+    def _save_last(self) -> None:
+        path = save_checkpoint(self.checkpoint(), self.out_dir / "last.pt")  # type: ignore[operator]
+        self.callback(CheckpointEvent(self.step, str(path), best=False))
+
+    @staticmethod
+    def _resumed_config(saved: Config, requested: Config | None) -> Config:
+        if requested is None or requested == saved:
+            return saved
+        changed = {
+            name: value
+            for name, value in requested.to_dict().items()
+            if value != saved.to_dict()[name] and name in RESUMABLE_CHANGES
+        }
+        refused = sorted(
+            name
+            for name, value in requested.to_dict().items()
+            if value != saved.to_dict()[name] and name not in RESUMABLE_CHANGES
+        )
+        if refused:
+            allowed = ", ".join(sorted(RESUMABLE_CHANGES))
+            raise ConfigError(f"cannot change {', '.join(refused)} when resuming; only {allowed} may change")
+        return saved.replace(**changed)
+
+    def _restore(self, checkpoint: Checkpoint) -> None:
+        self.model.load_state_dict(checkpoint.weights)
+        if checkpoint.optimizer is None:
+            raise ConfigError("this checkpoint holds no optimizer state (a model-only export), so it cannot be resumed")
+        self.optimizer.load_state_dict(checkpoint.optimizer)
+        progress = checkpoint.progress
+        self.step = int(progress.get("step", 0))
+        self.epoch = int(progress.get("epoch", 0))
+        self.window = int(progress.get("window", 0))
+        self.elapsed_s = float(progress.get("elapsed_s", 0.0))
+        self.best_val_loss = progress.get("best_val_loss")
+        self.last_val_loss = progress.get("last_val_loss")
+        self.history = {key: list(checkpoint.history.get(key, [])) for key in ("steps", "evals", "samples")}
+        if checkpoint.carry is not None and self.window > 0:
+            self._carry = (checkpoint.carry[0].to(self.device), checkpoint.carry[1].to(self.device))
+        if checkpoint.rng_state is not None:
+            torch.set_rng_state(checkpoint.rng_state)

@@ -1,0 +1,113 @@
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from lstm_core.checkpoint import load_checkpoint
+from lstm_core.cli import main
+from tests.conftest import TINY_TEXT
+
+SMALL = ["--rnn-size", "16", "--batch-size", "4", "--training-seq-len", "8", "--epochs", "2", "--learning-rate", "0.01"]
+SMALL += ["--eval-every", "0", "--min-word-freq", "0", "--sample-length", "3", "--threads", "1"]
+
+
+@pytest.fixture
+def texts(tmp_path):
+    train, valid = tmp_path / "train.txt", tmp_path / "valid.txt"
+    train.write_text(TINY_TEXT)
+    valid.write_text(TINY_TEXT[:600])
+    return train, valid
+
+
+def train(tmp_path, texts, *extra):
+    train_file, valid_file = texts
+    out = tmp_path / "run"
+    args = ["train", "--preset", "cookbook", "--train-file", str(train_file), "--valid-file", str(valid_file)]
+    return main([*args, "--out", str(out), *SMALL, "--json", *extra]), out
+
+
+def test_train_evaluate_generate_end_to_end(tmp_path, texts, capsys):
+    code, out = train(tmp_path, texts)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    summary = json.loads(captured.out)
+    assert summary["reason"] == "finished" and summary["steps"] > 0
+    assert "validation loss" in captured.err and "step" in captured.err
+    checkpoint = load_checkpoint(out / "last.pt")
+    assert checkpoint.config.rnn_size == 16 and checkpoint.config.epochs == 2
+    assert (out / "best.pt").exists()
+
+    assert main(["evaluate", "--checkpoint", str(out / "last.pt"), "--text-file", str(texts[1]), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["perplexity"] == pytest.approx(math.exp(result["loss"]))
+    assert result["loss"] == pytest.approx(summary["val_loss"], rel=1e-4)  # the same held-out text
+    assert result["unknown_share"] == 0
+
+    args = ["generate", "--checkpoint", str(out / "last.pt"), "--prime", "thou art more", "--prime", "zounds thou"]
+    assert main([*args, "-n", "5", "--json"]) == 0
+    generations = json.loads(capsys.readouterr().out)
+    assert generations[0]["text"].startswith("thou art more") and len(generations[0]["continuation"]) == 5
+    assert generations[1]["unknown_words"] == ["zounds"]
+    assert main([*args, "-n", "5"]) == 0
+    assert "[not in the vocabulary: zounds]" in capsys.readouterr().out
+
+
+def test_resume_continues_the_run(tmp_path, texts, capsys):
+    code, out = train(tmp_path, texts, "--epochs", "1")
+    assert code == 0
+    first = load_checkpoint(out / "last.pt")
+    files = ["--train-file", str(texts[0]), "--valid-file", str(texts[1])]
+    code = main(["train", "--resume", str(out / "last.pt"), *files, "--epochs", "2", "--threads", "1", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    second = load_checkpoint(out / "last.pt")
+    assert second.step == 2 * first.step and second.config.epochs == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--corpus", "file", "--text-file", "missing.txt"], "no such file: missing.txt"),
+        (["train", "--train-file", "a.txt"], "--train-file and --valid-file go together"),
+        (["train", "--plays", "hamlet", "--dropout", "1.5"], "dropout must be in [0, 1)"),
+        (["train", "--plays", "hamlet,macbeth", "--holdout-plays", "hamlet,macbeth"], "every chosen play is held out"),
+        (["train", "--plays", "hamlett"], "unknown play(s): hamlett"),
+        (["train", "--plays", "macbeth", "--batch-size", "512", "--training-seq-len", "400"], "205,312 words"),
+        (["evaluate", "--checkpoint", "nope.pt", "--plays", "hamlet"], "cannot load checkpoint nope.pt"),
+        (["generate", "--checkpoint", "nope.pt"], "the file does not exist"),
+    ],
+)
+def test_bad_input_exits_2_with_one_clear_line(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("error: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_unknown_flag_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["train", "--rnn-sise", "3"])
+    assert caught.value.code == 2
+    assert "unrecognized arguments: --rnn-sise" in capsys.readouterr().err
+
+
+def test_generate_rejects_bad_sampling_options(tmp_path, texts, capsys):
+    code, out = train(tmp_path, texts, "--epochs", "1")
+    assert code == 0
+    capsys.readouterr()
+    assert main(["generate", "--checkpoint", str(out / "last.pt"), "--method", "sample", "--temperature", "0"]) == 2
+    assert "temperature" in capsys.readouterr().err
+
+
+def test_plays_lists_the_bundled_plays(capsys):
+    assert main(["plays"]) == 0
+    names = capsys.readouterr().out.split()
+    assert "hamlet" in names and len(names) == 38
+
+
+def test_module_entry_point_runs():
+    result = subprocess.run([sys.executable, "-m", "lstm_core", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    assert "train" in result.stdout and "generate" in result.stdout

@@ -1,0 +1,231 @@
+import math
+import threading
+
+import pytest
+import torch
+
+from lstm_core.checkpoint import load_checkpoint
+from lstm_core.config import ConfigError
+from lstm_core.data import prepare
+from lstm_core.trainer import (
+    CheckpointEvent,
+    EndEvent,
+    EvalEvent,
+    SampleEvent,
+    StepEvent,
+    Trainer,
+    TrainingDiverged,
+    evaluate,
+    learning_rate_at,
+)
+
+
+def losses(events):
+    return [e.loss for e in events if isinstance(e, StepEvent)]
+
+
+def run(config, dataset, **kwargs):
+    events = []
+    trainer = Trainer(config, dataset, callback=events.append, **kwargs)
+    return trainer, trainer.fit(), events
+
+
+def test_the_model_learns_a_tiny_corpus_far_below_the_uniform_baseline(tiny_config, tiny_dataset):
+    config = tiny_config.replace(epochs=8, eval_every=0)
+    _, result, events = run(config, tiny_dataset)
+    uniform = math.log(len(tiny_dataset.vocab))
+    assert result.reason == "finished"
+    assert losses(events)[0] > 0.9 * uniform
+    assert losses(events)[-1] < 0.25 * uniform
+    # The sonnet repeats, so the held-out block is predictable too.
+    assert result.val_loss < 0.25 * uniform
+    assert result.perplexity == pytest.approx(math.exp(result.val_loss))
+
+
+def test_same_config_and_seed_give_the_same_losses(tiny_config, tiny_dataset):
+    first = losses(run(tiny_config, tiny_dataset)[2])
+    second = losses(run(tiny_config, tiny_dataset)[2])
+    assert first == second
+    other_seed = losses(run(tiny_config.replace(seed=4), tiny_dataset)[2])
+    assert other_seed != first
+
+
+def test_dropout_runs_are_deterministic_too(tiny_config, tiny_dataset):
+    config = tiny_config.replace(dropout=0.3, num_layers=2, epochs=1)
+    assert losses(run(config, tiny_dataset)[2]) == losses(run(config, tiny_dataset)[2])
+
+
+@pytest.mark.parametrize("stop_at", [5, 34, 40])  # mid-epoch, at the epoch end, early in epoch 2
+def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tiny_config, tiny_dataset, tmp_path, stop_at):
+    config = tiny_config.replace(dropout=0.2, num_layers=2)  # dropout: the RNG state must resume too
+    _, full_result, full_events = run(config, tiny_dataset)
+
+    events = []
+    trainer = Trainer(config, tiny_dataset, out_dir=tmp_path, callback=events.append)
+
+    def stop(event):
+        events.append(event)
+        if isinstance(event, StepEvent) and event.step == stop_at:
+            trainer.request_stop()
+
+    trainer.callback = stop
+    assert trainer.fit().reason == "stopped"
+    checkpoint = load_checkpoint(tmp_path / "last.pt")
+    assert checkpoint.step == stop_at
+
+    resumed_events = []
+    resumed = Trainer(config, tiny_dataset, callback=resumed_events.append, resume=checkpoint)
+    result = resumed.fit()
+    assert result.reason == "finished"
+    assert losses(resumed_events) == losses(full_events)[stop_at:]
+    assert losses(events) == losses(full_events)[:stop_at]
+    # The history continues: the whole run's step losses, in order, once each.
+    assert [s["loss"] for s in result.checkpoint.history["steps"]] == losses(full_events)
+    assert result.steps == full_result.steps
+    for name, tensor in full_result.checkpoint.weights.items():
+        torch.testing.assert_close(result.checkpoint.weights[name], tensor, rtol=0, atol=0)
+
+
+def test_resume_may_extend_the_epochs_but_not_change_the_model(tiny_config, tiny_dataset):
+    _, result, _ = run(tiny_config.replace(epochs=1, eval_every=0), tiny_dataset)
+    longer = Trainer(tiny_config.replace(epochs=2, eval_every=0), tiny_dataset, resume=result.checkpoint)
+    assert longer.step == result.steps and longer.total_steps == 2 * result.steps
+    assert longer.fit().steps == 2 * result.steps
+    with pytest.raises(ConfigError, match="cannot change rnn_size when resuming"):
+        Trainer(tiny_config.replace(epochs=1, eval_every=0, rnn_size=32), tiny_dataset, resume=result.checkpoint)
+
+
+def test_resume_on_a_different_text_is_refused(tiny_config, tiny_dataset):
+    _, result, _ = run(tiny_config.replace(epochs=1), tiny_dataset)
+    other = prepare("to be or not to be that is the question " * 60, 0, (0.8, 0.1, 0.1))
+    with pytest.raises(ConfigError, match="different vocabulary"):
+        Trainer(tiny_config.replace(epochs=1), other, resume=result.checkpoint)
+
+
+def test_a_model_only_checkpoint_cannot_be_resumed(tiny_config, tiny_dataset):
+    trainer, _, _ = run(tiny_config.replace(epochs=1), tiny_dataset)
+    with pytest.raises(ConfigError, match="no optimizer state"):
+        Trainer(tiny_config.replace(epochs=1), tiny_dataset, resume=trainer.checkpoint(training_state=False))
+
+
+def test_stop_from_another_thread_ends_cleanly_with_a_valid_checkpoint(tiny_config, tiny_dataset, tmp_path):
+    config = tiny_config.replace(epochs=1000, eval_every=0)
+    started = threading.Event()
+    trainer = Trainer(config, tiny_dataset, out_dir=tmp_path, callback=lambda e: started.set())
+    results = []
+    thread = threading.Thread(target=lambda: results.append(trainer.fit()))
+    thread.start()
+    assert started.wait(30)
+    trainer.request_stop()
+    thread.join(30)
+    assert not thread.is_alive()
+    (result,) = results
+    assert result.reason == "stopped" and 0 < result.steps < trainer.total_steps
+    checkpoint = load_checkpoint(tmp_path / "last.pt")
+    assert checkpoint.step == result.steps
+    # A stopped run still reports where it stands.
+    assert checkpoint.history["evals"][-1]["step"] == result.steps
+    assert (tmp_path / "best.pt").exists()
+
+
+def test_time_limit_stops_cleanly(tiny_config, tiny_dataset):
+    _, result, events = run(tiny_config, tiny_dataset, time_limit_s=0.0)
+    assert result.reason == "time_limit" and result.steps == 1
+    assert isinstance(events[-1], EndEvent) and events[-1].reason == "time_limit"
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tiny_config, tiny_dataset, tmp_path):
+    config = tiny_config.replace(save_every=2, eval_every=2)
+    trainer = Trainer(config, tiny_dataset, out_dir=tmp_path)
+    real_loss = trainer.model.loss
+
+    def loss(hidden, targets):
+        value = real_loss(hidden, targets)
+        return value * float("nan") if trainer.step == 6 else value
+
+    trainer.model.loss = loss
+    with pytest.raises(TrainingDiverged) as caught:
+        trainer.fit()
+    message = str(caught.value)
+    assert "the loss became nan at step 7" in message
+    assert "lower learning rate" in message and str(tmp_path) in message
+    checkpoint = load_checkpoint(tmp_path / "last.pt")
+    assert checkpoint.step == 6
+    assert all(torch.isfinite(t).all() for t in checkpoint.weights.values())
+
+
+def test_events_report_steps_evaluations_samples_and_checkpoints(tiny_config, tiny_dataset, tmp_path):
+    config = tiny_config.replace(save_every=20)
+    trainer, result, events = run(config, tiny_dataset, out_dir=tmp_path)
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert [e.step for e in steps] == list(range(1, trainer.total_steps + 1))
+    assert all(e.tokens_per_s > 0 and e.eta_s >= 0 and e.total_steps == trainer.total_steps for e in steps)
+    assert steps[-1].eta_s == 0
+    evals = [e for e in events if isinstance(e, EvalEvent)]
+    per_epoch = trainer.steps_per_epoch
+    expected = sorted({*range(10, trainer.total_steps + 1, 10), per_epoch, 2 * per_epoch})
+    assert [e.step for e in evals] == expected
+    assert evals[0].best and all(e.perplexity == pytest.approx(math.exp(e.val_loss)) for e in evals)
+    samples = [e for e in events if isinstance(e, SampleEvent)]
+    assert len(samples) == len(evals)
+    for event in samples:
+        assert list(event.samples) == list(config.prime_texts)
+        for prime, text in event.samples.items():
+            assert text.startswith(prime) and len(text.split()) == len(prime.split()) + config.sample_length
+    saved = [e for e in events if isinstance(e, CheckpointEvent)]
+    assert {e.path for e in saved} == {str(tmp_path / "last.pt"), str(tmp_path / "best.pt")}
+    assert isinstance(events[-1], EndEvent) and events[-1].reason == "finished"
+    assert result.best_val_loss == min(e.val_loss for e in evals)
+    assert load_checkpoint(tmp_path / "best.pt").progress["last_val_loss"] == result.best_val_loss
+
+
+def test_evaluate_is_the_mean_loss_per_token(tiny_config, tiny_dataset):
+    trainer = Trainer(tiny_config, tiny_dataset)
+    ids = tiny_dataset.valid
+    loss, count = evaluate(trainer.model, ids, seq_len=1000, batch_size=1)
+    assert count == ids.numel() - 1
+    with torch.no_grad():
+        hidden, _ = trainer.model.eval()(ids[:-1].unsqueeze(0))
+        expected = trainer.model.token_nll(hidden, ids[1:].unsqueeze(0)).mean()
+    assert loss == pytest.approx(float(expected), rel=1e-5)
+    assert trainer.model.training is False  # left as it was
+    with pytest.raises(ValueError, match="at least 2 words"):
+        evaluate(trainer.model, ids[:1], seq_len=8)
+
+
+def test_a_text_too_short_for_the_batch_says_what_the_minimum_is(tiny_config, tiny_dataset):
+    with pytest.raises(ValueError, match=r"at least batch_size x \(seq_len \+ 1\) = 25,500 words"):
+        Trainer(tiny_config.replace(batch_size=500, training_seq_len=50), tiny_dataset)
+
+
+def test_snapshot_is_a_copy_that_training_does_not_change(tiny_config, tiny_dataset):
+    trainer = Trainer(tiny_config.replace(epochs=1), tiny_dataset)
+    snapshot = trainer.snapshot()
+    before = {k: v.clone() for k, v in snapshot.state_dict().items()}
+    trainer.fit()
+    assert not snapshot.training
+    for name, tensor in snapshot.state_dict().items():
+        assert torch.equal(tensor, before[name])
+    assert not torch.equal(trainer.model.embedding.weight.detach(), before["embedding.weight"])
+
+
+def test_learning_rate_schedules(tiny_config):
+    constant = tiny_config
+    assert learning_rate_at(constant, 57, 10, 100) == constant.learning_rate
+    exponential = tiny_config.replace(lr_schedule="exponential", lr_decay=0.5)
+    assert learning_rate_at(exponential, 9, 10, 100) == pytest.approx(0.01)
+    assert learning_rate_at(exponential, 25, 10, 100) == pytest.approx(0.0025)
+    cosine = tiny_config.replace(lr_schedule="cosine")
+    assert learning_rate_at(cosine, 0, 10, 100) == pytest.approx(0.01)
+    assert learning_rate_at(cosine, 50, 10, 100) == pytest.approx(0.0055)
+    assert learning_rate_at(cosine, 100, 10, 100) == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize(
+    "changes", [{"output_layer": "adaptive"}, {"precision": "bf16"}, {"optimizer": "sgd", "learning_rate": 10.0}]
+)
+def test_other_output_layers_precisions_and_optimizers_learn(tiny_config, tiny_dataset, changes):
+    config = tiny_config.replace(epochs=4, eval_every=0, **changes)
+    _, result, events = run(config, tiny_dataset)
+    assert losses(events)[-1] < 0.6 * losses(events)[0]
+    assert math.isfinite(result.val_loss)
