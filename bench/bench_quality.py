@@ -55,7 +55,7 @@ def parse_value(text: str) -> object:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=tuple(PRESETS), default="default" if "default" in PRESETS else "cookbook")
+    parser.add_argument("--preset", choices=tuple(PRESETS), default="default")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     parser.add_argument("--minutes", type=float, default=10.0, help="training time budget")
     parser.add_argument("--holdout", default=",".join(DEFAULT_HELDOUT_PLAYS), help="comma-separated test plays")

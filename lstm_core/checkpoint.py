@@ -62,19 +62,15 @@ class Checkpoint:
             raise CheckpointError(f"the weights do not fit the model its config describes ({detail})") from None
         return model.to(device).eval()
 
-    def without_training_state(self) -> Checkpoint:
-        """A smaller copy for sharing and sampling: no optimizer state, no carried LSTM state."""
+    def without_training_state(self, half: bool = False) -> Checkpoint:
+        """A smaller copy for sharing and sampling: no optimizer state, no carried LSTM state.
+
+        ``half`` stores the weights in float16, halving the file again; :meth:`build_model` loads
+        them back into a float32 model (the rounding changes perplexity in the fourth digit).
+        """
+        weights = {k: v.half() if half and v.is_floating_point() else v for k, v in self.weights.items()}
         return Checkpoint(
-            self.config,
-            self.vocab,
-            self.weights,
-            self.cutoffs,
-            None,
-            self.progress,
-            self.history,
-            None,
-            None,
-            self.dataset,
+            self.config, self.vocab, weights, self.cutoffs, None, self.progress, self.history, None, None, self.dataset
         )
 
     def to_plain(self) -> dict[str, Any]:

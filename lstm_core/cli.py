@@ -1,4 +1,4 @@
-"""Command line: ``python -m lstm_core train | evaluate | generate | plays``.
+"""Command line: ``python -m lstm_core train | evaluate | generate | export | plays``.
 
 Every :class:`~lstm_core.config.Config` field is a ``train`` flag (``--rnn-size 256``), built
 from the dataclass so the CLI can never drift from the config. Bad input ends with one line on
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from lstm_core.checkpoint import CheckpointError, load_checkpoint
+from lstm_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from lstm_core.config import PRESET_HELP, PRESETS, Config, ConfigError
 from lstm_core.corpus import DEFAULT_GUTENBERG_URL, CorpusError, bundled_plays, list_plays, load_corpus, text_from_file
 
@@ -321,6 +321,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    checkpoint = load_checkpoint(args.checkpoint)
+    out = Path(args.out)
+    if out.resolve() == Path(args.checkpoint).resolve():
+        raise UsageError("--out must differ from --checkpoint (the export never overwrites its source)")
+    save_checkpoint(checkpoint.without_training_state(half=args.half), out)
+    print(f"wrote {out}: {out.stat().st_size / 1e6:.1f} MB, model only{' (float16 weights)' if args.half else ''}")
+    return 0
+
+
 def cmd_plays(args: argparse.Namespace) -> int:
     for name in list_plays():
         print(name)
@@ -356,9 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--cache-dir", metavar="DIR", help="download cache (default: ~/.cache/lstm-playhouse)")
     run = train.add_argument_group("the run")
     presets = ", ".join(f"{name} ({text})" for name, text in PRESET_HELP.items())
-    run.add_argument(
-        "--preset", choices=tuple(PRESETS), default="default" if "default" in PRESETS else "cookbook", help=presets
-    )
+    run.add_argument("--preset", choices=tuple(PRESETS), default="default", help=presets)
     run.add_argument("--out", metavar="DIR", help="checkpoint folder (default: runs/run-<time>, or the resumed run's)")
     run.add_argument("--resume", metavar="CHECKPOINT", help="continue the run saved in this checkpoint (its last.pt)")
     run.add_argument("--max-minutes", type=float, metavar="M", help="stop cleanly (and save) after this many minutes")
@@ -396,6 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--threads", type=int, metavar="N")
     generate.add_argument("--json", action="store_true", help="machine-readable output")
     generate.set_defaults(func=cmd_generate)
+
+    export = commands.add_parser("export", help="write a small model-only copy of a checkpoint, for sharing")
+    export.add_argument("--checkpoint", required=True, metavar="PATH")
+    export.add_argument("--out", required=True, metavar="PATH")
+    export.add_argument("--half", action="store_true", help="store the weights in float16 (half the size)")
+    export.set_defaults(func=cmd_export)
 
     plays = commands.add_parser("plays", help="list the bundled plays")
     plays.set_defaults(func=cmd_plays)

@@ -6,6 +6,7 @@ Shapes: ``B`` batch (streams), ``T`` time steps (words), ``E`` embedding size, `
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -40,6 +41,73 @@ def choose_cutoffs(counts: Sequence[int], shares: Sequence[float] = (0.8, 0.95))
     return [c for c in cutoffs if c < vocab_size - 1] or [max(1, vocab_size // 2)]
 
 
+class AdaptiveSoftmax(nn.Module):
+    """A two-level softmax over frequency clusters (Grave et al., 2017) that can share the embeddings.
+
+    The vocabulary (ids in frequency order) is cut at ``cutoffs`` into a head ``[0, c0)`` and tail
+    clusters ``[c_i, c_i+1)``. The head softmax ranges over the head words plus one token per tail
+    cluster; a tail word's probability is its cluster token's head probability times its
+    probability within the cluster::
+
+        p(w) = p_head(w)                          w in the head
+        p(w) = p_head(cluster i) * p_i(w)         w in tail cluster i
+
+    Every word keeps a full ``H``-sized output vector (a row of ``weight``, which may be the
+    embedding matrix: weight tying), so the full log-distribution is exact. The saving is in
+    training: a tail's scores are computed only for the rows whose target lies in it, and the
+    frequent words are all in the small head, so most rows cost ``c0`` dot products instead of ``V``.
+    """
+
+    def __init__(self, hidden_size: int, vocab_size: int, cutoffs: Sequence[int], weight: nn.Parameter | None = None):
+        super().__init__()
+        self.bounds = [0, *cutoffs, vocab_size]
+        if not all(a < b for a, b in itertools.pairwise(self.bounds)):
+            raise ValueError(f"adaptive cutoffs must increase strictly within (0, {vocab_size}); got {list(cutoffs)}")
+        self.head_size = self.bounds[1]
+        self.tails = len(self.bounds) - 2
+        self.weight = weight if weight is not None else nn.Parameter(torch.empty(vocab_size, hidden_size))
+        if weight is None:
+            nn.init.uniform_(self.weight, -0.1, 0.1)
+        self.bias = nn.Parameter(torch.zeros(vocab_size))
+        self.cluster_weight = nn.Parameter(torch.empty(self.tails, hidden_size).uniform_(-0.1, 0.1))
+        self.cluster_bias = nn.Parameter(torch.zeros(self.tails))
+        self.register_buffer("_tail_bounds", torch.tensor(self.bounds[1:-1]), persistent=False)
+
+    def _head_log_probs(self, hidden: Tensor) -> Tensor:
+        """``(N, H)`` -> log-probs ``(N, c0 + tails)`` over the head words and the cluster tokens."""
+        weight = torch.cat([self.weight[: self.head_size], self.cluster_weight])
+        bias = torch.cat([self.bias[: self.head_size], self.cluster_bias])
+        return F.log_softmax(F.linear(hidden, weight, bias).float(), dim=-1)
+
+    def _tail_log_probs(self, hidden: Tensor, cluster: int) -> Tensor:
+        """``(N, H)`` -> log-probs ``(N, size of cluster)`` within tail ``cluster`` (0-based)."""
+        low, high = self.bounds[cluster + 1], self.bounds[cluster + 2]
+        return F.log_softmax(F.linear(hidden, self.weight[low:high], self.bias[low:high]).float(), dim=-1)
+
+    def token_nll(self, hidden: Tensor, targets: Tensor) -> Tensor:
+        """``hidden (N, H)``, ``targets (N,)`` -> negative log-likelihood of each target ``(N,)``, float32."""
+        head = self._head_log_probs(hidden)
+        cluster = torch.bucketize(targets.contiguous(), self._tail_bounds, right=True)  # 0 = head, i = tail i - 1
+        in_head = cluster == 0
+        head_target = torch.where(in_head, targets, self.head_size + cluster - 1)
+        nll = -head.gather(1, head_target.unsqueeze(1)).squeeze(1)
+        for tail in range(self.tails):
+            rows = torch.nonzero(cluster == tail + 1).squeeze(1)
+            if rows.numel():
+                within = targets[rows] - self.bounds[tail + 1]
+                tail_nll = -self._tail_log_probs(hidden[rows], tail).gather(1, within.unsqueeze(1)).squeeze(1)
+                nll = nll.index_add(0, rows, tail_nll)
+        return nll
+
+    def log_probs(self, hidden: Tensor) -> Tensor:
+        """``(N, H)`` -> the full log-distribution ``(N, V)``, float32."""
+        head = self._head_log_probs(hidden)
+        parts = [head[:, : self.head_size]]
+        for tail in range(self.tails):
+            parts.append(head[:, self.head_size + tail].unsqueeze(1) + self._tail_log_probs(hidden, tail))
+        return torch.cat(parts, dim=1)
+
+
 class LSTMLanguageModel(nn.Module):
     """Word-level LSTM LM with a full or adaptive softmax output layer.
 
@@ -68,11 +136,8 @@ class LSTMLanguageModel(nn.Module):
         self.cutoffs: list[int] = []
         if config.output_layer == "adaptive":
             self.cutoffs = list(cutoffs) if cutoffs else [max(1, vocab_size // 2)]
-            if not all(a < b for a, b in zip([0, *self.cutoffs], [*self.cutoffs, vocab_size], strict=True)):
-                raise ValueError(
-                    f"adaptive cutoffs must increase strictly within (0, {vocab_size}); got {self.cutoffs}"
-                )
-            self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(config.rnn_size, vocab_size, self.cutoffs, div_value=4.0)
+            tied = self.embedding.weight if config.tie_weights else None
+            self.adaptive = AdaptiveSoftmax(config.rnn_size, vocab_size, self.cutoffs, weight=tied)
         else:
             self.decoder = nn.Linear(config.rnn_size, vocab_size)
             if config.tie_weights:
@@ -92,6 +157,7 @@ class LSTMLanguageModel(nn.Module):
             nn.init.zeros_(self.decoder.bias)
             if not tied:
                 nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
+        # The adaptive layer initialises its own parameters.
 
     @property
     def device(self) -> torch.device:
@@ -134,28 +200,21 @@ class LSTMLanguageModel(nn.Module):
             x = h_layer
         return self.dropout(x), (torch.stack(new_h), torch.stack(new_c))
 
-    def logits(self, hidden: Tensor) -> Tensor:
-        """Unnormalised scores ``(..., V)``; for the adaptive layer these are the log-probabilities."""
-        if self.output_layer == "adaptive":
-            return self.log_probs(hidden)
-        return self.decoder(hidden)
-
     def log_probs(self, hidden: Tensor) -> Tensor:
         """Normalised log-probabilities ``(..., V)`` of the next word, in float32."""
+        flat = hidden.reshape(-1, hidden.size(-1))
         if self.output_layer == "adaptive":
-            with _full_precision(hidden):
-                flat = hidden.reshape(-1, hidden.size(-1)).float()
-                return self.adaptive.log_prob(flat).view(*hidden.shape[:-1], self.vocab_size)
-        return F.log_softmax(self.decoder(hidden).float(), dim=-1)
+            log_probs = self.adaptive.log_probs(flat)
+        else:
+            log_probs = F.log_softmax(self.decoder(flat).float(), dim=-1)
+        return log_probs.view(*hidden.shape[:-1], self.vocab_size)
 
     def token_nll(self, hidden: Tensor, targets: Tensor) -> Tensor:
         """Negative log-likelihood of each target, ``(B, T)``, in float32."""
         flat_hidden = hidden.reshape(-1, hidden.size(-1))
         flat_targets = targets.reshape(-1)
         if self.output_layer == "adaptive":
-            # output[i] is the log-prob of target[i] (nothing is reordered).
-            with _full_precision(hidden):
-                nll = -self.adaptive(flat_hidden.float(), flat_targets).output
+            nll = self.adaptive.token_nll(flat_hidden, flat_targets)
         else:
             nll = F.cross_entropy(self.decoder(flat_hidden).float(), flat_targets, reduction="none")
         return nll.view(targets.shape)
@@ -178,11 +237,6 @@ def count_parameters(config: Config, vocab_size: int, counts: Sequence[int] | No
     cutoffs = choose_cutoffs(list(counts) if counts is not None else [1] * vocab_size)
     with torch.device("meta"):
         return LSTMLanguageModel(vocab_size, config, cutoffs).num_parameters()
-
-
-def _full_precision(tensor: Tensor) -> torch.autocast:
-    """Autocast off: AdaptiveLogSoftmaxWithLoss mixes dtypes internally and fails under bf16."""
-    return torch.autocast(device_type=tensor.device.type, enabled=False)
 
 
 def detach_state(state: State) -> State:

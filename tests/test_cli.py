@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from lstm_core.checkpoint import load_checkpoint
 from lstm_core.cli import main
@@ -99,6 +100,23 @@ def test_generate_rejects_bad_sampling_options(tmp_path, texts, capsys):
     capsys.readouterr()
     assert main(["generate", "--checkpoint", str(out / "last.pt"), "--method", "sample", "--temperature", "0"]) == 2
     assert "temperature" in capsys.readouterr().err
+
+
+def test_export_writes_a_smaller_model_only_file(tmp_path, texts, capsys):
+    code, out = train(tmp_path, texts, "--epochs", "1")
+    assert code == 0
+    assert main(["export", "--checkpoint", str(out / "last.pt"), "--out", str(tmp_path / "small.pt"), "--half"]) == 0
+    assert "model only (float16 weights)" in capsys.readouterr().out
+    small, full = load_checkpoint(tmp_path / "small.pt"), load_checkpoint(out / "last.pt")
+    assert small.optimizer is None and small.vocab == full.vocab
+    assert (tmp_path / "small.pt").stat().st_size < (out / "last.pt").stat().st_size / 2
+    assert all(t.dtype == torch.float16 for t in small.weights.values() if t.is_floating_point())
+    args = ["evaluate", "--text-file", str(texts[1]), "--json", "--checkpoint"]
+    assert main([*args, str(out / "last.pt")]) == 0
+    full_loss = json.loads(capsys.readouterr().out)["loss"]
+    assert main([*args, str(tmp_path / "small.pt")]) == 0
+    assert json.loads(capsys.readouterr().out)["loss"] == pytest.approx(full_loss, rel=1e-3)
+    assert main(["export", "--checkpoint", str(out / "last.pt"), "--out", str(out / "last.pt")]) == 2
 
 
 def test_plays_lists_the_bundled_plays(capsys):

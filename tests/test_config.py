@@ -23,7 +23,6 @@ def test_embedding_size_zero_means_rnn_size():
     ("changes", "message"),
     [
         ({"tie_weights": True, "embedding_size": 64}, "tie_weights needs embedding_size equal to rnn_size"),
-        ({"tie_weights": True, "output_layer": "adaptive"}, "tie_weights works with the full softmax only"),
         ({"dropout": 1.0}, "dropout must be in [0, 1)"),
         ({"dropout": -0.1}, "dropout must be in [0, 1)"),
         ({"rnn_size": 0}, "rnn_size must be a whole number of at least 1"),

@@ -65,11 +65,31 @@ def test_one_step_at_a_time_equals_a_window():
     torch.testing.assert_close(torch.cat(outputs, dim=1), whole)
 
 
-def test_tied_weights_share_one_matrix():
-    model = make(tie_weights=True)
-    assert model.decoder.weight is model.embedding.weight
-    untied = make()
+@pytest.mark.parametrize("output_layer", ["full", "adaptive"])
+def test_tied_weights_share_one_matrix(output_layer):
+    model = make(output_layer, tie_weights=True)
+    output = model.decoder if output_layer == "full" else model.adaptive
+    assert output.weight is model.embedding.weight
+    untied = make(output_layer)
     assert untied.num_parameters() - model.num_parameters() == VOCAB * 16
+    # Training moves the one shared matrix through both uses.
+    ids = torch.randint(0, VOCAB, (2, 5))
+    model.train()
+    hidden, _ = model(ids)
+    model.loss(hidden, ids).backward()
+    assert model.embedding.weight.grad is not None and output.weight.grad is model.embedding.weight.grad
+
+
+def test_adaptive_softmax_factorises_over_clusters():
+    model = make("adaptive")
+    hidden = torch.randn(6, 16)
+    with torch.no_grad():
+        log_probs = model.adaptive.log_probs(hidden)
+        head = model.adaptive._head_log_probs(hidden)
+    # The head's cluster tokens carry exactly the mass of their clusters' words.
+    for cluster, (low, high) in enumerate([(10, 30), (30, VOCAB)]):
+        torch.testing.assert_close(log_probs[:, low:high].exp().sum(1), head[:, 10 + cluster].exp())
+    torch.testing.assert_close(log_probs[:, :10], head[:, :10])
 
 
 def test_init_state_is_zero_on_the_parameters_device():
