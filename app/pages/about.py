@@ -1,0 +1,30 @@
+"""About page: what the app does and how it improves on the recipe it started from."""
+
+import streamlit as st
+
+st.title("🎭 About LSTM Playhouse")
+st.markdown(
+    """
+LSTM Playhouse trains a **word-level LSTM language model** on Shakespeare: it reads the plays one
+word at a time and learns to predict the next word. Then it writes.
+
+**How to use it**
+
+1. **Data**: pick the text (the bundled plays work offline; the Project Gutenberg Complete Works
+   download once; or upload your own `.txt`). See what cleaning does and how big the vocabulary is.
+2. **Train**: pick a preset (*Quick* learns in about a minute) or set every parameter yourself, press
+   *Start training*, and watch the loss fall and the samples turn from noise into verse. You can move
+   to the other pages while it trains.
+3. **Generate**: continue a prime text such as *thou art more*, move the temperature and see the same
+   continuation go from safe to wild, pick words one at a time, or score how "Shakespearean" a
+   sentence is.
+
+**Where it comes from.** A well-known TensorFlow cookbook recipe trained an embedding + LSTM +
+softmax on the Complete Works (128 units, batch 100 x 50 words, Adam 0.001, gradient clipping 4.5,
+10 epochs) and continued prime texts greedily. This app keeps that model as the *Cookbook* preset and
+fixes the recipe's faults: its cleaning deleted every letter *s* and glued words of adjacent lines
+together; Shakespeare's own word *unknown* collided with its unknown-word token; unknown prime words
+crashed it; its batches repeated text to pad and gave wrong targets; it carried LSTM state across
+unrelated batches; it saved the vocabulary with pickle; and it never measured a held-out perplexity.
+"""
+)

@@ -1,0 +1,138 @@
+"""Data page: choose the text, and see what the cleaning and the vocabulary make of it."""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from app import charts, services, state
+from app.corpus_state import chosen_corpus
+from lstm_core.corpus import DEFAULT_GUTENBERG_URL, CorpusError, gutenberg, text_from_bytes
+from lstm_core.text import tokenize
+
+SOURCES = {
+    "plays": "Bundled plays (offline)",
+    "gutenberg": "Complete Works (Project Gutenberg)",
+    "upload": "Your own text",
+}
+UPLOAD_LIMIT_MB = int(st.get_option("server.maxUploadSize"))
+
+
+def use_plays() -> None:
+    st.session_state[state.CORPUS_SOURCE] = "plays"
+
+
+def download_gutenberg() -> None:
+    url = os.environ.get("LSTM_PLAYHOUSE_GUTENBERG_URL", DEFAULT_GUTENBERG_URL)
+    bar = st.progress(0.0, text=f"Downloading {url} ...")
+
+    def progress(done: int, total: int | None) -> None:
+        if total:
+            bar.progress(min(1.0, done / total), text=f"Downloading: {done / 1e6:.1f} of {total / 1e6:.1f} MB")
+        else:
+            bar.progress(0.0, text=f"Downloading: {done / 1e6:.1f} MB")
+
+    try:
+        st.session_state[state.GUTENBERG] = gutenberg(url, progress=progress)
+        bar.empty()
+    except CorpusError as error:
+        bar.empty()
+        st.error(f"The download failed: {error}")
+        st.button("Use the bundled plays instead", on_click=use_plays)
+
+
+def upload_section() -> None:
+    st.caption(f"A plain-text (.txt) file of up to {UPLOAD_LIMIT_MB} MB, in UTF-8, UTF-16 or Latin-1.")
+    uploaded = st.file_uploader("Upload a text file", type=["txt"], key="upload_widget")
+    if uploaded is None:
+        return
+    data = uploaded.getvalue()
+    digest = services.digest(data)
+    current = st.session_state.get(state.UPLOAD)
+    if current is not None and current["digest"] == digest:
+        return
+    try:
+        corpus = text_from_bytes(data, name=uploaded.name, max_bytes=UPLOAD_LIMIT_MB * 1_000_000)
+    except CorpusError as error:
+        kept = f" Still using {current['corpus'].name}." if current else ""
+        st.error(f"{error}.{kept}")
+        return
+    st.session_state[state.UPLOAD] = {"corpus": corpus, "digest": digest}
+
+
+def source_section() -> None:
+    source = st.radio(
+        "Text to learn from",
+        options=list(SOURCES),
+        format_func=SOURCES.get,
+        key=state.CORPUS_SOURCE,
+        horizontal=True,
+        persist_state="session",
+    )
+    if source == "plays":
+        titles = services.play_names()
+        st.multiselect(
+            "Plays (none chosen = all 38)",
+            options=list(titles),
+            format_func=titles.get,
+            key=state.CORPUS_PLAYS,
+            placeholder="All plays",
+            help="Train on one or two plays for a quick start, or on all of them for the best model.",
+            persist_state="session",
+        )
+    elif source == "gutenberg":
+        if st.session_state.get(state.GUTENBERG) is None:
+            st.write("The recipe's source: ebook #100, about 5.5 MB, downloaded once and cached on this server.")
+            if st.button("Download the Complete Works", type="primary"):
+                download_gutenberg()
+    else:
+        upload_section()
+
+
+def statistics_section() -> None:
+    chosen, missing = chosen_corpus()
+    if chosen is None:
+        st.info(missing)
+        return
+    stats = services.word_stats(chosen.key, chosen.tokens)
+    min_word_freq = state.config_widget(
+        st.slider,
+        "min_word_freq: keep words seen more than this many times",
+        "min_word_freq",
+        min_value=0,
+        max_value=50,
+        scope="data",
+        help="Rarer words become <unk> (the unknown word, index 0). The recipe used 5.",
+    )
+    vocabulary = stats.vocabulary_size(min_word_freq)
+    columns = st.columns(4)
+    columns[0].metric("Words in the text", f"{stats.tokens:,}")
+    columns[1].metric("Distinct words", f"{len(stats.words):,}")
+    columns[2].metric("Vocabulary size", f"{vocabulary:,}", help="Kept words plus <unk>")
+    columns[3].metric("Words that become <unk>", f"{stats.unknown_share(min_word_freq):.1%}")
+    st.caption(chosen.corpus.description)
+
+    left, right = st.columns(2)
+    with left:
+        st.altair_chart(charts.top_words_chart(stats.words[:25], stats.counts[:25].tolist()), width="stretch")
+    with right:
+        st.altair_chart(charts.zipf_chart(stats.counts, min_word_freq), width="stretch")
+
+    st.subheader("What cleaning does")
+    raw_lines = [line for line in chosen.corpus.text[:20_000].splitlines() if line.strip()][:14]
+    raw = "\n".join(raw_lines)
+    left, right = st.columns(2)
+    left.caption("Raw text")
+    left.code(raw, language=None, wrap_lines=True)
+    right.caption("Cleaned words (lowercase, punctuation gone, one space between words)")
+    right.code(" ".join(tokenize(raw)), language=None, wrap_lines=True)
+
+
+st.title("📜 Data")
+st.write(
+    "Choose the text the model learns from. Cleaning lowercases it, turns punctuation (except hyphens "
+    "and apostrophes) into spaces, and splits it into words."
+)
+source_section()
+statistics_section()

@@ -1,0 +1,277 @@
+"""Generate page: continue a prime text, live; step word by word; score a text."""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+from dataclasses import dataclass
+
+import streamlit as st
+
+from app import charts, services, state
+from app.runs import TrainingRun
+from lstm_core.config import RECIPE_PRIME_TEXTS
+from lstm_core.sampling import SamplingOptions, StepGenerator, score
+from lstm_core.vocab import Vocab
+
+METHODS = {"greedy": "Greedy (the recipe's)", "sample": "Sampling", "beam": "Beam search"}
+UNKNOWN_RULES = {
+    "skip": "skip it (take the next best word)",
+    "stop": "stop there (the recipe's rule)",
+    "allow": "allow it",
+}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    key: str
+    label: str
+    model: object
+    vocab: Vocab
+
+
+def available_models() -> dict[str, ModelEntry]:
+    """The models this visitor can use, best first: their own, the one training, the demo."""
+    models: dict[str, ModelEntry] = {}
+    mine = state.my_model()
+    if mine is not None:
+        checkpoint, label, key = mine
+        models["mine"] = ModelEntry(key, f"Your model: {label}", services.model_for(key, checkpoint), checkpoint.vocab)
+    snapshot = st.session_state.get(state.SNAPSHOT)
+    if snapshot is not None:
+        models["snapshot"] = ModelEntry(snapshot["key"], snapshot["label"], snapshot["model"], snapshot["vocab"])
+    demo = services.demo_checkpoint()
+    if demo is not None:
+        label = f"Demo model (shipped; {services.config_summary(demo.config)})"
+        models["demo"] = ModelEntry("demo", label, services.model_for("demo", demo), demo.vocab)
+    return models
+
+
+def take_snapshot() -> None:
+    run: TrainingRun | None = st.session_state.get(state.RUN)
+    if run is None:
+        return
+    step = run.trainer.step
+    st.session_state[state.SNAPSHOT] = {
+        "key": f"snapshot-{run.id}-{step}",
+        "label": f"The model being trained, as it was at step {step:,}",
+        "model": run.snapshot(),
+        "vocab": run.trainer.dataset.vocab,
+    }
+    st.session_state[state.MODEL_CHOICE] = "snapshot"
+
+
+def model_section() -> ModelEntry | None:
+    run: TrainingRun | None = st.session_state.get(state.RUN)
+    if run is not None and run.running:
+        st.button("📸 Snapshot the model being trained (use it as it is now)", on_click=take_snapshot)
+    models = available_models()
+    if not models:
+        st.info("There is no model yet: train one on the Train page (the Quick preset takes about a minute).")
+        return None
+    if st.session_state.get(state.MODEL_CHOICE) not in models:
+        st.session_state[state.MODEL_CHOICE] = next(iter(models))
+    choice = st.radio(
+        "Model", list(models), format_func=lambda k: models[k].label, key=state.MODEL_CHOICE, persist_state="session"
+    )
+    return models[choice]
+
+
+def set_prime_from_pill() -> None:
+    chosen = st.session_state.get("prime_pill")
+    if chosen:
+        st.session_state["prime_text"] = chosen
+
+
+def prime_section() -> str:
+    st.session_state.setdefault("prime_text", RECIPE_PRIME_TEXTS[0])
+    st.pills("The recipe's prime texts", RECIPE_PRIME_TEXTS, key="prime_pill", on_change=set_prime_from_pill)
+    return st.text_input("Prime text", key="prime_text", persist_state="session", max_chars=500)
+
+
+def generator_for(entry: ModelEntry, prime: str) -> StepGenerator | None:
+    """The visitor's step generator for this model and prime (the prime is fed once, then kept)."""
+    cached = st.session_state.get("generator")
+    if cached is not None and cached["key"] == (entry.key, prime):
+        return cached["generator"]
+    try:
+        generator = StepGenerator(entry.model, entry.vocab, prime)
+    except ValueError as error:
+        st.error(f"{error}. Type a prime text with at least one word.")
+        return None
+    st.session_state["generator"] = {"key": (entry.key, prime), "generator": generator}
+    return generator
+
+
+def show_prime(generator: StepGenerator) -> None:
+    if generator.unknown_words:
+        unknown = set(generator.unknown_words)
+        words = " ".join(f":red-background[{w}]" if w in unknown else w for w in generator.prime_words)
+        st.markdown(f"The model reads: {words}")
+        st.caption(
+            f"Not in this model's vocabulary, so read as <unk>: {', '.join(generator.unknown_words)}. "
+            "The text still continues."
+        )
+
+
+def options_section() -> SamplingOptions | None:
+    with st.container(border=True):
+        method_column, length_column, seed_column = st.columns([2, 1, 1])
+        method = (
+            method_column.segmented_control(
+                "Method",
+                list(METHODS),
+                format_func=METHODS.get,
+                key="method",
+                default="sample",
+                persist_state="session",
+            )
+            or "greedy"
+        )
+        length_column.slider("Words to write", 5, 100, 30, key="length", persist_state="session")
+        seed = seed_column.number_input("Seed", 0, 2**31 - 1, 7, key="seed", persist_state="session")
+        temperature = st.slider(
+            "Temperature: low is safe and repetitive, high is adventurous",
+            0.05,
+            2.0,
+            0.8,
+            step=0.05,
+            key="temperature",
+            disabled=method != "sample",
+            persist_state="session",
+        )
+        with st.expander("More sampling options"):
+            left, right = st.columns(2)
+            top_k = left.slider("top-k (0 = off)", 0, 100, 0, key="top_k", persist_state="session")
+            top_p = left.slider(
+                "top-p / nucleus (1 = off)", 0.05, 1.0, 1.0, step=0.05, key="top_p", persist_state="session"
+            )
+            repetition = right.slider(
+                "Repetition penalty (1 = off)", 1.0, 3.0, 1.0, step=0.1, key="repetition", persist_state="session"
+            )
+            no_repeat = right.slider(
+                "Never repeat an n-gram of size (0 = off)", 0, 5, 0, key="no_repeat", persist_state="session"
+            )
+            beam_width = left.slider("Beam width", 1, 10, 4, key="beam_width", persist_state="session")
+            unknown = right.radio(
+                "When <unk> is the choice",
+                list(UNKNOWN_RULES),
+                format_func=UNKNOWN_RULES.get,
+                key="unknown",
+                persist_state="session",
+            )
+    try:
+        return SamplingOptions(
+            method=method,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            repetition_penalty=repetition,
+            no_repeat_ngram=no_repeat,
+            beam_width=beam_width,
+            unknown=unknown,
+            seed=int(seed),
+        )
+    except ValueError as error:
+        st.error(str(error))
+        return None
+
+
+def show_text(prime_words: list[str], words: list[str], note: str = "") -> None:
+    prime = html.escape(" ".join(prime_words))
+    rest = html.escape(" ".join(words))
+    st.markdown(
+        f'<div class="generated" style="font-family: Georgia, serif; font-size: 1.25rem; line-height: 1.7;">'
+        f"<b>{prime}</b> {rest}</div>",
+        unsafe_allow_html=True,
+    )
+    if note:
+        st.caption(note)
+
+
+def continue_tab(generator: StepGenerator, options: SamplingOptions) -> None:
+    result = generator.regenerate(st.session_state.get("length", 30), options)
+    note = "Stopped where the model's choice was <unk>." if result.stopped_at_unknown else ""
+    show_text(result.prime_words, result.words, note)
+    st.caption("Same seed, so moving the temperature shows its effect, not luck. Change the seed for another draw.")
+
+
+def pick_candidate(generator: StepGenerator) -> None:
+    word = st.session_state.get("candidate_pick")
+    if word:
+        generator.step(word=word)
+        st.session_state["candidate_pick"] = None
+
+
+def step_tab(generator: StepGenerator, options: SamplingOptions) -> None:
+    show_text(generator.prime_words, generator.words)
+    temperature = options.temperature if options.method == "sample" else 1.0
+    distribution = generator.distribution(temperature, options.top_k, options.top_p, n=12)
+    buttons = st.columns(4)
+    buttons[0].button(
+        "Take the top word", on_click=generator.step, kwargs={"options": SamplingOptions()}, width="stretch"
+    )
+    buttons[1].button(
+        "Sample one",
+        on_click=generator.step,
+        kwargs={"options": dataclasses.replace(options, method="sample", seed=None)},
+        width="stretch",
+    )
+    buttons[2].button("Undo", on_click=generator.undo, disabled=not generator.can_undo, width="stretch")
+    buttons[3].button("Reset", on_click=generator.reset, disabled=not generator.can_undo, width="stretch")
+    st.pills(
+        "Or pick the next word",
+        [c.word for c in distribution.candidates],
+        key="candidate_pick",
+        on_change=pick_candidate,
+        args=(generator,),
+    )
+    words = [c.word for c in distribution.candidates] + ["(all other words)"]
+    probabilities = [c.probability for c in distribution.candidates] + [distribution.rest]
+    st.altair_chart(charts.candidates_chart(words, probabilities), width="stretch")
+    st.caption(f"Probabilities at temperature {temperature:g} (sampling settings above apply).")
+
+
+def score_tab(entry: ModelEntry) -> None:
+    text = st.text_area("A text to score", "shall i compare thee to a summer's day", key="score_text")
+    try:
+        result = score(entry.model, entry.vocab, text)
+    except ValueError as error:
+        st.info(str(error))
+        return
+    st.metric(
+        "Perplexity of this text", f"{result.perplexity:,.1f}", help="Lower means the model finds it more expected"
+    )
+    spans = []
+    for word in result.words:
+        # Surprisal in bits, mapped to colour: green = expected, red = surprising.
+        heat = min(1.0, word.surprisal / 16)
+        colour = f"hsl({int(120 * (1 - heat))}, 70%, 85%)"
+        tip = f"p = {word.probability:.2%}, rank {word.rank}, {word.surprisal:.1f} bits"
+        label = html.escape(word.word if word.known else f"{word.word} (unknown)")
+        spans.append(
+            f'<span title="{tip}" style="background:{colour}; padding:2px 4px; border-radius:4px">{label}</span>'
+        )
+    st.markdown(" ".join(spans), unsafe_allow_html=True)
+    st.caption("Hover a word for its probability and rank. The first word has no context and is not scored.")
+
+
+st.title("✒️ Generate")
+entry = model_section()
+if entry is None:
+    st.stop()
+prime = prime_section()
+generator = generator_for(entry, prime)
+if generator is None:
+    st.stop()
+show_prime(generator)
+options = options_section()
+if options is None:
+    st.stop()
+write, step, scoring = st.tabs(["Continue", "Step by step", "Score a text"])
+with write:
+    continue_tab(generator, options)
+with step:
+    step_tab(generator, options)
+with scoring:
+    score_tab(entry)
