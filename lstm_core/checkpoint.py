@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import pickle
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -31,6 +32,23 @@ VERSION = 1
 
 class CheckpointError(ValueError):
     """A checkpoint could not be read. The message names the file and the problem."""
+
+
+def copy_weights(weights: Mapping[str, Tensor], dtype: torch.dtype | None = None) -> dict[str, Tensor]:
+    """Detached CPU copies of ``weights`` (floating ones cast to ``dtype`` if given).
+
+    Tied weights are one tensor under two names; they stay one tensor here, so that a file
+    stores them once (``torch.save`` writes a shared storage once) and loading keeps them tied.
+    """
+    copies: dict[tuple, Tensor] = {}
+    result = {}
+    for name, tensor in weights.items():
+        key = (tensor.device, tensor.data_ptr(), tensor.shape, tensor.stride(), tensor.dtype)
+        if key not in copies:
+            copy = tensor.detach().to("cpu", copy=True)
+            copies[key] = copy.to(dtype) if dtype is not None and copy.is_floating_point() else copy
+        result[name] = copies[key]
+    return result
 
 
 @dataclass
@@ -68,7 +86,8 @@ class Checkpoint:
         ``half`` stores the weights in float16, halving the file again; :meth:`build_model` loads
         them back into a float32 model (the rounding changes perplexity in the fourth digit).
         """
-        weights = {k: v.half() if half and v.is_floating_point() else v for k, v in self.weights.items()}
+        # Taken from a built model so that tied weights are one tensor, stored once.
+        weights = copy_weights(self.build_model("cpu").state_dict(), torch.float16 if half else None)
         return Checkpoint(
             self.config, self.vocab, weights, self.cutoffs, None, self.progress, self.history, None, None, self.dataset
         )

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from lstm_core.batching import batchify, num_windows, windows
-from lstm_core.checkpoint import Checkpoint, save_checkpoint
+from lstm_core.checkpoint import Checkpoint, copy_weights, save_checkpoint
 from lstm_core.config import Config, ConfigError
 from lstm_core.data import Dataset
 from lstm_core.model import LSTMLanguageModel, State, choose_cutoffs, detach_state
@@ -249,7 +249,7 @@ class Trainer:
             checkpoint = Checkpoint(
                 config=self.config,
                 vocab=self.dataset.vocab,
-                weights={k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+                weights=copy_weights(self.model.state_dict()),
                 cutoffs=list(self.model.cutoffs),
                 optimizer=copy.deepcopy(self.optimizer.state_dict()) if training_state else None,
                 progress={

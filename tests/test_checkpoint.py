@@ -37,6 +37,27 @@ def test_bytes_round_trip_and_model_only_export(checkpoint):
     assert loaded.optimizer is None and loaded.vocab == checkpoint.vocab
 
 
+@pytest.mark.parametrize("output_layer", ["full", "adaptive"])
+def test_tied_weights_are_stored_once_also_in_half_precision(tiny_config, tiny_dataset, output_layer):
+    config = tiny_config.replace(epochs=1, eval_every=0, tie_weights=True, output_layer=output_layer)
+    checkpoint = Trainer(config, tiny_dataset).fit().checkpoint
+    full, half = checkpoint.without_training_state(), checkpoint.without_training_state(half=True)
+    output = "adaptive.weight" if output_layer == "adaptive" else "decoder.weight"
+    stored = []
+    for exported in (full, half):
+        weights = load_checkpoint(exported.to_bytes()).weights
+        assert weights[output].data_ptr() == weights["embedding.weight"].data_ptr()
+        storages = {w.untyped_storage().data_ptr(): w.untyped_storage().nbytes() for w in weights.values()}
+        stored.append(sum(storages.values()))
+    assert stored[1] == stored[0] // 2  # every weight in half the bytes, the tied matrix once
+    ids = torch.randint(0, len(checkpoint.vocab), (2, 6))
+    with torch.no_grad():
+        expected = checkpoint.build_model().log_probs(checkpoint.build_model()(ids)[0])
+        loaded = load_checkpoint(half.to_bytes()).build_model()
+        got = loaded.log_probs(loaded(ids)[0])
+    torch.testing.assert_close(got, expected, rtol=0, atol=2e-2)
+
+
 def test_the_file_holds_only_plain_data(checkpoint, tmp_path):
     path = save_checkpoint(checkpoint, tmp_path / "model.pt")
     data = torch.load(path, weights_only=True)  # would raise on any pickled object
