@@ -107,7 +107,7 @@ class TrainingRun:
     """One visitor's training run, in a background thread.
 
     The event lists only grow, and are read by the page thread while the worker appends to them;
-    :meth:`events_since` copies under the lock.
+    :meth:`events` copies under the lock.
     """
 
     _next_id = 0
