@@ -269,6 +269,17 @@ def test_a_model_too_big_for_the_server_is_refused(app, monkeypatch):
     assert button(at, "Start training").disabled
 
 
+def test_server_caps_can_come_from_the_secrets_file(monkeypatch, tmp_path):
+    monkeypatch.setenv("LSTM_PLAYHOUSE_DATA", str(tmp_path))
+    monkeypatch.delenv("LSTM_PLAYHOUSE_MAX_PARAMETERS", raising=False)
+    st.cache_resource.clear()
+    at = AppTest.from_file(ENTRY, default_timeout=60)
+    at.secrets["LSTM_PLAYHOUSE_MAX_PARAMETERS"] = "20000"
+    at.run()
+    at = train_page(at)
+    assert any("this server allows 20,000" in e.value for e in at.error)
+
+
 def test_uploading_a_bad_model_file_shows_the_problem(app):
     at = train_page(app)
     at.file_uploader(key="model_upload").upload(

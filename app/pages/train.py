@@ -19,7 +19,7 @@ from lstm_core.trainer import EvalEvent, SampleEvent, StepEvent
 LEARNING_RATES = [1e-4, 2e-4, 3e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 2e-2, 3e-2, 5e-2, 1e-1]
 SIZES = [16, 32, 64, 96, 128, 192, 256, 384, 512]
 BATCHES = [1, 2, 4, 8, 16, 20, 32, 50, 64, 100, 128, 200, 256]
-PRESET_LABELS = {"cookbook": "Cookbook recipe", "quick": "Quick (about 1 min)", "default": "Best (about 10 min)"}
+PRESET_LABELS = {"cookbook": "Cookbook recipe", "quick": "Quick", "default": "Best"}
 STATUS_TEXT = {
     "running": "Training...",
     "finished": "Finished.",
@@ -221,7 +221,7 @@ def result_section() -> None:
     checkpoint = run.result_checkpoint
     key = f"run-{run.id}-{checkpoint.step}"
     if state.my_model() is None or state.my_model()[2] != key:
-        label = f"your model (run {run.id}, {checkpoint.step:,} steps)"
+        label = f"run {run.id}, {checkpoint.step:,} steps"
         state.set_my_model(checkpoint.without_training_state(), label, key)
     val = checkpoint.progress.get("last_val_loss")
     ppl = f"{math.exp(val):,.1f}" if val is not None else "-"
