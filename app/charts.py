@@ -107,14 +107,20 @@ def zipf_chart(counts: np.ndarray, min_word_freq: int, height: int = 420) -> alt
     return (line + rule).properties(height=height, title=f"Zipf plot (dashed: kept if seen more than {min_word_freq}x)")
 
 
-def candidates_chart(words: Sequence[str], probabilities: Sequence[float], height: int = 320) -> alt.Chart:
+def candidates_chart(
+    words: Sequence[str], probabilities: Sequence[float], rest_label: str | None = None, height: int = 320
+) -> alt.Chart:
+    """Bars in the order given (most likely first); ``rest_label`` names a bar drawn in grey, last."""
     data = pd.DataFrame({"word": list(words), "probability": list(probabilities)})
+    data["kind"] = ["rest" if word == rest_label else "word" for word in data["word"]]
+    colors = alt.Scale(domain=["word", "rest"], range=[ACCENT, "#b9b0a6"])
     return (
         alt.Chart(data)
-        .mark_bar(color=ACCENT)
+        .mark_bar()
         .encode(
             x=alt.X("probability:Q", title="probability", axis=alt.Axis(format="%")),
-            y=alt.Y("word:N", sort="-x", title=None),
+            y=alt.Y("word:N", sort=list(words), title=None),
+            color=alt.Color("kind:N", scale=colors, legend=None),
             tooltip=["word:N", alt.Tooltip("probability:Q", format=".2%")],
         )
         .properties(height=height, title="Next-word candidates")

@@ -98,14 +98,17 @@ def digest(data: bytes) -> str:
 
 
 @st.cache_resource(show_spinner="Loading the demo model...")
-def demo_checkpoint() -> Checkpoint | None:
-    """The model shipped in ``models/demo.pt``, or None when there is none."""
+def demo_checkpoint() -> tuple[Checkpoint | None, str | None]:
+    """The model shipped in ``models/demo.pt`` and None, or None and why it cannot be used.
+
+    No file is a normal case (no message); a damaged one is said, so it is not mistaken for none.
+    """
     if not DEMO_MODEL_PATH.is_file():
-        return None
+        return None, None
     try:
-        return load_checkpoint(DEMO_MODEL_PATH)
-    except CheckpointError:
-        return None
+        return load_checkpoint(DEMO_MODEL_PATH), None
+    except CheckpointError as error:
+        return None, f"The shipped demo model cannot be used: {error}"
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

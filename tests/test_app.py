@@ -370,3 +370,14 @@ def test_without_any_model_the_page_says_what_to_do(app, monkeypatch):
     st.cache_resource.clear()
     app.switch_page("app/pages/generate.py").run()
     assert any("There is no model yet" in i.value for i in app.info)
+
+
+def test_a_damaged_demo_model_is_reported_not_hidden(app, monkeypatch, tmp_path):
+    damaged = tmp_path / "demo.pt"
+    damaged.write_bytes(b"not a checkpoint at all")
+    monkeypatch.setattr("app.services.DEMO_MODEL_PATH", damaged)
+    st.cache_resource.clear()
+    app.switch_page("app/pages/generate.py").run()
+    assert not app.exception
+    assert any("The shipped demo model cannot be used" in w.value and "demo.pt" in w.value for w in app.warning)
+    assert any("There is no model yet" in i.value for i in app.info)

@@ -40,7 +40,9 @@ def available_models() -> dict[str, ModelEntry]:
     snapshot = st.session_state.get(state.SNAPSHOT)
     if snapshot is not None:
         models["snapshot"] = ModelEntry(snapshot["key"], snapshot["label"], snapshot["model"], snapshot["vocab"])
-    demo = services.demo_checkpoint()
+    demo, problem = services.demo_checkpoint()
+    if problem:
+        st.warning(problem)
     if demo is not None:
         label = f"Demo model (shipped; {services.config_summary(demo.config)})"
         models["demo"] = ModelEntry("demo", label, services.model_for("demo", demo), demo.vocab)
@@ -226,9 +228,10 @@ def step_tab(generator: StepGenerator, options: SamplingOptions) -> None:
         on_change=pick_candidate,
         args=(generator,),
     )
-    words = [c.word for c in distribution.candidates] + ["(all other words)"]
+    rest = "(all other words)"
+    words = [c.word for c in distribution.candidates] + [rest]
     probabilities = [c.probability for c in distribution.candidates] + [distribution.rest]
-    st.altair_chart(charts.candidates_chart(words, probabilities), width="stretch")
+    st.altair_chart(charts.candidates_chart(words, probabilities, rest_label=rest), width="stretch")
     st.caption(f"Probabilities at temperature {temperature:g} (sampling settings above apply).")
 
 

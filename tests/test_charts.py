@@ -1,0 +1,37 @@
+"""The app's chart builders (app/charts.py): plain data in, the intended Altair spec out."""
+
+from __future__ import annotations
+
+import math
+
+from app import charts
+from lstm_core.trainer import EvalEvent, StepEvent
+
+
+def step(n: int, loss: float) -> StepEvent:
+    return StepEvent(
+        epoch=1, step=n, total_steps=5000, loss=loss, learning_rate=0.001, tokens_per_s=1.0, elapsed_s=n, eta_s=0.0
+    )
+
+
+def test_smoothing_is_a_bias_corrected_moving_average():
+    assert charts.smooth([4.0, 4.0, 4.0]) == [4.0, 4.0, 4.0]  # no pull towards zero at the start
+    smoothed = charts.smooth([0.0, 10.0], weight=0.5)
+    assert smoothed == [0.0, 5.0 / 0.75]  # average 0.5 * 0 + 0.5 * 10, divided by 1 - 0.5 ** 2
+
+
+def test_the_loss_frame_thins_long_runs_but_keeps_the_newest_step_and_every_evaluation():
+    events = [step(n, 10.0 / n) for n in range(1, 5001)]
+    events += [EvalEvent(epoch=1, step=n, val_loss=1.0, perplexity=math.e, best=True) for n in (1000, 5000)]
+    frame = charts.loss_frame(events)
+    raw = frame[frame.series == "training (raw)"]
+    assert len(raw) <= charts.MAX_POINTS and raw.step.max() == 5000
+    assert frame[frame.series == "validation"].step.tolist() == [1000, 5000]
+
+
+def test_candidates_keep_their_order_with_the_rest_last_in_grey():
+    spec = charts.candidates_chart(["than", "thou", "(rest)"], [0.3, 0.2, 0.5], rest_label="(rest)").to_dict()
+    assert spec["encoding"]["y"]["sort"] == ["than", "thou", "(rest)"]
+    kinds = {row["word"]: row["kind"] for row in next(iter(spec["datasets"].values()))}
+    assert kinds == {"than": "word", "thou": "word", "(rest)": "rest"}
+    assert spec["encoding"]["color"]["scale"]["range"][1] != charts.ACCENT
