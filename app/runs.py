@@ -60,13 +60,21 @@ class RunLimits:
 
     @classmethod
     def from_environment(cls, secrets: Callable[[str], Any] | None = None) -> RunLimits:
+        """The caps from the environment or secrets; threads default to the cores shared by the runs.
+
+        With ``max_runs`` runs at once, each gets ``cores // max_runs`` threads (at least one), so
+        that the runs never ask for more threads than there are cores (threads fighting over cores
+        make small steps many times slower).
+        """
         defaults = cls()
+        max_runs = int(_setting("max_runs", defaults.max_runs, secrets))
+        fair_share = max(1, (os.cpu_count() or 1) // max_runs)
         return cls(
-            max_runs=int(_setting("max_runs", defaults.max_runs, secrets)),
+            max_runs=max_runs,
             max_minutes=_setting("max_minutes", defaults.max_minutes, secrets),
             max_parameters=int(_setting("max_parameters", defaults.max_parameters, secrets)),
             idle_minutes=_setting("idle_minutes", defaults.idle_minutes, secrets),
-            threads=int(_setting("threads", defaults.threads, secrets)),
+            threads=int(_setting("threads", fair_share, secrets)),
         )
 
 

@@ -72,10 +72,17 @@ def test_a_model_over_the_parameter_cap_is_refused(tiny_config, tiny_dataset):
 
 
 def test_caps_come_from_the_environment_then_the_secrets(monkeypatch):
+    monkeypatch.delenv("LSTM_PLAYHOUSE_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
     monkeypatch.setenv("LSTM_PLAYHOUSE_MAX_RUNS", "3")
     secrets = {"LSTM_PLAYHOUSE_MAX_RUNS": "7", "LSTM_PLAYHOUSE_IDLE_MINUTES": "2.5"}.get
     limits = RunLimits.from_environment(secrets)
-    assert (limits.max_runs, limits.idle_minutes, limits.threads) == (3, 2.5, 1)
+    # threads default to the cores shared by the runs: 8 // 3
+    assert (limits.max_runs, limits.idle_minutes, limits.threads) == (3, 2.5, 2)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert RunLimits.from_environment().threads == 1  # never zero
+    monkeypatch.setenv("LSTM_PLAYHOUSE_THREADS", "4")
+    assert RunLimits.from_environment().threads == 4  # an explicit choice wins
     monkeypatch.setenv("LSTM_PLAYHOUSE_THREADS", "two")
     with pytest.raises(ValueError, match="LSTM_PLAYHOUSE_THREADS must be a number, got 'two'"):
         RunLimits.from_environment()
