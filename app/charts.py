@@ -10,7 +10,7 @@ import pandas as pd
 
 from lstm_core.trainer import EvalEvent, Event, StepEvent
 
-MAX_POINTS = 1500
+MAX_POINTS = 500
 ACCENT = "#8b1e3f"
 
 

@@ -278,6 +278,6 @@ for problem in problems:
     st.error(problem)
 controls_section(config, problems)
 run = st.session_state.get(state.RUN)
-st.fragment(run_every=1.0 if run is not None and run.running else None)(live_section)()
+st.fragment(run_every=2.0 if run is not None and run.running else None)(live_section)()
 result_section()
 upload_model_section()
