@@ -12,7 +12,10 @@ for top-p (the nucleus holds most of the vocabulary).
   slider), from the cached post-prime state;
 * score 1,000 words: :func:`score` on 1,000 words of the plays.
 
-Run: ``python bench/bench_generate.py [--threads 1,2] [--repeats 7]``.
+``--checkpoint models/demo.pt`` measures a trained model instead (the same figures, its own
+vocabulary), e.g. the demo model the Generate page starts with.
+
+Run: ``python bench/bench_generate.py [--threads 1,2] [--repeats 7] [--checkpoint PATH]``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import torch
 # `python bench/bench_generate.py` puts bench/, not the repository root, on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lstm_core.checkpoint import load_checkpoint
 from lstm_core.config import Config
 from lstm_core.corpus import bundled_plays
 from lstm_core.data import prepare
@@ -84,6 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="1,2", help="comma-separated torch thread counts (default 1,2)")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per figure (default 7)")
+    parser.add_argument("--checkpoint", help="measure this trained model instead of the random 2 x 256 ones")
     args = parser.parse_args()
 
     plays = bundled_plays().text
@@ -91,15 +96,20 @@ def main() -> None:
     words = dataset.vocab.decode(dataset.valid[:1000].tolist())
     text = " ".join(words)  # 1,000 words; "<unk>" is cleaned to the unknown word "unk"
     vocab = dataset.vocab
+    described = "2 x 256 LSTM, random weights"
+    if args.checkpoint:
+        checkpoint = load_checkpoint(args.checkpoint)
+        vocab, described = checkpoint.vocab, f"{args.checkpoint} ({checkpoint.config.num_layers} x "
+        described += f"{checkpoint.config.rnn_size} LSTM, {checkpoint.config.output_layer} softmax)"
     print(
-        f"vocabulary: {len(vocab):,} words; model: 2 x 256 LSTM, random weights; "
+        f"vocabulary: {len(vocab):,} words; model: {described}; "
         f"torch default threads here: {torch.get_num_threads()}; medians of {args.repeats} runs"
     )
     header = None
     for threads in (int(t) for t in args.threads.split(",")):
         torch.set_num_threads(threads)
-        for output_layer in ("full", "adaptive"):
-            model = build_model(vocab, output_layer)
+        for output_layer in ("full", "adaptive") if not args.checkpoint else (checkpoint.config.output_layer,):
+            model = build_model(vocab, output_layer) if not args.checkpoint else checkpoint.build_model()
             results = measure(model, vocab, text, args.repeats)
             if header is None:
                 header = ["threads", "output layer", *results]

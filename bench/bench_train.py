@@ -30,7 +30,7 @@ from lstm_core.config import PRESETS, Config
 from lstm_core.data import Dataset
 from lstm_core.model import LSTMLanguageModel, choose_cutoffs, detach_state
 from lstm_core.runtime import autocast, resolve_precision
-from lstm_core.trainer import EvalEvent, Trainer
+from lstm_core.trainer import EvalEvent, SampleEvent, Trainer
 
 HELD_OUT = ["hamlet", "the-tempest", "julius-caesar"]
 
@@ -98,8 +98,11 @@ def time_to_target(args: argparse.Namespace) -> None:
         started = time.perf_counter()
         reached: list[float] = []
         best = [float("inf")]
+        samples: dict[str, str] = {}
 
         def on_event(event: object) -> None:
+            if isinstance(event, SampleEvent):
+                samples.update(event.samples)
             if isinstance(event, EvalEvent):
                 best[0] = min(best[0], event.perplexity)
                 if target is not None and not reached and event.perplexity <= target:
@@ -112,9 +115,11 @@ def time_to_target(args: argparse.Namespace) -> None:
             "reached_s": reached[0] if reached else None,
             "best_ppl": best[0],
             "epochs": result.steps / trainer.steps_per_epoch,
+            "samples": samples,
         }
 
     cookbook = race(PRESETS["cookbook"], None, None)
+    finals = {"cookbook": cookbook["samples"]}
     target, budget = cookbook["best_ppl"], cookbook["wall_s"]
     print(
         f"The cookbook preset: {cookbook['epochs']:.0f} epochs in {budget:.0f} s, best validation perplexity "
@@ -126,10 +131,16 @@ def time_to_target(args: argparse.Namespace) -> None:
     for name in ("quick", "default"):
         config = PRESETS[name].replace(eval_every=25 if name == "quick" else 50)
         row = race(config, target, budget)
+        finals[name] = row["samples"]
         reached = row["reached_s"]
         share = f"{reached / budget:.1%}" if reached is not None else "not reached"
         when = f"{reached:.0f} s" if reached is not None else "-"
         print(f"| {name} (evaluating every {config.eval_every} steps) | {when} | {share} | {row['best_ppl']:.1f} |")
+    print()
+    print("Greedy continuations of the recipe's prime texts at each run's last evaluation:")
+    for name, samples in finals.items():
+        for text in samples.values():
+            print(f"- {name}: {text}")
 
 
 MEMORY_CHILD = """

@@ -227,9 +227,9 @@ PRESETS: dict[str, Config] = {
     ),
 }
 PRESET_HELP: dict[str, str] = {
-    "cookbook": "the original recipe's settings, unchanged",
-    "quick": "the recipe's model, trained fast: about a minute on a small CPU",
-    "default": "the best model for about ten minutes of a small CPU",
+    "cookbook": "the original recipe's settings, unchanged (10 epochs: about 13 minutes on a 2-core CPU)",
+    "quick": "the recipe's model trained fast: as good as the whole recipe after half a minute on a 2-core CPU",
+    "default": "the best model for about ten minutes of a 2-core CPU: one wide layer, tied weights, dropout",
 }
 
 

@@ -12,9 +12,9 @@ word at a time and learns to predict the next word. Then it writes.
 
 1. **Data**: pick the text (the bundled plays work offline; the Project Gutenberg Complete Works
    download once; or upload your own `.txt`). See what cleaning does and how big the vocabulary is.
-2. **Train**: pick a preset (*Quick* learns in about a minute) or set every parameter yourself, press
-   *Start training*, and watch the loss fall and the samples turn from noise into verse. You can move
-   to the other pages while it trains.
+2. **Train**: pick a preset (*Quick* writes recognisable Shakespeare within about a minute) or set
+   every parameter yourself, press *Start training*, and watch the loss fall and the samples turn
+   from noise into verse. You can move to the other pages while it trains.
 3. **Generate**: continue a prime text such as *thou art more*, move the temperature and see the same
    continuation go from safe to wild, pick words one at a time, or score how "Shakespearean" a
    sentence is.
