@@ -12,6 +12,10 @@ from lstm_core.trainer import EvalEvent, Event, StepEvent
 
 MAX_POINTS = 500
 ACCENT = "#8b1e3f"
+# Steps are whole numbers: no "200.000000" ticks when a chart has a single point.
+STEP_AXIS = alt.X(
+    "step:Q", title="training step", axis=alt.Axis(format=",d", tickMinStep=1), scale=alt.Scale(domainMin=0)
+)
 
 
 def smooth(values: Sequence[float], weight: float = 0.9) -> list[float]:
@@ -47,14 +51,14 @@ def loss_chart(events: Sequence[Event], height: int = 280) -> alt.Chart:
         domain=["training (raw)", "training (smoothed)", "validation"], range=["#d9c3b0", ACCENT, "#1f5f8b"]
     )
     base = alt.Chart(data).encode(
-        x=alt.X("step:Q", title="training step"),
+        x=STEP_AXIS,
         y=alt.Y("loss:Q", title="loss (nats per word)", scale=alt.Scale(zero=False)),
         color=alt.Color("series:N", scale=colors, legend=alt.Legend(orient="top", title=None)),
         tooltip=["series:N", "step:Q", alt.Tooltip("loss:Q", format=".3f")],
     )
     lines = base.transform_filter(alt.datum.series != "validation").mark_line(strokeWidth=1.5)
     validation = base.transform_filter(alt.datum.series == "validation").mark_line(point=True, strokeWidth=2)
-    return (lines + validation).properties(height=height, title="Loss")
+    return (lines + validation).properties(height=height)
 
 
 def perplexity_chart(events: Sequence[Event], height: int = 280) -> alt.Chart:
@@ -64,11 +68,11 @@ def perplexity_chart(events: Sequence[Event], height: int = 280) -> alt.Chart:
         alt.Chart(data)
         .mark_line(point=True, color="#1f5f8b")
         .encode(
-            x=alt.X("step:Q", title="training step"),
-            y=alt.Y("perplexity:Q", title="validation perplexity (log scale)", scale=alt.Scale(type="log")),
+            x=STEP_AXIS,
+            y=alt.Y("perplexity:Q", title="perplexity (log scale)", scale=alt.Scale(type="log")),
             tooltip=["step:Q", alt.Tooltip("perplexity:Q", format=".1f")],
         )
-        .properties(height=height, title="Validation perplexity")
+        .properties(height=height)
     )
 
 

@@ -202,7 +202,10 @@ def live_section() -> None:
         st.error(f"Training failed: {run.error}")
     if steps:
         left, right = st.columns(2)
+        # Titles as text above the charts: a Vega title next to a chart with a legend was clipped.
+        left.markdown("**Loss**")
         left.altair_chart(charts.loss_chart(events), width="stretch")
+        right.markdown("**Validation perplexity**")
         right.altair_chart(charts.perplexity_chart(events), width="stretch")
     table = samples_table(events)
     if not table.empty:
