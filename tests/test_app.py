@@ -363,6 +363,9 @@ def test_scoring_a_text(generate_page):
     at.text_area(key="score_text").input("shall i compare thee to a summer's day").run()
     perplexity = float(next(m.value for m in at.metric if m.label == "Perplexity of this text").replace(",", ""))
     assert 1 < perplexity < 50  # the tiny model learned this very sonnet
+    coloured = next(m.value for m in at.markdown if "<span" in m.value)
+    assert 'title="not scored: no words before it"' in coloured and ">shall</span>" in coloured
+    assert coloured.count("<span") == 8  # every word shown, the first one unscored
 
 
 def test_without_any_model_the_page_says_what_to_do(app, monkeypatch):

@@ -12,6 +12,7 @@ from app import charts, services, state
 from app.runs import TrainingRun
 from lstm_core.config import RECIPE_PRIME_TEXTS
 from lstm_core.sampling import SamplingOptions, StepGenerator, score
+from lstm_core.text import tokenize
 from lstm_core.vocab import Vocab
 
 METHODS = {"greedy": "Greedy (the recipe's)", "sample": "Sampling", "beam": "Beam search"}
@@ -245,7 +246,9 @@ def score_tab(entry: ModelEntry) -> None:
     st.metric(
         "Perplexity of this text", f"{result.perplexity:,.1f}", help="Lower means the model finds it more expected"
     )
-    spans = []
+    # The first word has no context, so it has no score: shown in grey.
+    first = html.escape(tokenize(text)[0])
+    spans = [f'<span title="not scored: no words before it" style="color:#8a817a; padding:2px 4px">{first}</span>']
     for word in result.words:
         # Surprisal in bits, mapped to colour: green = expected, red = surprising.
         heat = min(1.0, word.surprisal / 16)
@@ -256,7 +259,7 @@ def score_tab(entry: ModelEntry) -> None:
             f'<span title="{tip}" style="background:{colour}; padding:2px 4px; border-radius:4px">{label}</span>'
         )
     st.markdown(" ".join(spans), unsafe_allow_html=True)
-    st.caption("Hover a word for its probability and rank. The first word has no context and is not scored.")
+    st.caption("Hover a word for its probability and rank. The first word (grey) has no context and is not scored.")
 
 
 st.title("✒️ Generate")
