@@ -21,6 +21,7 @@ Run: ``python bench/bench_generate.py [--threads 1,2] [--repeats 7] [--checkpoin
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -97,10 +98,13 @@ def main() -> None:
     text = " ".join(words)  # 1,000 words; "<unk>" is cleaned to the unknown word "unk"
     vocab = dataset.vocab
     described = "2 x 256 LSTM, random weights"
+    models = {layer: functools.partial(build_model, vocab, layer) for layer in ("full", "adaptive")}
     if args.checkpoint:
         checkpoint = load_checkpoint(args.checkpoint)
-        vocab, described = checkpoint.vocab, f"{args.checkpoint} ({checkpoint.config.num_layers} x "
-        described += f"{checkpoint.config.rnn_size} LSTM, {checkpoint.config.output_layer} softmax)"
+        config = checkpoint.config
+        vocab = checkpoint.vocab
+        described = f"{args.checkpoint} ({config.num_layers} x {config.rnn_size} LSTM, {config.output_layer} softmax)"
+        models = {config.output_layer: checkpoint.build_model}
     print(
         f"vocabulary: {len(vocab):,} words; model: {described}; "
         f"torch default threads here: {torch.get_num_threads()}; medians of {args.repeats} runs"
@@ -108,9 +112,8 @@ def main() -> None:
     header = None
     for threads in (int(t) for t in args.threads.split(",")):
         torch.set_num_threads(threads)
-        for output_layer in ("full", "adaptive") if not args.checkpoint else (checkpoint.config.output_layer,):
-            model = build_model(vocab, output_layer) if not args.checkpoint else checkpoint.build_model()
-            results = measure(model, vocab, text, args.repeats)
+        for output_layer, make_model in models.items():
+            results = measure(make_model(), vocab, text, args.repeats)
             if header is None:
                 header = ["threads", "output layer", *results]
                 print("| " + " | ".join(header) + " |")

@@ -86,8 +86,7 @@ class Checkpoint:
         ``half`` stores the weights in float16, halving the file again; :meth:`build_model` loads
         them back into a float32 model (the rounding changes perplexity in the fourth digit).
         """
-        # Taken from a built model so that tied weights are one tensor, stored once.
-        weights = copy_weights(self.build_model("cpu").state_dict(), torch.float16 if half else None)
+        weights = copy_weights(self.weights, torch.float16 if half else None)
         return Checkpoint(
             self.config, self.vocab, weights, self.cutoffs, None, self.progress, self.history, None, None, self.dataset
         )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,18 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.bench_app import CHROMIUM_FLAGS, free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path(os.environ.get("LSTM_PLAYHOUSE_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 START_TIMEOUT_S = 120
 
 
@@ -47,22 +39,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.skip(reason=missing))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Server:
     def __init__(self, data_dir: Path, log_path: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
             **os.environ,
             "LSTM_PLAYHOUSE_DATA": str(data_dir),
             "LSTM_PLAYHOUSE_THREADS": "1",
             # Nothing may leave this machine: a Gutenberg download would hit a closed port.
-            "LSTM_PLAYHOUSE_GUTENBERG_URL": f"http://127.0.0.1:{_free_port()}/pg100.txt",
+            "LSTM_PLAYHOUSE_GUTENBERG_URL": f"http://127.0.0.1:{free_port()}/pg100.txt",
         }
         command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true"]
         command += ["--server.port", str(self.port), "--server.address", "127.0.0.1"]
