@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from lstm_core.config import Config, ConfigError
+from lstm_core.errors import InputError
 from lstm_core.files import atomic_write
 from lstm_core.model import LSTMLanguageModel
 from lstm_core.vocab import Vocab
@@ -30,7 +31,7 @@ FORMAT = "lstm-playhouse-checkpoint"
 VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint could not be read. The message names the file and the problem."""
 
 

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from lstm_core.errors import InputError
+
 OutputLayer = Literal["full", "adaptive"]
 Precision = Literal["fp32", "bf16", "auto"]
 Optimizer = Literal["adam", "adamw", "sgd"]
@@ -25,7 +27,7 @@ def _meta(help: str, low: float | None = None, high: float | None = None, **extr
     return {"help": help, "low": low, "high": high, **extra}
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A setting, or a combination of settings, that cannot work. The message says which and why.
 
     ``problems`` lists each reason separately, so a UI can show them one per line.

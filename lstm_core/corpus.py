@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lstm_core.errors import InputError
 from lstm_core.files import atomic_write_chunks
 
 DEFAULT_GUTENBERG_URL = "https://www.gutenberg.org/cache/epub/100/pg100.txt"
@@ -24,7 +25,7 @@ ProgressCallback = Callable[[int, int | None], None]
 """Called as ``progress(bytes_done, bytes_total)``; ``bytes_total`` is None when unknown."""
 
 
-class CorpusError(ValueError):
+class CorpusError(InputError):
     """A corpus could not be read, downloaded or decoded. The message says which and why."""
 
 
