@@ -28,6 +28,8 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from lstm_core.errors import InputError
+
 
 def min_tokens(batch_size: int, seq_len: int) -> int:
     """The fewest ids that make one full window: ``batch_size * (seq_len + 1)``."""
@@ -37,11 +39,11 @@ def min_tokens(batch_size: int, seq_len: int) -> int:
 def batchify(ids: Sequence[int] | torch.Tensor, batch_size: int, seq_len: int, what: str = "the text") -> torch.Tensor:
     """``(batch_size, n)`` contiguous streams; raises ValueError if ``ids`` cannot fill one window."""
     if batch_size < 1 or seq_len < 1:
-        raise ValueError(f"batch_size and seq_len must be at least 1, got {batch_size} and {seq_len}")
+        raise InputError(f"batch_size and seq_len must be at least 1, got {batch_size} and {seq_len}")
     ids = torch.as_tensor(ids, dtype=torch.long)
     needed = min_tokens(batch_size, seq_len)
     if ids.numel() < needed:
-        raise ValueError(
+        raise InputError(
             f"{what} has {ids.numel():,} words, too few for batch_size {batch_size} and sequence length "
             f"{seq_len}: one training window needs at least batch_size x (seq_len + 1) = {needed:,} words. "
             f"Use more text or a smaller batch size or sequence length."

@@ -6,11 +6,26 @@ vocabulary travel inside, so a checkpoint alone is enough to rebuild, resume or 
 
 Writes are atomic: the new file is written beside the old one and renamed over it, so a crash
 during a save leaves the previous checkpoint intact.
+
+Reading treats every file as hostile (a hosted app loads visitors' uploads), and checks each
+thing before it can cost memory:
+
+1. the zip directory, before anything is unpacked: no compressed entry (``torch.save`` never
+   compresses, and a compressed entry is how a small file asks for gigabytes), the plain-data
+   part (the pickle) at most :attr:`LoadLimits.max_pickle_bytes`, all entries together at most
+   :attr:`LoadLimits.max_bytes`;
+2. after ``torch.load(weights_only=True)``: every tensor in the file is dense (its storage holds
+   exactly its elements: no stride-0 view that stands for far more than the file holds), the
+   config is valid, the model it describes is counted without allocating it (PyTorch's meta
+   device) and held against :attr:`LoadLimits.max_parameters`, every weight has exactly the
+   shape that model expects, and the progress fields are numbers;
+3. only then is the model built, so what it allocates is bounded by what the file really holds.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import pickle
 import zipfile
 from collections.abc import Mapping
@@ -29,6 +44,24 @@ from lstm_core.vocab import Vocab
 
 FORMAT = "lstm-playhouse-checkpoint"
 VERSION = 1
+_STEP_COLUMNS = ("step", "epoch", "loss", "lr", "elapsed_s")
+"""A run's per-step history is stored as one float64 tensor with these columns (plain data, but
+not in the pickle: a long run has tens of thousands of steps)."""
+_INTEGER_COLUMNS = frozenset({"step", "epoch"})
+
+
+@dataclass(frozen=True)
+class LoadLimits:
+    """What a checkpoint file may ask for. The defaults suit files a user trained themselves;
+    a server loading visitors' uploads passes tighter ones (see ``app/services.py``)."""
+
+    max_bytes: int | None = None
+    """All zip entries together, uncompressed (None: no limit but the file's own size)."""
+    max_pickle_bytes: int = 16_000_000
+    """The plain-data part: config, vocabulary, progress. Unpickling builds Python objects of
+    a few times its size at most, so this bounds that memory (real checkpoints hold about 1 MB)."""
+    max_parameters: int | None = None
+    """The model the config describes (None: no limit)."""
 
 
 class CheckpointError(InputError):
@@ -102,7 +135,7 @@ class Checkpoint:
             "weights": {k: v.detach().cpu() for k, v in self.weights.items()},
             "optimizer": self.optimizer,
             "progress": self.progress,
-            "history": self.history,
+            "history": _pack_history(self.history),
             "carry": None if self.carry is None else [t.detach().cpu() for t in self.carry],
             "rng_state": self.rng_state,
             "dataset": self.dataset,
@@ -126,12 +159,168 @@ def save_checkpoint(checkpoint: Checkpoint, path: Path | str) -> Path:
     return path
 
 
-def load_checkpoint(source: Path | str | bytes, name: str | None = None) -> Checkpoint:
+def _pack_history(history: dict[str, Any]) -> dict[str, Any]:
+    """The history with its per-step records as one ``(steps, columns)`` float64 tensor."""
+    steps = history.get("steps")
+    if not isinstance(steps, list):
+        return history
+    table = torch.tensor([[float(record[c]) for c in _STEP_COLUMNS] for record in steps], dtype=torch.float64)
+    return {**history, "steps": {"columns": list(_STEP_COLUMNS), "values": table.view(len(steps), len(_STEP_COLUMNS))}}
+
+
+def _unpack_history(history: Any) -> dict[str, Any]:
+    """:func:`_pack_history` undone, with every field checked to be what it should be."""
+    if history is None:
+        return {}
+    if not isinstance(history, dict):
+        raise ValueError("its history is not a mapping")
+    history = dict(history)
+    steps = history.get("steps")
+    if isinstance(steps, dict):
+        columns, values = steps.get("columns"), steps.get("values")
+        if (
+            columns != list(_STEP_COLUMNS)
+            or not isinstance(values, Tensor)
+            or values.dtype != torch.float64
+            or values.dim() != 2
+            or values.size(1) != len(_STEP_COLUMNS)
+        ):
+            raise ValueError("its step history is not a table of the expected columns")
+        history["steps"] = [
+            {c: int(v) if c in _INTEGER_COLUMNS else v for c, v in zip(_STEP_COLUMNS, row, strict=True)}
+            for row in values.tolist()
+        ]
+    for key in ("steps", "evals", "samples"):
+        records = history.get(key, [])
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise ValueError(f"its history's {key!r} is not a list of records")
+        for record in records:
+            for name, value in record.items():
+                if name != "samples" and not _is_number(value):
+                    raise ValueError(f"its history's {key!r} holds a non-numeric {name!r}: {value!r}")
+    return history
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_PROGRESS_INTEGERS = ("step", "epoch", "window", "total_steps")
+_PROGRESS_NUMBERS = ("elapsed_s",)
+_PROGRESS_OPTIONAL = ("best_val_loss", "last_val_loss")
+
+
+def _check_progress(progress: Any) -> dict[str, Any]:
+    if progress is None:
+        return {}
+    if not isinstance(progress, dict):
+        raise ValueError("its progress is not a mapping")
+    for name in _PROGRESS_INTEGERS:
+        value = progress.get(name, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"its progress field {name!r} must be a whole number, 0 or more; got {value!r}")
+    for name in _PROGRESS_NUMBERS:
+        value = progress.get(name, 0.0)
+        if not _is_number(value) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"its progress field {name!r} must be a number, 0 or more; got {value!r}")
+    for name in _PROGRESS_OPTIONAL:
+        value = progress.get(name)
+        if value is not None and not _is_number(value):
+            raise ValueError(f"its progress field {name!r} must be a number or empty; got {value!r}")
+    return dict(progress)
+
+
+def _tensors(data: Any, found: list[Tensor]) -> list[Tensor]:
+    """Every tensor inside a structure of dicts, lists and tuples."""
+    if isinstance(data, Tensor):
+        found.append(data)
+    elif isinstance(data, dict):
+        for value in data.values():
+            _tensors(value, found)
+    elif isinstance(data, (list, tuple)):
+        for value in data:
+            _tensors(value, found)
+    return found
+
+
+def _dense(tensor: Tensor) -> bool:
+    """Contiguous, from the start of its own storage, and that storage holds exactly its elements.
+
+    A tensor that fails this is a view: of a larger storage (which the file stores in full), or,
+    stride 0, of a smaller one that it stands for many times over.
+    """
+    return (
+        tensor.is_contiguous()
+        and tensor.storage_offset() == 0
+        and tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size()
+    )
+
+
+def _check_archive(stream: Any, limits: LoadLimits) -> str | None:
+    """What is wrong with the zip directory (entries are not read), or None."""
+    try:
+        with zipfile.ZipFile(stream) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        return f"the file is truncated or corrupt, or not a PyTorch file at all ({error})"
+    if len(entries) > 100_000:
+        return f"it holds {len(entries):,} entries; a checkpoint holds a few dozen"
+    total = 0
+    for entry in entries:
+        if entry.compress_type != zipfile.ZIP_STORED:
+            return f"its entry {entry.filename!r} is compressed, which PyTorch never writes: it was not unpacked"
+        if entry.filename.endswith("/data.pkl") and entry.file_size > limits.max_pickle_bytes:
+            return (
+                f"its plain data takes {entry.file_size / 1e6:,.1f} MB; a checkpoint's takes about 1 MB "
+                f"(at most {limits.max_pickle_bytes / 1e6:,.0f} MB is read)"
+            )
+        total += entry.file_size
+    if limits.max_bytes is not None and total > limits.max_bytes:
+        return f"it unpacks to {total / 1e6:,.0f} MB; at most {limits.max_bytes / 1e6:,.0f} MB is accepted"
+    return None
+
+
+def _check_weights(weights: Any, config: Config, vocab: Vocab, cutoffs: list[int], limits: LoadLimits) -> None:
+    """The weights are exactly those of the model the config describes (checked without building it)."""
+    if not isinstance(weights, dict) or not all(isinstance(v, Tensor) for v in weights.values()):
+        raise ValueError("its weights are not a mapping of names to tensors")
+    vocab_size = len(vocab)
+    if cutoffs and (any(not isinstance(c, int) for c in cutoffs) or cutoffs != sorted(set(cutoffs))):
+        raise ValueError("its adaptive cutoffs must be increasing whole numbers")
+    if cutoffs and not cutoffs[0] > 0 and cutoffs[-1] < vocab_size:
+        raise ValueError(f"its adaptive cutoffs must lie within (0, {vocab_size})")
+    with torch.device("meta"):
+        expected = LSTMLanguageModel(vocab_size, config, cutoffs or None).state_dict()
+    parameters = sum(t.numel() for t in {id(t): t for t in expected.values()}.values())
+    if limits.max_parameters is not None and parameters > limits.max_parameters:
+        raise CheckpointError(
+            f"its model has {parameters:,} parameters; at most {limits.max_parameters:,} are accepted here"
+        )
+    missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        detail = f"missing {', '.join(missing)}" if missing else f"unexpected {', '.join(unexpected)}"
+        raise CheckpointError(f"the weights do not fit the model its config describes ({detail})")
+    for name, shape in ((n, t.shape) for n, t in expected.items()):
+        tensor = weights[name]
+        if tensor.shape != shape:
+            raise CheckpointError(
+                f"the weights do not fit the model its config describes ({name} is {tuple(tensor.shape)}, "
+                f"the config asks for {tuple(shape)})"
+            )
+        if tensor.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"its weight {name} is {tensor.dtype}, not a float32, float16 or bfloat16 tensor")
+
+
+def load_checkpoint(
+    source: Path | str | bytes, name: str | None = None, limits: LoadLimits | None = None
+) -> Checkpoint:
     """Read a checkpoint from a path or from bytes (an upload); never executes code from it.
 
     Every way the file can be wrong -- missing, truncated, corrupt, not a checkpoint, a newer
-    format, inconsistent contents -- raises :class:`CheckpointError` naming the file.
+    format, inconsistent contents, or built to exhaust memory (see the module's docstring) --
+    raises :class:`CheckpointError` naming the file.
     """
+    limits = limits or LoadLimits()
     label = name or (f"the uploaded file ({len(source):,} bytes)" if isinstance(source, bytes) else str(source))
 
     def fail(problem: str) -> CheckpointError:
@@ -148,8 +337,15 @@ def load_checkpoint(source: Path | str | bytes, name: str | None = None) -> Chec
         stream = path
     # torch.save writes a zip archive; anything else (noise, text, a cut-off file whose zip
     # directory is missing) is refused before the unpickler sees it.
-    if not zipfile.is_zipfile(stream):
+    try:
+        is_zip = zipfile.is_zipfile(stream)
+    except OSError as error:
+        raise fail(f"it cannot be read ({error.strerror or error})") from None
+    if not is_zip:
         raise fail("the file is truncated or corrupt, or not a PyTorch file at all")
+    problem = _check_archive(stream, limits)
+    if problem:
+        raise fail(problem)
     if isinstance(stream, io.BytesIO):
         stream.seek(0)
     try:
@@ -167,28 +363,33 @@ def load_checkpoint(source: Path | str | bytes, name: str | None = None) -> Chec
     version = data.get("version")
     if version != VERSION:
         raise fail(f"it is format version {version!r}, and this program reads version {VERSION}")
+    if not all(_dense(tensor) for tensor in _tensors(data, [])):
+        raise fail("it holds a tensor that is a view (strided, or of a storage of another size), not plain weights")
     try:
         config = Config.from_dict(data["config"])
         vocab = Vocab.from_dict(data["vocab"])
-        weights = data["weights"]
-        if not isinstance(weights, dict) or not all(isinstance(v, Tensor) for v in weights.values()):
-            raise ValueError("its weights are not a mapping of names to tensors")
+        cutoffs = data.get("cutoffs", [])
+        if not isinstance(cutoffs, list):
+            raise ValueError("its cutoffs are not a list")
+        _check_weights(data["weights"], config, vocab, cutoffs, limits)
         carry = data.get("carry")
         checkpoint = Checkpoint(
             config=config,
             vocab=vocab,
-            weights=weights,
-            cutoffs=[int(c) for c in data.get("cutoffs", [])],
+            weights=data["weights"],
+            cutoffs=cutoffs,
             optimizer=data.get("optimizer"),
-            progress=dict(data.get("progress") or {}),
-            history=dict(data.get("history") or {}),
+            progress=_check_progress(data.get("progress")),
+            history=_unpack_history(data.get("history")),
             carry=None if carry is None else (carry[0], carry[1]),
             rng_state=data.get("rng_state"),
             dataset=dict(data.get("dataset") or {}),
         )
-    except (KeyError, TypeError, ValueError, ConfigError) as error:
+    except CheckpointError as error:
+        raise fail(str(error)) from None
+    except (KeyError, TypeError, ValueError, IndexError, ConfigError) as error:
         raise fail(f"its contents are incomplete or inconsistent ({error})") from None
-    # Build once to check the weights match the config, so a bad file fails here, not later.
+    # Build once to check the weights load into the model, so a bad file fails here, not later.
     try:
         checkpoint.build_model()
     except (CheckpointError, ValueError) as error:

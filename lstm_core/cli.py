@@ -20,9 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from lstm_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from lstm_core.config import PRESET_HELP, PRESETS, Config, ConfigError
-from lstm_core.corpus import DEFAULT_GUTENBERG_URL, CorpusError, bundled_plays, list_plays, load_corpus, text_from_file
+from lstm_core.checkpoint import load_checkpoint, save_checkpoint
+from lstm_core.config import PRESET_HELP, PRESETS, Config
+from lstm_core.corpus import DEFAULT_GUTENBERG_URL, bundled_plays, list_plays, load_corpus, text_from_file
+from lstm_core.errors import InputError
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -73,56 +74,40 @@ def _names(value: str | None) -> list[str] | None:
 # ---- output ------------------------------------------------------------------------------
 
 
-def _duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = round(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    if seconds >= 60:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds}s"
-
-
 class ProgressPrinter:
-    """Turns trainer events into a one-line progress bar plus lines for evaluations and samples."""
+    """Turns trainer events into a tqdm progress bar, plus a line for each evaluation and sample.
 
-    def __init__(self, stream: TextIO | None = None, width: int = 24, quiet: bool = False) -> None:
+    The bar shows only on a terminal; evaluations and samples are printed either way (to a log
+    file too), and ``quiet`` keeps only the evaluations.
+    """
+
+    def __init__(self, stream: TextIO | None = None, quiet: bool = False) -> None:
         self.stream = stream if stream is not None else sys.stderr
-        self.width = width
         self.quiet = quiet
-        self.interactive = self.stream.isatty()
-        self._last_draw = 0.0
-        self._bar_shown = False
+        self._bar: Any = None
 
     def _line(self, text: str) -> None:
-        if self._bar_shown and self.interactive:
-            self.stream.write("\r\033[K")
-        self._bar_shown = False
-        self.stream.write(text + "\n")
-        self.stream.flush()
+        from tqdm import tqdm
+
+        tqdm.write(text, file=self.stream)
 
     def __call__(self, event: Any) -> None:
-        if event.kind == "step":
-            now = time.monotonic()
-            done = event.step >= event.total_steps
-            if self.quiet or (now - self._last_draw < (0.2 if self.interactive else 10.0) and not done):
-                return
-            self._last_draw = now
-            share = event.step / max(1, event.total_steps)
-            filled = int(share * self.width)
-            bar = "#" * filled + "." * (self.width - filled)
-            text = (
-                f"[{bar}] {share:4.0%} step {event.step}/{event.total_steps} epoch {event.epoch + 1} "
-                f"loss {event.loss:.3f} {event.tokens_per_s / 1000:.1f}k words/s "
-                f"elapsed {_duration(event.elapsed_s)} ETA {_duration(event.eta_s)}"
+        if event.kind == "step" and not self.quiet:
+            if self._bar is None:
+                from tqdm import tqdm
+
+                self._bar = tqdm(
+                    total=event.total_steps,
+                    initial=event.step - 1,
+                    unit="step",
+                    file=self.stream,
+                    disable=None,  # no bar where the output is not a terminal
+                    dynamic_ncols=True,
+                )
+            self._bar.update(event.step - self._bar.n)
+            self._bar.set_postfix_str(
+                f"epoch {event.epoch + 1} loss {event.loss:.3f} {event.tokens_per_s / 1000:.1f}k words/s", refresh=False
             )
-            if self.interactive:
-                self.stream.write("\r\033[K" + text)
-                self._bar_shown = True
-                self.stream.flush()
-            else:
-                self._line(text)
         elif event.kind == "eval":
             mark = " (best)" if event.best else ""
             self._line(
@@ -132,23 +117,43 @@ class ProgressPrinter:
             for text in event.samples.values():
                 self._line(f"    {text}")
         elif event.kind == "end":
-            self._line(f"{event.reason.replace('_', ' ')} after {event.step} steps in {_duration(event.elapsed_s)}")
+            self.close()
+            from tqdm import tqdm
+
+            elapsed = tqdm.format_interval(event.elapsed_s)
+            self._line(f"{event.reason.replace('_', ' ')} after {event.step} steps in {elapsed}")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
-# ---- commands ----------------------------------------------------------------------------
+# ---- training --------------------------------------------------------------------------------
+
+_SOURCE_FLAGS = ("corpus", "plays", "holdout_plays", "text_file", "train_file", "valid_file", "dataset")
+
+
+def _source_given(args: argparse.Namespace) -> bool:
+    return any(getattr(args, name) is not None for name in _SOURCE_FLAGS)
 
 
 def _dataset_for_training(args: argparse.Namespace, config: Config) -> Any:
-    from lstm_core.data import prepare, prepare_holdout, prepare_pair
+    from lstm_core.data import Dataset, prepare, prepare_holdout, prepare_pair
 
+    if args.dataset:
+        if any(getattr(args, name) is not None for name in _SOURCE_FLAGS if name != "dataset"):
+            raise UsageError("--dataset is a prepared text: it does not go with the other text flags")
+        return Dataset.load(args.dataset)
     min_freq = config.min_word_freq
+    corpus_source = args.corpus or "plays"
     if args.train_file or args.valid_file:
         if not (args.train_file and args.valid_file):
             raise UsageError("--train-file and --valid-file go together")
         train, valid = text_from_file(args.train_file), text_from_file(args.valid_file)
         return prepare_pair(train.text, valid.text, min_freq, name=f"{train.name} (valid: {valid.name})")
     if args.holdout_plays:
-        if args.corpus != "plays":
+        if corpus_source != "plays":
             raise UsageError("--holdout-plays works with --corpus plays")
         held_out = _names(args.holdout_plays) or []
         chosen = _names(args.plays) or list(list_plays())
@@ -159,7 +164,7 @@ def _dataset_for_training(args: argparse.Namespace, config: Config) -> Any:
         name = f"{train.name}, held out: {', '.join(held_out)}"
         return prepare_holdout(train.text, test.text, min_freq, config.valid_fraction, name=name)
     corpus = load_corpus(
-        args.corpus,
+        corpus_source,
         plays=_names(args.plays),
         path=args.text_file,
         url=args.gutenberg_url,
@@ -180,56 +185,210 @@ def _download_progress(done: int, total: int | None) -> None:
 
 
 def _set_threads(threads: int | None) -> None:
-    if threads:
+    if threads is not None:
+        if threads < 1:
+            raise UsageError(f"--threads must be 1 or more, got {threads}")
         import torch
 
         torch.set_num_threads(threads)
 
 
+def _positive(value: float | None, flag: str) -> None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise UsageError(f"{flag} must be a positive number, got {value:g}")
+
+
+def _default_run_folder() -> Path:
+    """``runs/run-<date>-<time>-<random>``: unique even for runs started in the same second."""
+    import secrets
+
+    return Path("runs") / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def _check_new_run_folder(out: Path, overwrite: bool) -> None:
+    """Refuse, before any work, an --out that cannot hold a new run."""
+    from lstm_core import runs
+
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the run's checkpoints")
+    if out.is_dir() and runs.is_run(out):
+        if not overwrite:
+            raise UsageError(
+                f"{out} already holds a run; continue it with --resume {out}, or replace it with --overwrite"
+            )
+        for name in runs.RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise UsageError(f"cannot write the run's files to {out}: {error.strerror or error}") from None
+
+
+def _resume_source(resume: str) -> tuple[Path, Path | None]:
+    """``--resume`` names a run folder or a checkpoint: (its run folder, the checkpoint or None)."""
+    from lstm_core import runs
+
+    path = Path(resume)
+    if path.is_dir():
+        last = path / runs.LAST_CHECKPOINT
+        if last.is_file():
+            return path, last
+        if (path / runs.RUN_FILE).is_file():
+            return path, None  # created but never trained: it starts from step 0
+        raise UsageError(f"{path} holds no run to resume (no {runs.LAST_CHECKPOINT} or {runs.RUN_FILE})")
+    if path.is_file():
+        return path.parent, path
+    raise UsageError(f"--resume {resume}: no such run folder or checkpoint")
+
+
+def _admit(config: Config, dataset: Any, memory_limit: int | None) -> None:
+    """Refuse a run whose memory estimate passes the limit (or this machine), before anything is built."""
+    from lstm_core.batching import batchify
+    from lstm_core.memory import check_memory, estimate_memory, memory_advice, physical_memory
+
+    batchify(dataset.train, config.batch_size, config.training_seq_len, "the training text")  # enough words?
+    tokens = dataset.train.numel() + dataset.valid.numel() + dataset.test.numel()
+    estimate = estimate_memory(config, dataset.vocab.counts, tokens)
+    if memory_limit is not None:
+        problem = check_memory(estimate, memory_limit, "the limit given by --memory-limit-mb")
+    else:
+        problem = check_memory(estimate, physical_memory(), "this machine's memory")
+    if problem:
+        raise UsageError(f"{problem} {memory_advice(config)}.")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    from lstm_core import runs
+    from lstm_core.data import Dataset
+    from lstm_core.runtime import MemoryWatchdog
     from lstm_core.trainer import Trainer, TrainingDiverged
 
     _set_threads(args.threads)
-    resume = load_checkpoint(args.resume) if args.resume else None
-    config = config_from_args(args, resume.config if resume is not None else None)
-    if args.max_minutes is not None and args.max_minutes <= 0:
-        raise UsageError("--max-minutes must be positive")
-    dataset = _dataset_for_training(args, config)
-    out = (
-        Path(args.out)
-        if args.out
-        else (Path(args.resume).parent if args.resume else Path("runs") / time.strftime("run-%Y%m%d-%H%M%S"))
-    )
+    for value, flag in ((args.max_minutes, "--max-minutes"), (args.memory_limit_mb, "--memory-limit-mb")):
+        _positive(value, flag)
+    _positive(args.stop_when_idle, "--stop-when-idle")
+    memory_limit = int(args.memory_limit_mb * 1_000_000) if args.memory_limit_mb else None
+    resume = None
+    if args.resume:
+        if args.overwrite:
+            raise UsageError("--resume continues a run; --overwrite starts one afresh: choose one")
+        run_dir, checkpoint_path = _resume_source(args.resume)
+        resume = load_checkpoint(checkpoint_path) if checkpoint_path is not None else None
+        record = runs.read_json(run_dir / runs.RUN_FILE)
+        if resume is not None:
+            base = resume.config
+        elif record is not None:
+            base = Config.from_dict(record.get("config", {}))
+        else:
+            raise UsageError(f"{run_dir} has no {runs.RUN_FILE} to start the run from")
+        config = config_from_args(args, base)
+        saved_data = run_dir / runs.DATASET_DIR
+        if _source_given(args) or not (saved_data / "meta.json").is_file():
+            dataset = _dataset_for_training(args, config)  # a checkpoint from before runs kept their data
+        else:
+            dataset = Dataset.load(saved_data)
+        out = Path(args.out) if args.out else run_dir
+        if out != run_dir:
+            _check_new_run_folder(out, overwrite=False)
+        if not (out / runs.RUN_FILE).is_file():
+            runs.create_run(out, config, dataset)
+    else:
+        base = Config.from_dict(_read_config_file(args.config)) if args.config else PRESETS[args.preset]
+        config = config_from_args(args, base)
+        out = Path(args.out) if args.out else _default_run_folder()
+        _check_new_run_folder(out, args.overwrite)
+        dataset = _dataset_for_training(args, config)
+        _admit(config, dataset, memory_limit)
+        runs.create_run(out, config, dataset)
+    if resume is not None or args.resume:
+        _admit(config, dataset, memory_limit)
+
     printer = ProgressPrinter(quiet=args.quiet)
     print(dataset.summary(), file=sys.stderr)
-    trainer = Trainer(
-        config,
-        dataset,
-        out_dir=out,
-        callback=printer,
-        time_limit_s=args.max_minutes * 60 if args.max_minutes else None,
-        resume=resume,
+    trainer: Trainer | None = None
+    recorder = runs.RunRecorder(
+        out,
+        lambda reason: trainer.request_stop(reason),  # type: ignore[union-attr, arg-type]
+        idle_s=args.stop_when_idle * 60 if args.stop_when_idle else None,
     )
+    recorder.begin(step=resume.step if resume is not None else 0)
+    if memory_limit is not None:
+        watchdog = MemoryWatchdog(
+            memory_limit,
+            lambda resident: recorder.end(
+                "out_of_memory",
+                f"the training process used {resident / 1e6:,.0f} MB, over its limit of {memory_limit / 1e6:,.0f} MB",
+            ),
+            exit_code=runs.EXIT_OUT_OF_MEMORY,
+        )
+        watchdog.limit_address_space()
+        watchdog.start()
+
+    def report(event: Any) -> None:
+        recorder(event)
+        printer(event)
+
+    try:
+        trainer = Trainer(
+            config,
+            dataset,
+            out_dir=out,
+            callback=report,
+            time_limit_s=args.max_minutes * 60 if args.max_minutes else None,
+            resume=resume,
+        )
+    except (MemoryError, RuntimeError) as error:
+        if not _out_of_memory(error):
+            raise
+        recorder.end("out_of_memory", f"the model could not be allocated ({_first_line(error)})")
+        raise UsageError(f"the model could not be allocated: {_first_line(error)}") from None
+    recorder.update(step=trainer.step, total_steps=trainer.total_steps, elapsed_s=trainer.elapsed_s)
+    precision = f" with {str(trainer.dtype).removeprefix('torch.')}" if trainer.dtype else ""
+    if config.precision == "bf16" and trainer.dtype is None:
+        print(f"note: bf16 is not supported on {trainer.device}; training in fp32", file=sys.stderr)
     print(
-        f"model: {trainer.model.num_parameters():,} parameters on {trainer.device}"
-        f"{' with ' + str(trainer.dtype).removeprefix('torch.') if trainer.dtype else ''}; "
-        f"{trainer.total_steps:,} steps ({trainer.steps_per_epoch:,} per epoch); checkpoints in {out}",
+        f"model: {trainer.model.num_parameters():,} parameters on {trainer.device}{precision}; "
+        f"{trainer.total_steps:,} steps ({trainer.steps_per_epoch:,} per epoch); run folder {out}",
         file=sys.stderr,
     )
 
     def on_interrupt(signum: int, frame: types.FrameType | None) -> None:
         print("\nstopping after this step and saving (press Ctrl-C again to abort)", file=sys.stderr)
-        trainer.request_stop()
+        trainer.request_stop()  # type: ignore[union-attr]
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    def on_terminate(signum: int, frame: types.FrameType | None) -> None:
+        trainer.request_stop("interrupted")  # type: ignore[union-attr]
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt), signal.signal(signal.SIGTERM, on_terminate)
     try:
         result = trainer.fit()
     except TrainingDiverged as error:
+        recorder.end("diverged", str(error))
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED
+    except (MemoryError, RuntimeError) as error:
+        if not _out_of_memory(error):
+            recorder.end("failed", f"{type(error).__name__}: {_first_line(error)}")
+            raise
+        recorder.end("out_of_memory", f"training ran out of memory ({_first_line(error)})")
+        print(f"error: training ran out of memory: {_first_line(error)}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        recorder.end("interrupted", "aborted")
+        raise
+    except BaseException as error:
+        recorder.end("failed", f"{type(error).__name__}: {_first_line(error)}")
+        raise
     finally:
-        signal.signal(signal.SIGINT, previous)
+        printer.close()
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+    recorder.end(result.reason)
     summary = {
         "reason": result.reason,
         "steps": result.steps,
@@ -237,18 +396,42 @@ def cmd_train(args: argparse.Namespace) -> int:
         "val_loss": result.val_loss,
         "perplexity": result.perplexity,
         "best_val_loss": result.best_val_loss,
-        "checkpoint": str(out / "last.pt"),
-        "best_checkpoint": str(out / "best.pt"),
+        "checkpoint": str(out / runs.LAST_CHECKPOINT),
+        "best_checkpoint": str(out / runs.BEST_CHECKPOINT),
     }
     print(json.dumps(summary, indent=2) if args.json else f"saved {out / 'last.pt'} (best: {out / 'best.pt'})")
     return 0
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    text = str(error).lower()
+    return isinstance(error, MemoryError) or "can't allocate" in text or "out of memory" in text
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    """A config saved as JSON: ``Config.to_dict()``'s fields, or a run's ``run.json`` (its ``config``)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"--config {path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UsageError(f"--config {path} is not readable JSON: {error}") from None
+    if isinstance(data, dict) and isinstance(data.get("config"), dict):
+        data = data["config"]
+    if not isinstance(data, dict):
+        raise UsageError(f"--config {path} must hold a JSON object of settings")
+    return data
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from lstm_core.text import tokenize
-    from lstm_core.trainer import evaluate
+    from lstm_core.trainer import evaluate, perplexity
 
     _set_threads(args.threads)
     checkpoint = load_checkpoint(args.checkpoint)
@@ -270,14 +453,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "scored": count,
         "unknown_share": round(coverage.unknown_share, 4),
         "loss": loss,
-        "perplexity": math.exp(loss),
+        "perplexity": perplexity(loss),
     }
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print(
             f"{corpus.name}: {coverage.tokens:,} words ({coverage.unknown_share:.1%} unknown to the model), "
-            f"loss {loss:.4f}, perplexity {math.exp(loss):.2f}"
+            f"loss {loss:.4f}, perplexity {perplexity(loss):.2f}"
         )
     return 0
 
@@ -324,9 +507,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     checkpoint = load_checkpoint(args.checkpoint)
     out = Path(args.out)
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give the file name to write, e.g. {out / 'model.pt'}")
     if out.resolve() == Path(args.checkpoint).resolve():
         raise UsageError("--out must differ from --checkpoint (the export never overwrites its source)")
-    save_checkpoint(checkpoint.without_training_state(half=args.half), out)
+    try:
+        save_checkpoint(checkpoint.without_training_state(half=args.half), out)
+    except OSError as error:
+        raise UsageError(f"cannot write {out}: {error.strerror or error}") from None
     print(f"wrote {out}: {out.stat().st_size / 1e6:.1f} MB, model only{' (float16 weights)' if args.half else ''}")
     return 0
 
@@ -350,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model (or resume one)", description="Train a model.")
     source = train.add_argument_group("text to train on")
     source.add_argument(
-        "--corpus", choices=("plays", "gutenberg", "file"), default="plays", help="where the text comes from"
+        "--corpus", choices=("plays", "gutenberg", "file"), help="where the text comes from (default: plays)"
     )
     source.add_argument("--plays", metavar="NAMES", help="comma-separated bundled plays (default: all; see 'plays')")
     source.add_argument(
@@ -364,13 +552,43 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--valid-file", metavar="PATH", help="raw validation text (with --train-file)")
     source.add_argument("--gutenberg-url", default=DEFAULT_GUTENBERG_URL, help="where to download the Complete Works")
     source.add_argument("--cache-dir", metavar="DIR", help="download cache (default: ~/.cache/lstm-playhouse)")
+    source.add_argument(
+        "--dataset",
+        metavar="DIR",
+        help="a prepared text: a run's dataset folder (how the app hands a run its data)",
+    )
     run = train.add_argument_group("the run")
     presets = ", ".join(f"{name} ({text})" for name, text in PRESET_HELP.items())
     run.add_argument("--preset", choices=tuple(PRESETS), default="default", help=presets)
-    run.add_argument("--out", metavar="DIR", help="checkpoint folder (default: runs/run-<time>, or the resumed run's)")
-    run.add_argument("--resume", metavar="CHECKPOINT", help="continue the run saved in this checkpoint (its last.pt)")
-    run.add_argument("--max-minutes", type=float, metavar="M", help="stop cleanly (and save) after this many minutes")
+    run.add_argument("--config", metavar="FILE", help="settings from a JSON file (a config, or a run's run.json)")
+    run.add_argument(
+        "--out", metavar="DIR", help="the run folder (default: runs/run-<date>-<time>-<random>, or the resumed run's)"
+    )
+    run.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    run.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue a run: its folder (or a checkpoint); it trains on its own saved data and settings",
+    )
+    run.add_argument(
+        "--max-minutes",
+        type=float,
+        metavar="M",
+        help="stop cleanly (and save) once the run has trained this long in all, resumes included",
+    )
     run.add_argument("--threads", type=int, metavar="N", help="CPU threads for PyTorch (default: PyTorch's choice)")
+    run.add_argument(
+        "--memory-limit-mb",
+        type=float,
+        metavar="MB",
+        help="refuse settings estimated to need more, and end the run if it uses more (default: this machine's memory)",
+    )
+    run.add_argument(
+        "--stop-when-idle",
+        type=float,
+        metavar="M",
+        help="stop (and save) when the run folder's heartbeat file is older than M minutes (the app touches it)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar or samples, only evaluations")
     run.add_argument("--json", action="store_true", help="print the final summary as JSON")
     _add_config_flags(train)
@@ -417,11 +635,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Bad input (:class:`UsageError`, or an :class:`InputError` from the core)
+    ends with one line and exit code 2; any other exception is a bug and keeps its traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (UsageError, ConfigError, CorpusError, CheckpointError, ValueError) as error:
+    except (UsageError, InputError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -310,10 +310,14 @@ def text_from_file(path: Path | str, max_bytes: int = DEFAULT_MAX_BYTES) -> Corp
     path = Path(path)
     if not path.is_file():
         raise CorpusError(f"no such file: {path}")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise CorpusError(f"{path} is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB")
-    return text_from_bytes(path.read_bytes(), name=str(path), max_bytes=max_bytes)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise CorpusError(f"{path} is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB")
+        data = path.read_bytes()
+    except OSError as error:
+        raise CorpusError(f"cannot read {path}: {error.strerror or error}") from None
+    return text_from_bytes(data, name=str(path), max_bytes=max_bytes)
 
 
 def load_corpus(

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from lstm_core.config import Config
+from lstm_core.errors import InputError
 
 State = tuple[Tensor, Tensor]
 
@@ -119,7 +120,7 @@ class LSTMLanguageModel(nn.Module):
     def __init__(self, vocab_size: int, config: Config, cutoffs: Sequence[int] | None = None) -> None:
         super().__init__()
         if vocab_size < 2:
-            raise ValueError(f"the vocabulary needs at least 2 words, got {vocab_size}")
+            raise InputError(f"the vocabulary needs at least 2 words, got {vocab_size}")
         self.vocab_size = vocab_size
         self.rnn_size = config.rnn_size
         self.num_layers = config.num_layers

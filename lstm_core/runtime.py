@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
+
+from lstm_core.errors import InputError
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -21,13 +26,13 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
+        raise InputError(
             f"device {name!r} was asked for, but CUDA is not available on this machine; use 'auto' or 'cpu'"
         )
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        raise InputError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError("device 'mps' was asked for, but Apple's MPS is not available on this machine")
+        raise InputError("device 'mps' was asked for, but Apple's MPS is not available on this machine")
     return device
 
 
@@ -78,3 +83,74 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+# ---- memory limits for a training process -----------------------------------------------------
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory in bytes (Linux ``/proc``), or None where it is not known."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as file:
+            return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _virtual_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm", encoding="ascii") as file:
+            return int(file.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class MemoryWatchdog:
+    """Ends this process when its resident memory passes ``limit`` bytes.
+
+    A thread reads the resident size every ``interval`` seconds; past the limit it calls
+    ``on_exceed(resident)`` (to record why) and exits the process with ``exit_code`` at once, so
+    a run that outgrows its estimate ends itself and no one else. A single allocation far past
+    the limit is stopped earlier by :meth:`limit_address_space`.
+    """
+
+    def __init__(self, limit: int, on_exceed: Callable[[int], None], *, exit_code: int, interval: float = 0.1) -> None:
+        self.limit = limit
+        self.on_exceed = on_exceed
+        self.exit_code = exit_code
+        self.interval = interval
+        self._thread = threading.Thread(target=self._watch, name="memory-watchdog", daemon=True)
+
+    def start(self) -> MemoryWatchdog:
+        if resident_bytes() is not None:
+            self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while True:
+            resident = resident_bytes() or 0
+            if resident > self.limit:
+                try:
+                    self.on_exceed(resident)
+                finally:
+                    os._exit(self.exit_code)
+            time.sleep(self.interval)
+
+    def limit_address_space(self, headroom: int = 768 * 1024 * 1024) -> None:
+        """Make an allocation that would take the process far past the limit fail at once.
+
+        The address space may grow by what the resident size still may, plus ``headroom`` for
+        what a process maps without using (thread stacks, allocator arenas: about 600 MB more
+        than the resident size for a PyTorch training process here). An allocation past that
+        raises an out-of-memory error in the process instead of reaching the machine.
+        """
+        virtual, resident = _virtual_bytes(), resident_bytes()
+        if virtual is None or resident is None:
+            return
+        import resource
+
+        allowed = virtual + max(0, self.limit - resident) + headroom
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            allowed = min(allowed, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (allowed, hard))

@@ -23,6 +23,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from lstm_core.errors import InputError
+
 # Typographic apostrophes and dashes are folded into their ASCII forms first, so that
 # "o’er" and "o'er" are the same word and an em dash separates words like "--" does.
 _FOLD = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2014": "--", "\u2013": "--"})
@@ -75,6 +77,18 @@ class Split:
     test: list[str]
 
 
+def split_sizes(n: int, fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)) -> tuple[int, int, int]:
+    """How many of ``n`` tokens go to the train, validation and test blocks (see :func:`split_tokens`)."""
+    # The same rounding tolerance for the signs as for the sum: 1 - 0.8 - 0.2 is -5.6e-17.
+    if len(fractions) != 3 or any(f < -1e-6 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        raise InputError(f"split fractions must be three non-negative numbers that sum to 1, got {fractions}")
+    if fractions[0] <= 0:
+        raise InputError("the training fraction of the split must be greater than 0")
+    n_train = min(n, round(n * fractions[0]))
+    n_valid = min(n - n_train, max(0, round(n * fractions[1])))  # never negative within the tolerance
+    return n_train, n_valid, n - n_train - n_valid
+
+
 def split_tokens(tokens: Sequence[str], fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)) -> Split:
     """Cut the token stream into three contiguous blocks, in order, never shuffled.
 
@@ -82,14 +96,7 @@ def split_tokens(tokens: Sequence[str], fractions: tuple[float, float, float] = 
     the middle of a sentence shares at most one sentence boundary with the training block, so the
     held-out perplexity is honest.
     """
-    # The same rounding tolerance for the signs as for the sum: 1 - 0.8 - 0.2 is -5.6e-17.
-    if len(fractions) != 3 or any(f < -1e-6 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
-        raise ValueError(f"split fractions must be three non-negative numbers that sum to 1, got {fractions}")
-    if fractions[0] <= 0:
-        raise ValueError("the training fraction of the split must be greater than 0")
-    n = len(tokens)
-    n_train = round(n * fractions[0])
-    n_valid = max(0, round(n * fractions[1]))  # never negative within the tolerance
+    n_train, n_valid, _ = split_sizes(len(tokens), fractions)
     return Split(
         train=list(tokens[:n_train]),
         valid=list(tokens[n_train : n_train + n_valid]),

@@ -24,10 +24,14 @@ from lstm_core.batching import batchify, num_windows, windows
 from lstm_core.checkpoint import Checkpoint, copy_weights, save_checkpoint
 from lstm_core.config import Config, ConfigError
 from lstm_core.data import Dataset
+from lstm_core.errors import InputError
 from lstm_core.model import LSTMLanguageModel, State, choose_cutoffs, detach_state
 from lstm_core.runtime import autocast, resolve_device, resolve_precision, set_seed
 
 EVAL_BATCH_SIZE = 16
+CUDA_SYNC_EVERY = 20
+"""On a GPU the trainer reads the loss back to the host every this many steps, not every step: each
+read waits for the GPU to finish its queue. On the CPU it reads every step (there is nothing to wait for)."""
 # Settings that may change when a run is resumed; everything else must match the checkpoint.
 RESUMABLE_CHANGES = frozenset(
     {"epochs", "eval_every", "save_every", "prime_texts", "sample_length", "device", "precision"}
@@ -61,6 +65,7 @@ class EvalEvent:
     val_loss: float
     perplexity: float
     best: bool
+    elapsed_s: float = 0.0
     kind: Literal["eval"] = "eval"
 
 
@@ -79,7 +84,11 @@ class CheckpointEvent:
     kind: Literal["checkpoint"] = "checkpoint"
 
 
-EndReason = Literal["finished", "stopped", "time_limit"]
+EndReason = Literal["finished", "stopped", "time_limit", "idle", "interrupted"]
+"""Why a run ended: all epochs done; a stop was asked for (``stopped``: by the user, ``idle``: nobody
+watched it, ``interrupted``: the process was told to end, e.g. a server shutting down); or its
+training time reached the limit."""
+StopReason = Literal["stopped", "idle", "interrupted"]
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,17 @@ class TrainResult:
 # ---- helpers -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _PendingStep:
+    """A step whose loss (and gradient norm) are still tensors on the device, not yet read back."""
+
+    step: int
+    epoch: int
+    loss: Tensor
+    norm: Tensor | None
+    learning_rate: float
+
+
 def learning_rate_at(config: Config, step: int, steps_per_epoch: int, total_steps: int) -> float:
     """The learning rate for (0-based) ``step``: a pure function, so resuming needs no scheduler state."""
     if config.lr_schedule == "exponential":
@@ -134,7 +154,7 @@ def evaluate(
     that rows stay long and the state carried through them stays useful).
     """
     if ids.numel() < 2:
-        raise ValueError(f"evaluation needs at least 2 words, got {ids.numel()}")
+        raise InputError(f"evaluation needs at least 2 words, got {ids.numel()}")
     rows = max(1, min(batch_size, ids.numel() // (seq_len + 1)))
     streams = ids[: ids.numel() // rows * rows].view(rows, -1).to(model.device)
     was_training = model.training
@@ -160,7 +180,8 @@ def _optimizer(config: Config, model: LSTMLanguageModel) -> torch.optim.Optimize
     return cls(params, lr=config.learning_rate, weight_decay=config.weight_decay)
 
 
-def _perplexity(loss: float) -> float:
+def perplexity(loss: float) -> float:
+    """``exp(loss)``, or infinity where that overflows (``math.exp`` raises past about 709)."""
     return math.exp(loss) if loss < 700 else math.inf
 
 
@@ -200,7 +221,9 @@ class Trainer:
         self.device = resolve_device(config.device)
         self.dtype = resolve_precision(config.precision, self.device)
         self._stop = threading.Event()
+        self._stop_reason: StopReason = "stopped"
         self._lock = threading.Lock()
+        self._sync_every = CUDA_SYNC_EVERY if self.device.type == "cuda" else 1
 
         streams = batchify(dataset.train, config.batch_size, config.training_seq_len, "the training text")
         # On a GPU the whole id stream (a few MB) is copied there once, through pinned memory,
@@ -209,7 +232,7 @@ class Trainer:
             streams = streams.pin_memory().to(self.device, non_blocking=True)
         self.train_streams = streams
         if dataset.valid.numel() < 2:
-            raise ValueError("the validation text needs at least 2 words; use a larger text or valid_fraction")
+            raise InputError("the validation text needs at least 2 words; use a larger text or valid_fraction")
         self.steps_per_epoch = num_windows(self.train_streams, config.training_seq_len)
         self.total_steps = self.steps_per_epoch * config.epochs
 
@@ -225,13 +248,15 @@ class Trainer:
         self.last_val_loss: float | None = None
         self.history: dict[str, list[dict[str, Any]]] = {"steps": [], "evals": [], "samples": []}
         self._carry: State | None = None
+        self._pending: list[_PendingStep] = []
         if resume is not None:
             self._restore(resume)
 
     # ---- public API ----
 
-    def request_stop(self) -> None:
+    def request_stop(self, reason: StopReason = "stopped") -> None:
         """Ask the run to end after the current step (safe to call from any thread)."""
+        self._stop_reason = reason
         self._stop.set()
 
     @property
@@ -278,105 +303,128 @@ class Trainer:
         return checkpoint
 
     def fit(self) -> TrainResult:
-        """Train until all epochs are done, a stop is requested, or the time limit passes."""
+        """Train until all epochs are done, a stop is requested, or the time limit passes.
+
+        The time limit counts the run's whole training time, across resumes: a run resumed with
+        its time already used up ends at once, without a step.
+        """
         config = self.config
         seq_len = config.training_seq_len
-        session_start = time.perf_counter()
-        session_steps = 0
-        session_tokens = 0
-        base_elapsed = self.elapsed_s
+        self._session_start = time.perf_counter()
+        self._session_steps = 0
+        self._session_tokens = 0
+        self._base_elapsed = self.elapsed_s
         reason: EndReason = "finished"
+        if self.time_limit_s is not None and self._base_elapsed > 0 and self.time_limit_s <= self._base_elapsed:
+            reason = "time_limit"
         self.model.train()
         while self.epoch < config.epochs and reason == "finished":
             state = self._carry if self.window > 0 else None
             for inputs, targets in windows(self.train_streams, seq_len, start=self.window):
                 inputs, targets = inputs.to(self.device), targets.to(self.device)  # no copy when already there
                 learning_rate = learning_rate_at(config, self.step, self.steps_per_epoch, self.total_steps)
-                loss, state = self._train_step(inputs, targets, state, learning_rate)
+                loss, norm, state = self._train_step(inputs, targets, state, learning_rate)
+                self._pending.append(_PendingStep(self.step + 1, self.epoch, loss, norm, learning_rate))
                 self.step += 1
                 self.window += 1
                 self._carry = state
-                session_steps += 1
-                session_tokens += targets.numel()
-                now = time.perf_counter() - session_start
-                self.elapsed_s = base_elapsed + now
-                self.history["steps"].append(
-                    {
-                        "step": self.step,
-                        "epoch": self.epoch,
-                        "loss": loss,
-                        "lr": learning_rate,
-                        "elapsed_s": self.elapsed_s,
-                    }
-                )
-                self.callback(
-                    StepEvent(
-                        epoch=self.epoch,
-                        step=self.step,
-                        total_steps=self.total_steps,
-                        loss=loss,
-                        learning_rate=learning_rate,
-                        tokens_per_s=session_tokens / now if now > 0 else 0.0,
-                        elapsed_s=self.elapsed_s,
-                        eta_s=(self.total_steps - self.step) * now / session_steps,
-                    )
-                )
+                self._session_tokens += targets.numel()
                 end_of_epoch = self.window >= self.steps_per_epoch
+                evaluate_now = end_of_epoch or bool(config.eval_every and self.step % config.eval_every == 0)
+                save_now = self.out_dir is not None and (
+                    evaluate_now or end_of_epoch or bool(config.save_every and self.step % config.save_every == 0)
+                )
                 if end_of_epoch:
                     self.epoch += 1
                     self.window = 0
                     self._carry = None
-                if end_of_epoch or (config.eval_every and self.step % config.eval_every == 0):
-                    self._evaluate_and_sample()
-                if self.out_dir is not None and (
-                    end_of_epoch or (config.save_every and self.step % config.save_every == 0)
-                ):
-                    self._save_last()
+                out_of_time = self.time_limit_s is not None and self._clock() >= self.time_limit_s
+                if len(self._pending) >= self._sync_every or evaluate_now or save_now or out_of_time:
+                    self._report_steps()  # the callbacks may ask for a stop
                 if self._stop.is_set():
-                    reason = "stopped"
-                elif self.time_limit_s is not None and now >= self.time_limit_s:
+                    self._report_steps()
+                    reason = self._stop_reason
+                elif out_of_time:
                     reason = "time_limit"
+                if evaluate_now:
+                    self._evaluate_and_sample()
+                if save_now:
+                    self._save_last()
                 if reason != "finished" or end_of_epoch:
                     break
+        self._report_steps()
         evals = self.history["evals"]
         if reason != "finished" and self.step > 0 and (not evals or evals[-1]["step"] != self.step):
             self._evaluate_and_sample()  # an interrupted run still reports where it stands
-        if self.out_dir is not None:
+        if self.out_dir is not None and self.step > 0:
             self._save_last()
-        self.elapsed_s = base_elapsed + time.perf_counter() - session_start
-        perplexity = _perplexity(self.last_val_loss) if self.last_val_loss is not None else None
-        self.callback(EndEvent(self.step, reason, self.elapsed_s, self.last_val_loss, perplexity))
+        self.elapsed_s = self._clock()
+        last = perplexity(self.last_val_loss) if self.last_val_loss is not None else None
+        self.callback(EndEvent(self.step, reason, self.elapsed_s, self.last_val_loss, last))
         return TrainResult(
-            reason, self.step, self.elapsed_s, self.last_val_loss, perplexity, self.best_val_loss, self.checkpoint()
+            reason, self.step, self.elapsed_s, self.last_val_loss, last, self.best_val_loss, self.checkpoint()
         )
 
     # ---- internals ----
 
+    def _clock(self) -> float:
+        """The run's whole training time so far: earlier sessions plus this one."""
+        return self._base_elapsed + time.perf_counter() - self._session_start
+
     def _train_step(
         self, inputs: Tensor, targets: Tensor, state: State | None, learning_rate: float
-    ) -> tuple[float, State]:
+    ) -> tuple[Tensor, Tensor | None, State]:
+        """One optimizer step. Returns the loss and gradient norm as tensors, still on the device."""
         with autocast(self.device, self.dtype):
             hidden, new_state = self.model(inputs, state)
             loss = self.model.loss(hidden, targets)
-        loss_value = loss.detach().item()
-        if not math.isfinite(loss_value):
-            self._diverged(f"the loss became {loss_value}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        norm = None
         if self.config.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-            if not torch.isfinite(norm):
-                self._diverged(f"the gradient norm became {float(norm)}")
         with self._lock:
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate
             self.optimizer.step()
-        return loss_value, detach_state(new_state)
+        return loss.detach(), norm, detach_state(new_state)
 
-    def _diverged(self, what: str) -> None:
+    def _report_steps(self) -> None:
+        """Read the pending steps' losses back to the host (one sync), check them, record and report them."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        losses = torch.stack([p.loss.float() for p in pending]).tolist()
+        norms = [p.norm for p in pending]
+        norm_values = torch.stack(norms).tolist() if all(n is not None for n in norms) else [0.0] * len(norms)
+        for item, loss, norm in zip(pending, losses, norm_values, strict=True):
+            if not math.isfinite(loss):
+                self._diverged(f"the loss became {loss}", item.step)
+            if not math.isfinite(norm):
+                self._diverged(f"the gradient norm became {norm}", item.step)
+        now = time.perf_counter() - self._session_start
+        self.elapsed_s = self._base_elapsed + now
+        for item, loss in zip(pending, losses, strict=True):
+            self._session_steps += 1
+            record = {"step": item.step, "epoch": item.epoch, "loss": loss, "lr": item.learning_rate}
+            self.history["steps"].append({**record, "elapsed_s": self.elapsed_s})
+            self.callback(
+                StepEvent(
+                    epoch=item.epoch,
+                    step=item.step,
+                    total_steps=self.total_steps,
+                    loss=loss,
+                    learning_rate=item.learning_rate,
+                    tokens_per_s=self._session_tokens / now if now > 0 else 0.0,
+                    elapsed_s=self.elapsed_s,
+                    eta_s=(self.total_steps - item.step) * now / self._session_steps,
+                )
+            )
+
+    def _diverged(self, what: str, step: int) -> None:
         saved = f" The last checkpoint in {self.out_dir} was left as it was." if self.out_dir is not None else ""
         raise TrainingDiverged(
-            f"{what} at step {self.step + 1}, so training stopped. Try a lower learning rate "
+            f"{what} at step {step}, so training stopped. Try a lower learning rate "
             f"(now {self.config.learning_rate:g}) or a smaller grad_clip.{saved}"
         )
 
@@ -387,9 +435,11 @@ class Trainer:
         self.last_val_loss = val_loss
         if best:
             self.best_val_loss = val_loss
-        record = {"step": self.step, "epoch": self.epoch, "val_loss": val_loss, "perplexity": _perplexity(val_loss)}
-        self.history["evals"].append(record)
-        self.callback(EvalEvent(self.epoch, self.step, val_loss, _perplexity(val_loss), best))
+        elapsed = self.elapsed_s
+        value = perplexity(val_loss)
+        record = {"step": self.step, "epoch": self.epoch, "val_loss": val_loss, "perplexity": value}
+        self.history["evals"].append({**record, "elapsed_s": elapsed})
+        self.callback(EvalEvent(self.epoch, self.step, val_loss, value, best, elapsed))
         if best and self.out_dir is not None:
             path = save_checkpoint(self.checkpoint(training_state=False), self.out_dir / "best.pt")
             self.callback(CheckpointEvent(self.step, str(path), best=True))

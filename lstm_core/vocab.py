@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lstm_core.errors import InputError
 from lstm_core.files import atomic_write_text
 
 UNK_TOKEN = "<unk>"
@@ -44,13 +45,13 @@ class Vocab:
 
     def __init__(self, words: Sequence[str], counts: Sequence[int] | None = None, min_word_freq: int = 0) -> None:
         if not words or words[0] != UNK_TOKEN:
-            raise ValueError(f"a vocabulary's first word must be {UNK_TOKEN!r}")
+            raise InputError(f"a vocabulary's first word must be {UNK_TOKEN!r}")
         if len(set(words)) != len(words):
-            raise ValueError("a vocabulary cannot hold the same word twice")
+            raise InputError("a vocabulary cannot hold the same word twice")
         if UNK_TOKEN in words[1:]:
-            raise ValueError(f"{UNK_TOKEN!r} may only be the first word")
+            raise InputError(f"{UNK_TOKEN!r} may only be the first word")
         if counts is not None and len(counts) != len(words):
-            raise ValueError(f"{len(counts)} counts for {len(words)} words")
+            raise InputError(f"{len(counts)} counts for {len(words)} words")
         self.itos: list[str] = list(words)
         self.stoi: dict[str, int] = {word: i for i, word in enumerate(self.itos)}
         self.counts: list[int] = list(counts) if counts is not None else [0] * len(words)
@@ -64,7 +65,7 @@ class Vocab:
         ``<unk>``; ``min_word_freq=0`` keeps every word.
         """
         if min_word_freq < 0:
-            raise ValueError(f"min_word_freq must be 0 or more, got {min_word_freq}")
+            raise InputError(f"min_word_freq must be 0 or more, got {min_word_freq}")
         counter = Counter(tokens)
         counter.pop(UNK_TOKEN, None)
         kept = sorted((w for w, n in counter.items() if n > min_word_freq), key=lambda w: (-counter[w], w))
@@ -118,17 +119,17 @@ class Vocab:
     @classmethod
     def from_dict(cls, data: dict) -> Vocab:
         if not isinstance(data, dict) or data.get("format") != _FORMAT:
-            raise ValueError("not a vocabulary (its 'format' field is missing or wrong)")
+            raise InputError("not a vocabulary (its 'format' field is missing or wrong)")
         if data.get("version") != 1:
-            raise ValueError(f"unsupported vocabulary version {data.get('version')!r}")
+            raise InputError(f"unsupported vocabulary version {data.get('version')!r}")
         words, counts = data.get("words"), data.get("counts")
         if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
-            raise ValueError("the vocabulary's 'words' must be a list of strings")
+            raise InputError("the vocabulary's 'words' must be a list of strings")
         if not isinstance(counts, list) or not all(isinstance(n, int) for n in counts):
-            raise ValueError("the vocabulary's 'counts' must be a list of integers")
+            raise InputError("the vocabulary's 'counts' must be a list of integers")
         min_word_freq = data.get("min_word_freq", 0)
         if not isinstance(min_word_freq, int) or min_word_freq < 0:
-            raise ValueError("the vocabulary's 'min_word_freq' must be an integer, 0 or more")
+            raise InputError("the vocabulary's 'min_word_freq' must be an integer, 0 or more")
         return cls(words, counts, min_word_freq)
 
     def save(self, path: Path | str) -> None:
@@ -141,6 +142,6 @@ class Vocab:
             data = json.loads(path.read_text(encoding="utf-8"))
             return cls.from_dict(data)
         except FileNotFoundError:
-            raise ValueError(f"no vocabulary file at {path}") from None
+            raise InputError(f"no vocabulary file at {path}") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError) as error:
-            raise ValueError(f"cannot read the vocabulary in {path}: {error}") from error
+            raise InputError(f"cannot read the vocabulary in {path}: {error}") from error
