@@ -2,6 +2,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lstm_core.config import Config
 from lstm_core.errors import InputError
@@ -184,6 +186,14 @@ def test_an_unknown_quantity_is_refused():
 )
 def test_feature_words_are_the_cleaned_words_of_the_text(text):
     assert list(word_features(text).words) == tokenize(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("aS s'-\n\r\x0b\x1c\x85\u2028.,!?;\u2019\u2014\u00a0\u0130"))) | st.text())
+def test_feature_words_are_the_cleaned_words_of_any_text(text):
+    features = word_features(text)
+    assert list(features.words) == tokenize(text)
+    assert features.line.shape == features.line_position.shape == features.in_question.shape == (len(features.words),)
 
 
 def test_positions_in_the_line_start_again_on_each_line():
