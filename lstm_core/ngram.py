@@ -52,11 +52,13 @@ replaced, still gets a small, finite probability).
 Word ids are ``0 .. V - 1``; id 0 is ``<unk>`` and is an ordinary word here, as it is for the
 LSTM, so both models' perplexities are over the same vocabulary and comparable.
 
-Storage. Counting is vectorised with numpy rather than done in Python dicts (on the plays' 0.74
-million training words a 5-gram fits in about a second instead of five, in a tenth of the
-memory). Every distinct k-gram gets an index, its rank among the distinct k-grams; a k-gram's
-*key* is ``index(its first k - 1 words) * V + its last word``, an int64 even when ``V**5`` is
-not. Sorted keys group the n-grams of one context together and sort them by word, so each
+Storage. Counting is vectorised with numpy rather than done in Python dicts: on the plays' 0.74
+million training words a 5-gram fits in 0.4 s instead of 5.4 s, and its process grows by 116 MB at
+the peak instead of 544 MB (one thread, measured against the dict version this replaced).
+
+Every distinct k-gram gets an index, its rank among the distinct k-grams; a k-gram's *key* is
+``index(its first k - 1 words) * V + its last word``, an int64 even when ``V**5`` is not (it is
+not for the plays' 7,025 words). Sorted keys group the n-grams of one context together and sort them by word, so each
 length is a compressed table (CSR) over its contexts::
 
     level k:  keys     (n_k,)          int64, strictly increasing: context index * V + word
