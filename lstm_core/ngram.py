@@ -471,6 +471,8 @@ class KneserNey:
     def _from_arrays(cls, arrays: dict[str, np.ndarray], vocab: Vocab | None) -> KneserNey:
         header = _read_header(arrays.pop("header", None))
         order, vocab_size = header["order"], header["vocab_size"]
+        if 3 * order != len(arrays):  # before building names from an order nobody checked yet
+            raise InputError(f"an order-{order} model has {3 * order} arrays, the file has {len(arrays)}")
         expected = {f"{name}_{k}" for k in range(1, order + 1) for name in ("words", "counts", "followers")}
         if set(arrays) != expected:
             raise InputError(f"expected the arrays {sorted(expected)}, found {sorted(arrays)}")
@@ -494,6 +496,8 @@ class KneserNey:
             if counts.size != words.size or counts.min(initial=1) < 1:
                 raise InputError(f"counts_{k} must hold one count of 1 or more per word")
             _check_range(words, vocab_size, f"words_{k}")
+            if contexts * vocab_size >= _MAX_KEY:
+                raise InputError(f"{contexts:,} contexts over {vocab_size:,} words are too many")
             keys = np.repeat(np.arange(contexts, dtype=np.int64), followers) * vocab_size + words
             if keys.size > 1 and not (np.diff(keys) > 0).all():
                 raise InputError(f"the words of each context in words_{k} must be distinct and sorted")
