@@ -117,7 +117,7 @@ def modified_discounts(count_of_counts: Sequence[int]) -> tuple[float, float, fl
     return discounts[0], discounts[1], discounts[2]
 
 
-def as_id_array(ids: object, what: str = "ids") -> np.ndarray:
+def _as_ids(ids: object, what: str = "ids") -> np.ndarray:
     """A 1-D int64 array from a list, a numpy array or a (CPU or GPU) tensor of word ids."""
     if isinstance(ids, torch.Tensor):
         array = ids.detach().cpu().numpy()
@@ -244,7 +244,7 @@ def fit_kneser_ney(ids: object, vocab_size: int, orders: Sequence[int]) -> dict[
     for order in orders:
         if isinstance(order, bool) or not isinstance(order, int | np.integer) or order < 0:
             raise InputError(f"an order must be a whole number, 0 or more, got {order!r}")
-    stream = as_id_array(ids, "the training ids")
+    stream = _as_ids(ids, "the training ids")
     if stream.size == 0:
         raise InputError("cannot fit an n-gram model on an empty stream of ids")
     _check_range(stream, vocab_size, "the training ids")
@@ -329,7 +329,7 @@ class KneserNey:
     def prob_dist(self, context: object) -> np.ndarray:
         """``p(. | context)`` over the whole vocabulary, float64 of shape ``(vocab_size,)``; sums to 1."""
         self._check_fitted()
-        history = as_id_array(context, "the context")
+        history = _as_ids(context, "the context")
         _check_range(history, self.vocab_size, "the context")
         history = history[max(0, history.size - self.order + 1) :] if self.order > 1 else history[:0]
         probs = np.full(self.vocab_size, 1.0 / self.vocab_size)
@@ -360,7 +360,7 @@ class KneserNey:
         from the training text before the stream.
         """
         self._check_fitted()
-        stream = as_id_array(ids, "the ids to score")
+        stream = _as_ids(ids, "the ids to score")
         _check_range(stream, self.vocab_size, "the ids to score")
         size, vocab_size = stream.size, self.vocab_size
         probs = np.full(max(size - 1, 0), 1.0 / vocab_size)
