@@ -6,7 +6,7 @@
 The bundled plays minus the held-out ones are the training text; the last ``valid_fraction`` of
 it is the validation block (used only to keep the best checkpoint). The held-out plays are the
 test text: the LSTM's best checkpoint and a modified Kneser-Ney 5-gram, fitted on exactly the
-same training words with the same vocabulary, are both scored on them.
+same training words with the same vocabulary (``lstm_core.ngram``), are both scored on them.
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from bench.kneser_ney import DEFAULT_HELDOUT_PLAYS, KneserNey
+from bench.kneser_ney import DEFAULT_HELDOUT_PLAYS
 from lstm_core.checkpoint import load_checkpoint
 from lstm_core.config import PRESETS, preset
 from lstm_core.corpus import bundled_plays, list_plays
 from lstm_core.data import Dataset, prepare_holdout
+from lstm_core.ngram import KneserNey
 from lstm_core.trainer import Trainer, evaluate
 
 
@@ -41,9 +42,8 @@ def holdout_dataset(held_out: list[str], min_word_freq: int, valid_fraction: flo
 
 def kneser_ney_perplexity(dataset: Dataset, order: int) -> tuple[float, float]:
     started = time.perf_counter()
-    model = KneserNey(order)
-    model.fit(dataset.train.tolist(), len(dataset.vocab))
-    return model.perplexity(dataset.test.tolist()), time.perf_counter() - started
+    model = KneserNey(order).fit(dataset.train, len(dataset.vocab))
+    return model.perplexity(dataset.test), time.perf_counter() - started
 
 
 def parse_value(text: str) -> object:
