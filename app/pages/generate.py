@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import html
-from dataclasses import dataclass
 
 import streamlit as st
 
-from app import charts, services, state
+from app import charts, state
+from app.models import ModelEntry, available_models
 from app.runs import TrainingRun
 from lstm_core.config import RECIPE_PRIME_TEXTS
 from lstm_core.sampling import SamplingOptions, StepGenerator, score
 from lstm_core.text import tokenize
-from lstm_core.vocab import Vocab
 
 METHODS = {"greedy": "Greedy (the recipe's)", "sample": "Sampling", "beam": "Beam search"}
 UNKNOWN_RULES = {
@@ -21,33 +20,6 @@ UNKNOWN_RULES = {
     "stop": "stop there (the recipe's rule)",
     "allow": "allow it",
 }
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    key: str
-    label: str
-    model: object
-    vocab: Vocab
-
-
-def available_models() -> dict[str, ModelEntry]:
-    """The models this visitor can use, best first: their own, the one training, the demo."""
-    models: dict[str, ModelEntry] = {}
-    mine = state.my_model()
-    if mine is not None:
-        checkpoint, label, key = mine
-        models["mine"] = ModelEntry(key, f"Your model: {label}", services.model_for(key, checkpoint), checkpoint.vocab)
-    snapshot = st.session_state.get(state.SNAPSHOT)
-    if snapshot is not None:
-        models["snapshot"] = ModelEntry(snapshot["key"], snapshot["label"], snapshot["model"], snapshot["vocab"])
-    demo, problem = services.demo_checkpoint()
-    if problem:
-        st.warning(problem)
-    if demo is not None:
-        label = f"Demo model (shipped; {services.config_summary(demo.config)})"
-        models["demo"] = ModelEntry("demo", label, services.model_for("demo", demo), demo.vocab)
-    return models
 
 
 def take_snapshot() -> None:
