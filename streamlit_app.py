@@ -1,17 +1,24 @@
 """LSTM Playhouse: the Streamlit app's entry point (``streamlit run streamlit_app.py``).
 
-Sets up the page and the visitor's session, shows the training status in the sidebar on every
-page, and hands over to the page the visitor chose.
+Sets up the page and the visitor's workspace (from the ``?k=`` key in the address), shows the
+training status in the sidebar on every page, hands over to the page the visitor chose, and saves
+the visitor's settings when the page is done.
 """
 
 import streamlit as st
 
 from app import services, state
+from app.runs import SettingError
 from app.sidebar import training_status
 
 st.set_page_config(page_title="LSTM Playhouse", page_icon="🎭", layout="wide")
+try:
+    services.limits()  # read the server's caps (and thread setting) once
+    services.swept_at_start()
+except SettingError as error:
+    st.error(f"This server is misconfigured: {error}. Its operator can fix it in the environment or secrets file.")
+    st.stop()
 state.init()
-services.limits()  # read the server's caps (and thread setting) once
 
 pages = [
     st.Page("app/pages/data.py", title="Data", icon="📜", default=True),
@@ -24,4 +31,11 @@ with st.sidebar:
     st.markdown("### 🎭 LSTM Playhouse")
     st.caption("Train a word-level LSTM on Shakespeare, watch it learn, make it write.")
     training_status()
-page.run()
+    st.caption(
+        "Your workspace is this page's address (its `?k=` part): keep it to come back to your runs and "
+        "models, and share it only with people who may use them."
+    )
+try:
+    page.run()
+finally:
+    state.save_settings()

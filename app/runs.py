@@ -1,50 +1,75 @@
-"""Training runs in background threads, so a page never waits for the trainer.
+"""Training runs for a shared server: each run a folder on disk and a process of its own.
 
-A :class:`TrainingRun` wraps the core :class:`~lstm_core.trainer.Trainer` in a daemon thread and
-collects its events into plain lists the pages read (and chart) on each rerun. Nothing here
-imports Streamlit: the pages own the UI, this module owns the threads.
+The app never trains in its own process. It prepares a run folder (:func:`lstm_core.runs.create_run`:
+the config and the prepared data) and starts ``python -m lstm_core train --resume RUN`` on it, the
+same trainer the command line runs. The pages only read the folder. So:
 
-Hosted-demo safety:
+* a reload, a second tab or a server restart find the same run (the folder is the truth);
+* a crash, a memory kill or a runaway run ends that run's process only, and every run has its
+  own random generator;
+* Stop writes the folder's ``stop`` file; the process saves and exits within a step.
 
-* :class:`RunLimits` caps how many runs train at once in the server process, how long one may
-  run, and how big its model may be.
-* A run stops itself when its page stops calling :meth:`TrainingRun.touch` for
-  ``idle_minutes`` (the visitor closed the tab), so no thread outlives its session for long.
+Hosted-demo safety, all decided before anything is allocated (:func:`start_run`):
+
+* at most ``max_runs`` runs train at once on the server and ``runs_per_visitor`` per visitor
+  (a file lock makes the check and the start one step, across tabs and processes);
+* a run's memory is estimated from its config (:mod:`lstm_core.memory`) and refused over
+  ``run_memory_mb``; the process gets that limit too (a watchdog and an address-space limit),
+  so an underestimate ends the run, not the server;
+* the process runs ``nice``-r than the server, so visitors' pages come first;
+* its training time is capped across resumes (``max_minutes``), and it stops by itself when no
+  page has looked at it for ``idle_minutes``;
+* old runs are deleted after ``keep_days``, and the oldest first when all runs together pass
+  ``disk_mb`` (:func:`sweep`).
+
+Nothing here imports Streamlit: pages own the UI, this module owns the processes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import secrets
+import shutil
+import subprocess
+import sys
 import threading
 import time
-import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any
 
-from lstm_core.checkpoint import Checkpoint
+from lstm_core import runs
 from lstm_core.config import Config
 from lstm_core.data import Dataset
-from lstm_core.model import LSTMLanguageModel
-from lstm_core.trainer import Event, Trainer
+from lstm_core.memory import check_memory, estimate_memory, memory_advice
+from lstm_core.model import count_parameters
 
-Status = Literal["running", "finished", "stopped", "time_limit", "abandoned", "failed"]
+ROOT = Path(__file__).resolve().parent.parent
+NICE = 10
+"""How much lower a training process's CPU priority is than the server's (``os.nice``)."""
 
 
-def _setting(name: str, default: float, secrets: Callable[[str], Any] | None = None) -> float:
+class SettingError(ValueError):
+    """A cap set by the environment or the secrets file is not a usable value."""
+
+
+def _setting(name: str, default: float, secrets_get: Callable[[str], Any] | None = None) -> float:
     """A number from the environment (``LSTM_PLAYHOUSE_<NAME>``), else the secrets, else the default."""
     key = f"LSTM_PLAYHOUSE_{name.upper()}"
     raw: Any = os.environ.get(key)
-    if raw is None and secrets is not None:
-        raw = secrets(key)
+    if raw is None and secrets_get is not None:
+        raw = secrets_get(key)
     if raw is None or raw == "":
         return default
     try:
         value = float(raw)
     except (TypeError, ValueError):
-        raise ValueError(f"{key} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"{key} must be positive, got {raw!r}")
+        raise SettingError(f"{key} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise SettingError(f"{key} must be positive, got {raw!r}")
     return value
 
 
@@ -53,13 +78,17 @@ class RunLimits:
     """Caps for a shared server. Each can be set by an environment variable (see the README)."""
 
     max_runs: int = 2
+    runs_per_visitor: int = 1
     max_minutes: float = 30.0
     max_parameters: int = 20_000_000
+    run_memory_mb: float = 1000.0
     idle_minutes: float = 5.0
     threads: int = 1
+    keep_days: float = 7.0
+    disk_mb: float = 2000.0
 
     @classmethod
-    def from_environment(cls, secrets: Callable[[str], Any] | None = None) -> RunLimits:
+    def from_environment(cls, secrets_get: Callable[[str], Any] | None = None) -> RunLimits:
         """The caps from the environment or secrets; threads default to the cores shared by the runs.
 
         With ``max_runs`` runs at once, each gets ``cores // max_runs`` threads (at least one), so
@@ -67,142 +96,283 @@ class RunLimits:
         make small steps many times slower).
         """
         defaults = cls()
-        max_runs = int(_setting("max_runs", defaults.max_runs, secrets))
+
+        def get(name: str) -> float:
+            return _setting(name, getattr(defaults, name), secrets_get)
+
+        max_runs = int(get("max_runs"))
         fair_share = max(1, (os.cpu_count() or 1) // max_runs)
         return cls(
             max_runs=max_runs,
-            max_minutes=_setting("max_minutes", defaults.max_minutes, secrets),
-            max_parameters=int(_setting("max_parameters", defaults.max_parameters, secrets)),
-            idle_minutes=_setting("idle_minutes", defaults.idle_minutes, secrets),
-            threads=int(_setting("threads", fair_share, secrets)),
+            runs_per_visitor=int(get("runs_per_visitor")),
+            max_minutes=get("max_minutes"),
+            max_parameters=int(get("max_parameters")),
+            run_memory_mb=get("run_memory_mb"),
+            idle_minutes=get("idle_minutes"),
+            threads=int(_setting("threads", fair_share, secrets_get)),
+            keep_days=get("keep_days"),
+            disk_mb=get("disk_mb"),
         )
 
 
 class CapacityError(RuntimeError):
-    """The server is already training as many models as it allows."""
+    """The server, or this visitor, already trains as many models as allowed."""
 
 
-class _Registry:
-    """The runs training right now in this server process (all visitors together)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._active: set[int] = set()
-
-    def acquire(self, run_id: int, limit: int) -> None:
-        with self._lock:
-            if len(self._active) >= limit:
-                raise CapacityError(
-                    f"this server already trains {len(self._active)} model(s) at once, its limit; "
-                    "please try again in a few minutes (or run the app on your own machine: see the README)"
-                )
-            self._active.add(run_id)
-
-    def release(self, run_id: int) -> None:
-        with self._lock:
-            self._active.discard(run_id)
-
-    @property
-    def active(self) -> int:
-        with self._lock:
-            return len(self._active)
+# ---- where things live ---------------------------------------------------------------------
 
 
-REGISTRY = _Registry()
+def active_dir(data_root: Path) -> Path:
+    """One marker file per run whose process this server started and has not seen end."""
+    return data_root / "active"
 
 
-class TrainingRun:
-    """One visitor's training run, in a background thread.
-
-    The event lists only grow, and are read by the page thread while the worker appends to them;
-    :meth:`events` copies under the lock.
-    """
-
-    _next_id = 0
-    _id_lock = threading.Lock()
-
-    def __init__(
-        self,
-        config: Config,
-        dataset: Dataset,
-        limits: RunLimits,
-        resume: Checkpoint | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        with TrainingRun._id_lock:
-            TrainingRun._next_id += 1
-            self.id = TrainingRun._next_id
-        self.limits = limits
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._events: list[Event] = []
-        self.status: Status = "running"
-        self.error: str | None = None
-        self.result_checkpoint: Checkpoint | None = None
-        self._last_seen = clock()
-        self.trainer = Trainer(
-            config, dataset, callback=self._on_event, time_limit_s=limits.max_minutes * 60, resume=resume
-        )
-        parameters = self.trainer.model.num_parameters()
-        if parameters > limits.max_parameters:
-            raise ValueError(
-                f"this model has {parameters:,} parameters; this server allows at most {limits.max_parameters:,}. "
-                "Choose a smaller rnn_size, embedding_size or fewer layers (or a larger min_word_freq)."
-            )
-        self._thread = threading.Thread(target=self._work, name=f"training-run-{self.id}", daemon=True)
-
-    # ---- control (page thread) ----
-
-    def start(self) -> None:
-        REGISTRY.acquire(self.id, self.limits.max_runs)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.trainer.request_stop()
-
-    def touch(self) -> None:
-        """The visitor's page is still open: keep training."""
-        self._last_seen = self.clock()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    @property
-    def running(self) -> bool:
-        return self.status == "running"
-
-    def events(self) -> list[Event]:
-        with self._lock:
-            return list(self._events)
-
-    def snapshot(self) -> LSTMLanguageModel:
-        return self.trainer.snapshot()
-
-    @property
-    def config(self) -> Config:
-        return self.trainer.config
-
-    # ---- worker thread ----
-
-    def _on_event(self, event: Event) -> None:
-        with self._lock:
-            self._events.append(event)
-        if self.clock() - self._last_seen > self.limits.idle_minutes * 60:
-            self.status = "abandoned"  # set before the stop, so the end event doesn't overwrite it
-            self.trainer.request_stop()
-
-    def _work(self) -> None:
-        import torch
-
-        torch.set_num_threads(self.limits.threads)
+@contextlib.contextmanager
+def _server_lock(data_root: Path) -> Iterator[None]:
+    """One start at a time across the server's threads and processes (two tabs clicking Start)."""
+    data_root.mkdir(parents=True, exist_ok=True)
+    with (data_root / "runs.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            result = self.trainer.fit()
-            self.result_checkpoint = result.checkpoint
-            if self.status != "abandoned":
-                self.status = result.reason
-        except Exception as error:  # shown to the visitor; the thread must not die silently
-            self.error = str(error) or type(error).__name__
-            self.details = traceback.format_exc()
-            self.status = "failed"
+            yield
         finally:
-            REGISTRY.release(self.id)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def new_run_id() -> str:
+    """``<date>-<time>-<random>``: sorts by start time, and cannot be guessed or collide."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
+
+
+def active_runs(data_root: Path) -> list[runs.RunSummary]:
+    """The runs training on this server now (all visitors); stale markers are cleared."""
+    folder = active_dir(data_root)
+    found = []
+    for marker in sorted(folder.glob("*")) if folder.is_dir() else []:
+        try:
+            run_path = Path(marker.read_text(encoding="utf-8").strip())
+        except OSError:
+            continue
+        run = runs.read_run(run_path)
+        if run is not None and run.active:
+            found.append(run)
+        else:
+            marker.unlink(missing_ok=True)
+    return found
+
+
+# ---- admission -------------------------------------------------------------------------------
+
+
+def admission_problems(config: Config, dataset_vocab_counts: list[int], tokens: int, limits: RunLimits) -> list[str]:
+    """Why this server would refuse to train ``config`` on this data (empty if it would not)."""
+    problems = []
+    parameters = count_parameters(config, len(dataset_vocab_counts), dataset_vocab_counts)
+    if parameters > limits.max_parameters:
+        problems.append(
+            f"This model would have {parameters:,} parameters; this server allows {limits.max_parameters:,}. "
+            "Choose a smaller rnn_size, embedding_size or fewer layers (or a larger min_word_freq)."
+        )
+    estimate = estimate_memory(config, dataset_vocab_counts, tokens, parameters)
+    memory = check_memory(estimate, int(limits.run_memory_mb * 1_000_000))
+    if memory:
+        problems.append(f"{memory} {memory_advice(config)}.")
+    return problems
+
+
+def _check_capacity(data_root: Path, visitor_runs: Path, limits: RunLimits) -> None:
+    active = active_runs(data_root)
+    mine = [run for run in active if run.path.parent == visitor_runs]
+    if len(mine) >= limits.runs_per_visitor:
+        raise CapacityError(
+            "You already have a run training (in this tab or another): stop it, or wait for it to end, "
+            "before you start another."
+        )
+    if len(active) >= limits.max_runs:
+        raise CapacityError(
+            f"This server already trains {len(active)} model(s) at once, its limit; please try again in a few "
+            "minutes (or run the app on your own machine: see the README)."
+        )
+
+
+def start_run(
+    data_root: Path, visitor_runs: Path, config: Config, dataset: Dataset, limits: RunLimits
+) -> runs.RunSummary:
+    """Admit, create and start a new run for a visitor; raise CapacityError or ValueError if refused.
+
+    Nothing is written and no process started unless every check passes.
+    """
+    tokens = dataset.train.numel() + dataset.valid.numel() + dataset.test.numel()
+    problems = admission_problems(config, dataset.vocab.counts, tokens, limits)
+    if problems:
+        raise ValueError(" ".join(problems))
+    sweep(data_root, limits)
+    with _server_lock(data_root):
+        _check_capacity(data_root, visitor_runs, limits)
+        folder = visitor_runs / new_run_id()
+        runs.create_run(folder, config, dataset)
+        _launch(data_root, folder, limits)
+    summary = runs.read_run(folder)
+    assert summary is not None, "a run folder just created must read back"
+    return summary
+
+
+def resume_problem(run: runs.RunSummary, limits: RunLimits) -> str | None:
+    """Why ``run`` cannot be resumed here (None if it can)."""
+    if run.active:
+        return "This run is still training."
+    if not run.has_last and run.step > 0:
+        return "This run has no checkpoint to resume from."
+    if run.state == "finished":
+        return "This run has finished all its epochs."
+    if run.elapsed_s >= limits.max_minutes * 60:
+        return f"This run has trained for {limits.max_minutes:g} minutes in all, the most this server allows per run."
+    return None
+
+
+def resume_run(data_root: Path, run: runs.RunSummary, limits: RunLimits) -> None:
+    """Start the process again on ``run``'s own folder: its config, its data, its last checkpoint."""
+    problem = resume_problem(run, limits)
+    if problem:
+        raise ValueError(problem)
+    with _server_lock(data_root):
+        _check_capacity(data_root, run.path.parent, limits)
+        (run.path / runs.EXIT_FILE).unlink(missing_ok=True)
+        runs.write_json(run.path / runs.STATUS_FILE, {**_status(run.path), "state": "starting", "message": ""})
+        _launch(data_root, run.path, limits)
+
+
+def _status(folder: Path) -> dict[str, Any]:
+    return runs.read_json(folder / runs.STATUS_FILE) or {}
+
+
+def stop_run(run: runs.RunSummary) -> None:
+    """Ask the run's process to save and stop (it does within a step)."""
+    runs.request_stop(run.path)
+
+
+# ---- the process ------------------------------------------------------------------------------
+
+
+def train_command(folder: Path, limits: RunLimits) -> list[str]:
+    """The command that trains (or continues) the run in ``folder`` under this server's caps."""
+    return [
+        sys.executable,
+        "-m",
+        "lstm_core",
+        "train",
+        "--resume",
+        str(folder),
+        "--quiet",
+        "--threads",
+        str(limits.threads),
+        "--max-minutes",
+        f"{limits.max_minutes:g}",
+        "--stop-when-idle",
+        f"{limits.idle_minutes:g}",
+        "--memory-limit-mb",
+        f"{limits.run_memory_mb:g}",
+        "--nice",
+        str(NICE),
+    ]
+
+
+def _launch(data_root: Path, folder: Path, limits: RunLimits) -> None:
+    """Start the training process, record it, and wait for it in a thread (which records its end).
+
+    The process stays in the server's process group: stopping the server's group (a deploy, a
+    test, Ctrl-C in a terminal) stops its runs too, each saving first.
+    """
+    command = train_command(folder, limits)
+    (folder / runs.STOP_FILE).unlink(missing_ok=True)
+    runs.touch_heartbeat(folder)
+    log = (folder / runs.LOG_FILE).open("ab")
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=environment
+    )
+    record = {
+        "pid": process.pid,
+        "pid_start": runs.process_start_time(process.pid),
+        "started": time.time(),
+        "command": command,
+    }
+    runs.write_json(folder / runs.PROCESS_FILE, record)
+    marker = active_dir(data_root) / folder.name
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(str(folder), encoding="utf-8")
+
+    def wait() -> None:
+        try:
+            returncode = process.wait()
+            runs.write_json(folder / runs.EXIT_FILE, {"returncode": returncode, "ended": time.time()})
+        except OSError:
+            pass  # the run folder was deleted meanwhile: nothing to record
+        finally:
+            log.close()
+            marker.unlink(missing_ok=True)
+
+    threading.Thread(target=wait, name=f"wait-{folder.name}", daemon=True).start()
+
+
+# ---- keeping the disk in bounds ------------------------------------------------------------
+
+
+def _last_activity(folder: Path) -> float:
+    times = []
+    for name in (runs.STATUS_FILE, runs.HEARTBEAT_FILE, runs.RUN_FILE):
+        with contextlib.suppress(OSError):
+            times.append((folder / name).stat().st_mtime)
+    return max(times, default=0.0)
+
+
+def _size(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
+def sweep(data_root: Path, limits: RunLimits, now: float | None = None) -> list[Path]:
+    """Delete runs (and visitors' uploads) not used for ``keep_days``, then the oldest runs while
+    everything together passes ``disk_mb``. A run that is training is never deleted. Returns what
+    was deleted."""
+    now = time.time() if now is None else now
+    visitors = data_root / "visitors"
+    if not visitors.is_dir():
+        return []
+    deleted: list[Path] = []
+    candidates: list[tuple[float, int, Path]] = []
+    total = 0
+    for visitor in visitors.iterdir():
+        for folder in [*visitor.glob("runs/*"), *visitor.glob("uploads/*"), *visitor.glob("models/*")]:
+            size = _size(folder) if folder.is_dir() else folder.stat().st_size
+            if folder.is_dir():
+                run = runs.read_run(folder)
+                if run is not None and run.active:
+                    total += size
+                    continue
+                used = _last_activity(folder) if run is not None else folder.stat().st_mtime
+            else:
+                used = folder.stat().st_mtime
+            if now - used > limits.keep_days * 86400:
+                _remove(folder)
+                deleted.append(folder)
+            else:
+                total += size
+                candidates.append((used, size, folder))
+    for _, size, folder in sorted(candidates):
+        if total <= limits.disk_mb * 1_000_000:
+            break
+        _remove(folder)
+        deleted.append(folder)
+        total -= size
+    for visitor in visitors.iterdir():
+        with contextlib.suppress(OSError):
+            for sub in ("runs", "uploads", "models"):
+                (visitor / sub).rmdir()  # only when empty
+    return deleted
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

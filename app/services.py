@@ -1,127 +1,51 @@
-"""Cached, shared, read-only work for the pages: corpora, word counts, datasets, the demo model.
+"""Cached, shared, read-only work for the pages: texts, datasets, models, the server's caps.
 
-``st.cache_resource`` returns the same object to every visitor (no copy), so callers must never
-mutate what they get; ``st.cache_data`` is used where a copy is cheap.
+One server holds these once for all its visitors, bounded in bytes (:class:`app.cache.ByteLRU`),
+keyed by what identifies their content (a text's digest, a file's path, modification time and
+size), so that no cache can serve one visitor's entry to another by mistake, and a code reload
+that forgets the caches only costs the work again. Values are shared: callers never change them.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import streamlit as st
 import torch
 
-from app.runs import RunLimits
-from lstm_core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from app.cache import ByteLRU
+from app.runs import RunLimits, SettingError, active_runs, sweep
+from app.visitor import data_root
+from lstm_core.checkpoint import Checkpoint, CheckpointError, LoadLimits, load_checkpoint
 from lstm_core.config import Config
 from lstm_core.corpus import Corpus, bundled_plays, list_plays, play_title
-from lstm_core.data import Dataset, prepare
-from lstm_core.text import tokenize
+from lstm_core.data import Dataset, EncodedText
+from lstm_core.model import LSTMLanguageModel
+from lstm_core.runs import EventTail
+from lstm_core.trainer import event_from_dict
+from lstm_core.vocab import Vocab
 
 DEMO_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "demo.pt"
+SAMPLE_CHARS = 20_000
+"""How much raw text is kept for the Data page's "what cleaning does" view."""
+MB = 1_000_000
 
 
-@dataclass(frozen=True)
-class CorpusChoice:
-    """What the visitor picked on the Data page; ``key`` identifies the text for the caches."""
-
-    source: str  # "plays", "gutenberg" or "upload"
-    plays: tuple[str, ...] = ()
-    upload_name: str = ""
-    upload_digest: str = ""
-
-    @property
-    def key(self) -> str:
-        if self.source == "plays":
-            return "plays:" + ",".join(self.plays)
-        if self.source == "upload":
-            return "upload:" + self.upload_digest
-        return self.source
-
-
-@st.cache_data(show_spinner=False)
-def play_names() -> dict[str, str]:
-    """``{name: title}`` of every bundled play, sorted by title."""
-    return dict(sorted(((name, play_title(name)) for name in list_plays()), key=lambda item: item[1]))
-
-
-@st.cache_resource(show_spinner="Reading the plays...", max_entries=8)
-def plays_corpus(names: tuple[str, ...]) -> Corpus:
-    return bundled_plays(names or None)
-
-
-@st.cache_resource(show_spinner=False, max_entries=8)
-def corpus_tokens(key: str, _text: str) -> list[str]:
-    """The cleaned words of a corpus (``key`` identifies ``_text``, which is not hashed)."""
-    return tokenize(_text)
-
-
-@dataclass(frozen=True)
-class WordStats:
-    """Word frequencies of a corpus, sorted most frequent first (ties alphabetical)."""
-
-    words: list[str]
-    counts: np.ndarray  # int64, descending
-    tokens: int
-
-    def vocabulary_size(self, min_word_freq: int) -> int:
-        """Words kept by the "more than min_word_freq" rule, plus the unknown word."""
-        return int(np.count_nonzero(self.counts > min_word_freq)) + 1
-
-    def vocab_counts(self, min_word_freq: int) -> list[int]:
-        """Counts in vocabulary order: ``<unk>`` (every word not kept) first, then the kept words."""
-        kept = self.counts[self.counts > min_word_freq]
-        return [int(self.tokens - kept.sum()), *kept.tolist()]
-
-    def unknown_share(self, min_word_freq: int) -> float:
-        return float(self.counts[self.counts <= min_word_freq].sum()) / max(1, self.tokens)
-
-
-@st.cache_resource(show_spinner=False, max_entries=8)
-def word_stats(key: str, _tokens: list[str]) -> WordStats:
-    counter = Counter(_tokens)
-    ordered = sorted(counter.items(), key=lambda item: (-item[1], item[0]))
-    return WordStats([w for w, _ in ordered], np.array([n for _, n in ordered], dtype=np.int64), len(_tokens))
-
-
-@st.cache_resource(show_spinner="Preparing the training data...", max_entries=8)
-def dataset_for(key: str, _tokens: list[str], min_word_freq: int, fractions: tuple[float, float, float]) -> Dataset:
-    return prepare(_tokens, min_word_freq, fractions, name=key)
-
-
-def digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
-@st.cache_resource(show_spinner="Loading the demo model...")
-def demo_checkpoint() -> tuple[Checkpoint | None, str | None]:
-    """The model shipped in ``models/demo.pt`` and None, or None and why it cannot be used.
-
-    No file is a normal case (no message); a damaged one is said, so it is not mistaken for none.
-    """
-    if not DEMO_MODEL_PATH.is_file():
-        return None, None
-    try:
-        return load_checkpoint(DEMO_MODEL_PATH), None
-    except CheckpointError as error:
-        return None, f"The shipped demo model cannot be used: {error}"
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def model_for(key: str, _checkpoint: Checkpoint) -> torch.nn.Module:
-    """A shared eval-mode model for a checkpoint (sampling never changes weights)."""
-    return _checkpoint.build_model()
+# ---- the server's caps -------------------------------------------------------------------------
 
 
 def _secret(key: str) -> object:
+    """A value from ``.streamlit/secrets.toml``; None without the file. A malformed file is an error."""
     try:
         return st.secrets.get(key)
-    except Exception:  # no secrets file: that is the normal case
-        return None
+    except Exception as error:  # Streamlit's secrets error type moved between versions
+        if "pars" in str(error).lower():  # "Error parsing secrets file at ..."
+            raise SettingError(f"the secrets file cannot be read: {error}") from None
+        return None  # no secrets file: that is the normal case
 
 
 @st.cache_resource(show_spinner=False)
@@ -130,6 +54,150 @@ def limits() -> RunLimits:
     found = RunLimits.from_environment(_secret)
     torch.set_num_threads(found.threads)
     return found
+
+
+@st.cache_resource(show_spinner=False)
+def swept_at_start() -> int:
+    """Clear out old runs once when the server starts (and then at every run start)."""
+    return len(sweep(data_root(), limits()))
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def runs_training_now() -> int:
+    return len(active_runs(data_root()))
+
+
+# ---- caches ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Text:
+    """A chosen text as the pages need it: its words as ids, and a sample of the raw text."""
+
+    key: str
+    name: str
+    description: str
+    sample: str
+    encoded: EncodedText
+
+    @property
+    def nbytes(self) -> int:
+        return self.encoded.nbytes + len(self.sample)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """An eval-mode model and what the pages say about it."""
+
+    model: LSTMLanguageModel
+    vocab: Vocab
+    config: Config
+    step: int
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.model.state_dict().values()) + 100 * len(self.vocab)
+
+
+def _budget(name: str, default_mb: float) -> int:
+    raw = os.environ.get(f"LSTM_PLAYHOUSE_{name}")
+    try:
+        return int(float(raw) * MB) if raw else int(default_mb * MB)
+    except ValueError:
+        raise SettingError(f"LSTM_PLAYHOUSE_{name} must be a number of MB, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Caches:
+    texts: ByteLRU[Text]
+    datasets: ByteLRU[Dataset]
+    models: ByteLRU[LoadedModel]
+
+
+@st.cache_resource(show_spinner=False)
+def caches() -> Caches:
+    """The server's caches: texts and datasets share ``LSTM_PLAYHOUSE_CACHE_MB`` (default 200 MB),
+    models have ``LSTM_PLAYHOUSE_MODEL_CACHE_MB`` (default 150 MB)."""
+    data_budget = _budget("CACHE_MB", 200)
+    return Caches(
+        texts=ByteLRU(data_budget // 2, lambda text: text.nbytes),
+        datasets=ByteLRU(data_budget // 2, lambda dataset: dataset.nbytes),
+        models=ByteLRU(_budget("MODEL_CACHE_MB", 150), lambda loaded: loaded.nbytes),
+    )
+
+
+def _text(key: str, corpus: Corpus) -> Text:
+    return Text(key, corpus.name, corpus.description, corpus.text[:SAMPLE_CHARS], EncodedText.from_text(corpus.text))
+
+
+@st.cache_data(show_spinner=False)
+def play_names() -> dict[str, str]:
+    """``{name: title}`` of every bundled play, sorted by title."""
+    return dict(sorted(((name, play_title(name)) for name in list_plays()), key=lambda item: item[1]))
+
+
+def plays_text(names: tuple[str, ...]) -> Text:
+    key = "plays:" + (",".join(names) or "all")
+    return caches().texts.get(key, lambda: _text(key, bundled_plays(names or None)))
+
+
+def file_text(key: str, read: Any) -> Text:
+    """A text from a file (an upload, the Gutenberg download): ``read()`` gives its Corpus."""
+    return caches().texts.get(key, lambda: _text(key, read()))
+
+
+def dataset_for(text: Text, min_word_freq: int, fractions: tuple[float, float, float]) -> Dataset:
+    key = (text.key, min_word_freq, fractions)
+    return caches().datasets.get(key, lambda: text.encoded.dataset(min_word_freq, fractions, name=text.name))
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+# ---- models --------------------------------------------------------------------------------------
+
+
+def upload_limits() -> LoadLimits:
+    """What a visitor's model file may ask for: the server's parameter cap, and no more bytes than
+    such a model with its training state takes."""
+    cap = limits().max_parameters
+    return LoadLimits(max_bytes=16 * cap + 32 * MB, max_parameters=cap)
+
+
+def _loaded(checkpoint: Checkpoint) -> LoadedModel:
+    return LoadedModel(checkpoint.build_model(), checkpoint.vocab, checkpoint.config, checkpoint.step)
+
+
+def load_model(path: Path) -> LoadedModel:
+    """The model in a checkpoint file, shared by every visitor while the file stays the same.
+
+    Raises CheckpointError. The file's modification time and size are part of the key, so a
+    checkpoint rewritten by a training run is read again.
+    """
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    return caches().models.get(key, lambda: _loaded(load_checkpoint(path, limits=upload_limits())))
+
+
+@st.cache_resource(show_spinner="Loading the demo model...")
+def demo_model() -> tuple[LoadedModel | None, str | None]:
+    """The model shipped in ``models/demo.pt`` and None, or None and why it cannot be used.
+
+    No file is a normal case (no message); a damaged one is said, so it is not mistaken for none.
+    """
+    if not DEMO_MODEL_PATH.is_file():
+        return None, None
+    try:
+        return _loaded(load_checkpoint(DEMO_MODEL_PATH)), None
+    except CheckpointError as error:
+        return None, f"The shipped demo model cannot be used: {error}"
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def event_tail(path: str) -> EventTail:
+    """One incremental reader per run's events file, shared by the tabs that show the run."""
+    return EventTail(path, event_from_dict)
 
 
 def config_summary(config: Config) -> str:

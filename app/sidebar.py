@@ -5,21 +5,25 @@ from __future__ import annotations
 import streamlit as st
 
 from app import state
-from app.runs import TrainingRun
+from lstm_core import runs as run_files
+
+
+def _active_run() -> run_files.RunSummary | None:
+    """The visitor's run in training, if any (the newest first)."""
+    return next((run for run in run_files.list_runs(state.workspace().runs) if run.active), None)
 
 
 def _status() -> None:
-    run: TrainingRun | None = st.session_state.get(state.RUN)
+    run = _active_run()
     if run is None:
         return
-    # Seeing the page keeps the run alive; a closed tab stops refreshing, and the run then
-    # stops itself after the idle limit.
-    run.touch()
-    step, total = run.trainer.step, run.trainer.total_steps
-    label = "Training" if run.running else f"Training {run.status.replace('_', ' ')}"
-    st.progress(min(1.0, step / max(1, total)), text=f"{label}: step {step:,} of {total:,}")
+    # A page showing the run keeps it alive; with every tab closed, the run stops itself after
+    # the idle limit (its process watches this heartbeat).
+    run_files.touch_heartbeat(run.path)
+    label = "Starting" if run.state == "starting" else "Training"
+    st.progress(min(1.0, run.step / max(1, run.total_steps)), text=f"{label}: step {run.step:,} of {run.total_steps:,}")
 
 
 def training_status() -> None:
-    run: TrainingRun | None = st.session_state.get(state.RUN)
-    st.fragment(run_every=2.0 if run is not None and run.running else None)(_status)()
+    active = _active_run() is not None
+    st.fragment(run_every=2.0 if active else None)(_status)()

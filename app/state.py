@@ -1,33 +1,53 @@
-"""Every session-state key the pages share, its default, and the config <-> widgets bridge.
+"""Every session-state key the pages use, its type and default, and the visitor's saved settings.
 
-Widgets that must keep their value across pages use ``persist_state="session"`` with a key
-from here; the model settings live in one plain dict (see :func:`config_widget`). A visitor's
-state (corpus choice, config, run, models) lives only in their session.
+A page never invents a key: it uses a constant from here, and the accessors below for values that
+are more than a widget's. Widgets that must keep their value across pages use
+``persist_state="session"`` with a key from here; the model settings live in one plain dict
+(see :func:`config_widget`).
+
+What a visitor would miss after a reload (the corpus choice, the model settings, the generation
+settings, the run on show) is saved to their workspace folder at the end of every script run in
+which it changed (:func:`save_settings`) and restored when a new session opens the same address
+(:func:`init`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
-from lstm_core.checkpoint import Checkpoint
+from app.visitor import KEY_PARAM, Workspace, new_key, valid_key
 from lstm_core.config import PRESETS, Config, ConfigError
 
-# Keys ---------------------------------------------------------------------------------------
-CORPUS_SOURCE = "corpus_source"  # "plays" | "gutenberg" | "upload"
-CORPUS_PLAYS = "corpus_plays"  # list of play names ([] = all)
-UPLOAD = "upload"  # {"corpus", "digest"} of the last good upload
-GUTENBERG = "gutenberg"  # the downloaded Corpus
-RUN = "run"  # the visitor's TrainingRun
-MY_MODEL = "my_model"  # {"checkpoint": Checkpoint, "label": str, "key": str}
-SNAPSHOT = "snapshot"  # {"checkpoint": Checkpoint, "label": str, "key": str} of the run in progress
-MODEL_CHOICE = "model_choice"
-PRESET = "preset"
+# ---- keys ----------------------------------------------------------------------------------
+WORKSPACE = "workspace"  # Workspace: the visitor's key and folder
+CORPUS_SOURCE = "corpus_source"  # "plays" | "gutenberg" | "upload" (a widget)
+CORPUS_PLAYS = "corpus_plays"  # list of play names, [] = all (a widget)
+UPLOAD = "upload"  # Upload | None: the visitor's uploaded text
+PRESET = "preset"  # name of the preset the settings started from
+CONFIG = "config_values"  # {field: value}: the settings the Train page's widgets show and edit
+CURRENT_RUN = "current_run"  # id of the run the Train page shows, or None
+TRAIN_ERROR = "train_error"  # str | None: why the last Start or Resume was refused
+REFUSED_UPLOADS = "refused_uploads"  # {digest: message}: model files already refused, not loaded again
+MODEL_CHOICE = "model_choice"  # the Generate page's model (a widget)
+GENERATOR = "generator"  # GeneratorEntry | None: the step-by-step generator of the current model and prime
+SCORE = "score"  # ScoreEntry | None: the last scored text and its result
+SETTINGS_SAVED = "settings_saved"  # the settings as last written to disk
+WAS_RUNNING = "was_running"  # whether the current run was training at the last refresh
+# Generate page widgets
+PRIME_TEXT, PRIME_PILL = "prime_text", "prime_pill"
+METHOD, LENGTH, SEED = "method", "length", "seed"
+TEMPERATURE, TOP_K, TOP_P = "temperature", "top_k", "top_p"
+REPETITION, NO_REPEAT, BEAM_WIDTH, UNKNOWN = "repetition", "no_repeat", "beam_width", "unknown"
+CANDIDATE_PICK, SCORE_TEXT = "candidate_pick", "score_text"
+GENERATE_MODE = "generate_mode"
 
-CONFIG = "config_values"  # {field: value}: the settings the widgets show and edit
 # The config fields the Train page shows; the rest keep the preset's value.
 UI_FIELDS = (
     "rnn_size",
@@ -49,15 +69,163 @@ UI_FIELDS = (
 )
 # A visitor of a hosted demo should see a model learn within a minute.
 DEFAULT_PRESET = "quick"
+MAX_REFUSED = 32
 
 
-def init() -> None:
-    """Defaults for a new session (existing values are left alone)."""
+@dataclass(frozen=True)
+class Upload:
+    """A text the visitor uploaded, kept in their workspace."""
+
+    name: str
+    digest: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class GeneratorEntry:
+    """The step-by-step generator for one model and prime (the prime is fed once, then kept)."""
+
+    model_key: str
+    prime: str
+    generator: Any
+
+
+@dataclass(frozen=True)
+class ScoreEntry:
+    """A scored text, so a rerun that changes nothing else does not score it again."""
+
+    model_key: str
+    text: str
+    result: Any
+
+
+def _number_in(low: float, high: float) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        return (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and low <= value
+        ) and value <= high
+
+    return check
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+# What is saved for a visitor, and what a saved value must look like to be restored.
+PERSISTED: dict[str, Callable[[Any], bool]] = {
+    CORPUS_SOURCE: lambda v: v in ("plays", "gutenberg", "upload"),
+    CORPUS_PLAYS: lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    PRESET: lambda v: v in PRESETS,
+    CONFIG: lambda v: isinstance(v, dict),
+    CURRENT_RUN: lambda v: v is None or isinstance(v, str),
+    MODEL_CHOICE: _is_str,
+    PRIME_TEXT: lambda v: isinstance(v, str) and len(v) <= 500,
+    METHOD: lambda v: v in ("greedy", "sample", "beam"),
+    LENGTH: _number_in(1, 100),
+    SEED: _number_in(0, 2**31 - 1),
+    TEMPERATURE: _number_in(0.05, 2.0),
+    TOP_K: _number_in(0, 100),
+    TOP_P: _number_in(0.05, 1.0),
+    REPETITION: _number_in(1.0, 3.0),
+    NO_REPEAT: _number_in(0, 5),
+    BEAM_WIDTH: _number_in(1, 10),
+    UNKNOWN: lambda v: v in ("skip", "stop", "allow"),
+    SCORE_TEXT: lambda v: isinstance(v, str) and len(v) <= 5000,
+}
+
+
+# ---- the session -------------------------------------------------------------------------------
+
+
+def init() -> Workspace:
+    """The visitor's workspace (from the address, or a new one), and defaults for a new session.
+
+    The key is written back to the address whenever a page switch dropped it, so the address
+    bar always shows the workspace's address.
+    """
     state = st.session_state
+    workspace: Workspace | None = state.get(WORKSPACE)
+    if workspace is None:
+        key = st.query_params.get(KEY_PARAM)
+        workspace = Workspace.for_key(key if valid_key(key) else new_key())
+        state[WORKSPACE] = workspace
+        saved = workspace.load_settings()
+        for name, check in PERSISTED.items():
+            if name in saved and check(saved[name]):
+                state[name] = saved[name]
+        upload = saved.get(UPLOAD)
+        if isinstance(upload, dict) and _is_str(upload.get("name")) and _is_str(upload.get("digest")):
+            path = workspace.uploads / f"{upload['digest']}.txt"
+            if path.is_file():
+                state[UPLOAD] = Upload(upload["name"], upload["digest"], path)
+        state[SETTINGS_SAVED] = saved
+    if st.query_params.get(KEY_PARAM) != workspace.key:
+        st.query_params[KEY_PARAM] = workspace.key
     state.setdefault(CORPUS_SOURCE, "plays")
     state.setdefault(CORPUS_PLAYS, [])
     state.setdefault(PRESET, DEFAULT_PRESET)
-    state.setdefault(CONFIG, {name: getattr(PRESETS[state[PRESET]], name) for name in UI_FIELDS})
+    defaults = {name: getattr(PRESETS[state[PRESET]], name) for name in UI_FIELDS}
+    state[CONFIG] = {**defaults, **{k: v for k, v in state.get(CONFIG, {}).items() if k in UI_FIELDS}}
+    state.setdefault(REFUSED_UPLOADS, {})
+    return workspace
+
+
+def workspace() -> Workspace:
+    return st.session_state[WORKSPACE]
+
+
+def settings() -> dict[str, Any]:
+    """What would be saved for this visitor now."""
+    state = st.session_state
+    values = {name: state[name] for name in PERSISTED if name in state}
+    upload = upload_choice()
+    if upload is not None:
+        values[UPLOAD] = {"name": upload.name, "digest": upload.digest}
+    return values
+
+
+def save_settings() -> None:
+    """Write the visitor's settings to their workspace if they changed since the last write."""
+    if WORKSPACE not in st.session_state:
+        return
+    current = settings()
+    if current != st.session_state.get(SETTINGS_SAVED):
+        workspace().save_settings(current)
+        st.session_state[SETTINGS_SAVED] = current
+
+
+# ---- typed values ------------------------------------------------------------------------------
+
+
+def upload_choice() -> Upload | None:
+    return st.session_state.get(UPLOAD)
+
+
+def set_upload(upload: Upload) -> None:
+    st.session_state[UPLOAD] = upload
+
+
+def current_run_id() -> str | None:
+    return st.session_state.get(CURRENT_RUN)
+
+
+def set_current_run(run_id: str | None) -> None:
+    st.session_state[CURRENT_RUN] = run_id
+
+
+def refused_upload(digest: str) -> str | None:
+    return st.session_state.get(REFUSED_UPLOADS, {}).get(digest)
+
+
+def remember_refused_upload(digest: str, message: str) -> None:
+    refused = st.session_state.setdefault(REFUSED_UPLOADS, {})
+    refused[digest] = message
+    while len(refused) > MAX_REFUSED:
+        refused.pop(next(iter(refused)))
+
+
+# ---- the config and its widgets ----------------------------------------------------------------
 
 
 def apply_preset(name: str) -> None:
@@ -92,12 +260,5 @@ def current_config() -> tuple[Config | None, list[str]]:
         return dataclasses.replace(base, **values), []
     except ConfigError as error:
         return None, error.problems
-
-
-def my_model() -> tuple[Checkpoint, str, str] | None:
-    entry = st.session_state.get(MY_MODEL)
-    return (entry["checkpoint"], entry["label"], entry["key"]) if entry else None
-
-
-def set_my_model(checkpoint: Checkpoint, label: str, key: str) -> None:
-    st.session_state[MY_MODEL] = {"checkpoint": checkpoint, "label": label, "key": key}
+    except TypeError as error:  # a saved setting of the wrong kind
+        return None, [str(error)]

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -267,6 +268,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lstm_core.trainer import Trainer, TrainingDiverged
 
     _set_threads(args.threads)
+    if args.nice is not None:
+        if not 0 <= args.nice <= 19:
+            raise UsageError(f"--nice must be between 0 and 19, got {args.nice}")
+        os.nice(args.nice)
     for value, flag in ((args.max_minutes, "--max-minutes"), (args.memory_limit_mb, "--memory-limit-mb")):
         _positive(value, flag)
     _positive(args.stop_when_idle, "--stop-when-idle")
@@ -582,6 +587,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="MB",
         help="refuse settings estimated to need more, and end the run if it uses more (default: this machine's memory)",
+    )
+    run.add_argument(
+        "--nice",
+        type=int,
+        metavar="N",
+        help="lower this process's CPU priority by N (1-19), so that other work on the machine comes first",
     )
     run.add_argument(
         "--stop-when-idle",

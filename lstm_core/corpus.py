@@ -236,6 +236,12 @@ def download(
     raise CorpusError(f"could not download {url}: {last_error}") from last_error
 
 
+def gutenberg_cache_path(url: str = DEFAULT_GUTENBERG_URL, cache_dir: Path | str | None = None) -> Path:
+    """Where the download of ``url`` is cached (named after the URL, so URLs never share a file)."""
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return folder / re.sub(r"[^A-Za-z0-9._-]+", "_", url.split("://", 1)[-1]).strip("_")
+
+
 def gutenberg(
     url: str = DEFAULT_GUTENBERG_URL,
     cache_dir: Path | str | None = None,
@@ -249,9 +255,7 @@ def gutenberg(
 
     The cache file is named after the URL, so a different URL never reuses another's text.
     """
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    safe_name = re.sub(r"[^A-Za-z0-9._-]+", "_", url.split("://", 1)[-1]).strip("_")
-    path = folder / safe_name
+    path = gutenberg_cache_path(url, cache_dir)
     if not path.is_file():
         download(url, path, progress=progress, timeout=timeout, retries=retries, backoff=backoff)
     raw = decode_bytes(path.read_bytes(), str(path))

@@ -310,15 +310,17 @@ class EventTail:
     see the file between two writes). If the file is replaced or shrinks, it starts again.
     """
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, parse: Callable[[dict[str, Any]], Any] | None = None) -> None:
         self.path = Path(path)
+        self.parse = parse or (lambda event: event)
         self._lock = threading.Lock()
         self._offset = 0
         self._identity: tuple[int, int] | None = None
-        self.events: list[dict[str, Any]] = []
+        self.events: list[Any] = []
 
-    def read(self) -> list[dict[str, Any]]:
-        """All events so far, oldest first (a new list; the dicts are shared: do not change them)."""
+    def read(self) -> list[Any]:
+        """All events so far, oldest first, each passed through ``parse`` once (a new list; the
+        events are shared: do not change them). Lines that do not parse are skipped."""
         with self._lock:
             try:
                 stat = self.path.stat()
@@ -339,7 +341,9 @@ class EventTail:
                     except (json.JSONDecodeError, UnicodeDecodeError):
                         continue  # a damaged line loses that event only
                     if isinstance(event, dict) and isinstance(event.get("kind"), str):
-                        self.events.append(event)
+                        parsed = self.parse(event)
+                        if parsed is not None:
+                            self.events.append(parsed)
                 self._offset += complete
             return list(self.events)
 

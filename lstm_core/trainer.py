@@ -9,6 +9,7 @@ exactly from a checkpoint, and is deterministic on the CPU for a given config an
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import threading
 import time
@@ -103,6 +104,29 @@ class EndEvent:
 
 Event = StepEvent | EvalEvent | SampleEvent | CheckpointEvent | EndEvent
 Callback = Callable[[Event], None]
+EVENT_TYPES: dict[str, type] = {
+    "step": StepEvent,
+    "eval": EvalEvent,
+    "sample": SampleEvent,
+    "checkpoint": CheckpointEvent,
+    "end": EndEvent,
+}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event | None:
+    """An event from its plain form (a line of a run's ``events.jsonl``), or None if it is not one.
+
+    Fields the event type does not know are ignored, so a newer writer's extra fields do not
+    break an older reader.
+    """
+    cls = EVENT_TYPES.get(data.get("kind", ""))
+    if cls is None:
+        return None
+    names = {f.name for f in dataclasses.fields(cls)}
+    try:
+        return cls(**{name: value for name, value in data.items() if name in names})
+    except TypeError:  # a required field is missing
+        return None
 
 
 @dataclass

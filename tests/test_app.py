@@ -1,4 +1,8 @@
-"""The Streamlit app, page by page, with AppTest (in-process, no browser)."""
+"""The Streamlit app, page by page, with AppTest (in-process, no browser).
+
+Training runs are real: the Train page starts ``python -m lstm_core train`` processes on run
+folders in a temporary data folder, and the tests read those folders.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +20,13 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from app import state
-from app.runs import REGISTRY, RunLimits, TrainingRun
+from app import runs, state
+from app.visitor import KEY_PARAM, Workspace
+from lstm_core import runs as run_files
+from lstm_core.checkpoint import save_checkpoint
 from lstm_core.config import Config
 from lstm_core.data import prepare
-from lstm_core.trainer import StepEvent, Trainer
+from lstm_core.trainer import Trainer
 from tests.conftest import TINY_TEXT
 
 ENTRY = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
@@ -39,24 +45,58 @@ TINY_SETTINGS = {
 }
 
 
+def stop_all_runs(data: Path, timeout: float = 60.0) -> None:
+    """Never leave a training process behind, even when a test fails."""
+    for run in runs.active_runs(data):
+        run_files.request_stop(run.path)
+    deadline = time.monotonic() + timeout
+    while runs.active_runs(data) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 @pytest.fixture
-def app(monkeypatch, tmp_path) -> Iterator[AppTest]:
-    monkeypatch.setenv("LSTM_PLAYHOUSE_DATA", str(tmp_path / "cache"))
-    st.cache_resource.clear()  # the server limits are read once per server: read them again
+def data(monkeypatch, tmp_path) -> Iterator[Path]:
+    folder = tmp_path / "data"
+    monkeypatch.setenv("LSTM_PLAYHOUSE_DATA", str(folder))
+    monkeypatch.setenv("LSTM_PLAYHOUSE_THREADS", "1")
+    st.cache_resource.clear()  # the server's caps and caches are read once per server: read them again
+    st.cache_data.clear()
+    yield folder
+    stop_all_runs(folder)
+
+
+def open_app(key: str | None = None, secrets: dict | None = None) -> AppTest:
     at = AppTest.from_file(ENTRY, default_timeout=60)
-    at.run()
+    if key is not None:
+        at.query_params[KEY_PARAM] = key
+    for name, value in (secrets or {}).items():
+        at.secrets[name] = value
+    return at.run()
+
+
+@pytest.fixture
+def app(data) -> AppTest:
+    at = open_app()
     assert not at.exception
-    yield at
-    run = at.session_state.get(state.RUN)
-    if run is not None:  # never leave a training thread behind, even when a test fails
-        run.stop()
-        run.join(30)
+    return at
 
 
-def wait_for_run(at: AppTest, timeout: float = 60.0) -> TrainingRun:
-    run = at.session_state[state.RUN]
-    run.join(timeout)
-    assert not run.running, "the training run did not finish in time"
+def workspace_of(at: AppTest) -> Workspace:
+    return at.session_state[state.WORKSPACE]
+
+
+def the_run(at: AppTest) -> run_files.RunSummary:
+    (run,) = run_files.list_runs(workspace_of(at).runs)
+    return run
+
+
+def wait_for_run(at: AppTest, timeout: float = 120.0, until=lambda run: not run.active) -> run_files.RunSummary:
+    deadline = time.monotonic() + timeout
+    run = the_run(at)
+    while not until(run) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        run = the_run(at)
+    assert until(run), f"the run did not get there in time: {run.state} at step {run.step}"
     at.run()
     return run
 
@@ -76,6 +116,13 @@ def test_every_page_renders_without_error(app, page):
     app.switch_page(page).run()
     assert not app.exception
     assert app.title[0].value
+
+
+def test_a_new_visitor_gets_an_unguessable_key_in_the_address(app):
+    key = app.query_params[KEY_PARAM]
+    key = key[0] if isinstance(key, list) else key
+    assert len(key) >= 22 and workspace_of(app).key == key  # 22 url-safe characters are 132 bits
+    assert open_app().session_state[state.WORKSPACE].key != key
 
 
 # ---- Data ------------------------------------------------------------------------------------
@@ -199,66 +246,103 @@ def test_impossible_settings_are_explained_before_training(app):
     assert button(at, "Start training").disabled
 
 
+def test_a_run_over_the_memory_cap_is_refused_with_the_estimate(app):
+    at = train_page(app, plays=(), batch_size=256, training_seq_len=200, output_layer="full")
+    (error,) = [e.value for e in at.error if "would need about" in e.value]
+    assert "GB" in error and "this server's limit per run is 1.0 GB" in error
+    assert "the adaptive output layer" in error and "a smaller batch_size or training_seq_len" in error
+    assert button(at, "Start training").disabled
+    assert not workspace_of(at).runs.exists()  # nothing was written
+
+
 def test_a_training_run_charts_its_progress_and_offers_the_model(app):
     at = train_page(app)
     button(at, "Start training").click().run()
-    assert not at.exception
+    assert not at.exception and not at.error
     run = wait_for_run(at)
-    assert run.status == "finished" and run.trainer.step == run.trainer.total_steps
+    assert run.state == "finished" and run.step == run.total_steps > 0
     charts = at.get("vega_lite_chart")
     assert len(charts) == 2
     rows = chart_rows(charts[0])
     assert set(rows["series"]) == {"training (raw)", "training (smoothed)", "validation"}
-    assert rows[rows["series"] == "training (raw)"]["step"].tolist() == list(range(1, run.trainer.total_steps + 1))
+    raw_steps = rows[rows["series"] == "training (raw)"]["step"].tolist()
+    assert raw_steps == sorted(raw_steps) and raw_steps[-1] == run.total_steps
     assert len(rows[rows["series"] == "validation"]) == len(chart_rows(charts[1]))
     assert at.dataframe, "the table of prime-text samples is shown"
     assert "thou art more" in at.dataframe[0].value.columns
     assert any("Finished" in s.value for s in at.success)
     assert at.download_button(key="download_model")
-    assert state.MY_MODEL in at.session_state
+    assert (run.path / run_files.BEST_CHECKPOINT).is_file() and (run.path / run_files.LAST_CHECKPOINT).is_file()
 
 
-def test_stop_then_resume_continues_the_same_run(app):
+def test_stop_then_resume_continues_the_same_run_with_its_own_settings(app):
     at = train_page(app, epochs=50)
     button(at, "Start training").click().run()
-    run = at.session_state[state.RUN]
-    deadline = time.monotonic() + 30
-    while run.trainer.step < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_run(at, until=lambda run: run.state == "running" and run.step >= 3)
     button(at.run(), "Stop").click().run()
     run = wait_for_run(at)
-    assert run.status == "stopped"
-    stopped_at = run.trainer.step
-    assert 0 < stopped_at < run.trainer.total_steps
+    assert run.state == "stopped"
+    stopped_at = run.step
+    assert 0 < stopped_at < run.total_steps
+    # The page's settings now describe another model, and even an impossible one: Resume
+    # continues the run with its own config and data all the same.
+    impossible = {"min_word_freq": 3, "tie_weights": True, "embedding_size": 64}
+    at.session_state[state.CONFIG] = {**at.session_state[state.CONFIG], **impossible}
+    at.run()
+    assert button(at, "Start training").disabled
     assert not button(at, "Resume").disabled
     button(at, "Resume").click().run()
-    assert not at.error, at.error[0].value
-    resumed = at.session_state[state.RUN]
-    assert resumed is not run
-    resumed.stop()
-    wait_for_run(at)
-    steps = [e.step for e in resumed.events() if isinstance(e, StepEvent)]
-    assert steps[0] == stopped_at + 1  # it continues the run rather than starting again
+    assert not at.session_state[state.TRAIN_ERROR]
+    wait_for_run(at, until=lambda run: run.active and run.step > stopped_at)
+    button(at.run(), "Stop").click().run()
+    resumed = wait_for_run(at)
+    assert resumed.id == run.id and resumed.step > stopped_at
+    events = [json.loads(line) for line in (run.path / run_files.EVENTS_FILE).read_text().splitlines()]
+    ends = [e for e in events if e["kind"] == "end"]
+    assert [e["reason"] for e in ends] == ["stopped", "stopped"]
+    steps = [e["step"] for e in events if e["kind"] == "step"]
+    assert steps == sorted(steps)  # it continued the run rather than starting again
+    assert resumed.config == run.config and resumed.config["tie_weights"] is False
 
 
-def test_the_server_cap_on_concurrent_runs_is_explained(app, monkeypatch):
+def test_a_reload_shows_the_same_run_and_settings(app):
+    at = train_page(app, epochs=50, rnn_size=48)
+    button(at, "Start training").click().run()
+    run = wait_for_run(at, until=lambda run: run.state == "running")
+    # The same address in a new session (a reload, or a second tab).
+    again = open_app(workspace_of(at).key).switch_page("app/pages/train.py").run()
+    assert not again.exception
+    assert again.session_state[state.CONFIG]["rnn_size"] == 48
+    assert again.session_state[state.CORPUS_PLAYS] == ["macbeth"]
+    assert any(re.search(r"Training\.\.\. step [\d,]+ of", p.proto.text) for p in again.get("progress"))
+    assert not button(again, "Stop").disabled and button(again, "Start training").disabled
+    button(again, "Stop").click().run()  # stopping from the second tab stops the run
+    assert wait_for_run(again).state == "stopped" and the_run(again).id == run.id
+    # Another visitor sees none of it.
+    stranger = open_app().switch_page("app/pages/train.py").run()
+    assert any("No training run yet" in i.value for i in stranger.info)
+
+
+def test_one_run_at_a_time_per_visitor_even_from_two_tabs(app):
+    at = train_page(app, epochs=50)
+    second_tab = train_page(open_app(workspace_of(at).key), epochs=50)
+    button(at, "Start training").click().run()
+    wait_for_run(at, until=lambda run: run.active)
+    button(second_tab, "Start training").click().run()  # its page was drawn before the run began
+    assert any("You already have a run training" in e.value for e in second_tab.error)
+    assert len(run_files.list_runs(workspace_of(at).runs)) == 1
+
+
+def test_the_server_cap_on_concurrent_runs_is_explained(app, data, monkeypatch):
     monkeypatch.setenv("LSTM_PLAYHOUSE_MAX_RUNS", "1")
     st.cache_resource.clear()
-    blocker = TrainingRun(
-        Config(rnn_size=8, batch_size=2, training_seq_len=4, epochs=1000, eval_every=0),
-        prepare(TINY_TEXT, 0),
-        RunLimits(max_runs=1),
-    )
-    blocker.start()
-    try:
-        at = train_page(app)
-        button(at, "Start training").click().run()
-        assert any("already trains 1 model(s) at once" in e.value for e in at.error)
-        assert state.RUN not in at.session_state
-    finally:
-        blocker.stop()
-        blocker.join(30)
-    assert REGISTRY.active == 0
+    blocker = Workspace.for_key("another-visitors-key-0123456789", data)
+    config = Config(rnn_size=8, batch_size=2, training_seq_len=4, epochs=1000, eval_every=0)
+    runs.start_run(data, blocker.runs, config, prepare(TINY_TEXT, 0), runs.RunLimits(max_runs=1))
+    at = train_page(app)
+    button(at, "Start training").click().run()
+    assert any("already trains 1 model(s) at once" in e.value for e in at.error)
+    assert not workspace_of(at).runs.exists()
 
 
 def test_a_model_too_big_for_the_server_is_refused(app, monkeypatch):
@@ -269,24 +353,31 @@ def test_a_model_too_big_for_the_server_is_refused(app, monkeypatch):
     assert button(at, "Start training").disabled
 
 
-def test_server_caps_can_come_from_the_secrets_file(monkeypatch, tmp_path):
-    monkeypatch.setenv("LSTM_PLAYHOUSE_DATA", str(tmp_path))
+def test_server_caps_can_come_from_the_secrets_file(data, monkeypatch):
     monkeypatch.delenv("LSTM_PLAYHOUSE_MAX_PARAMETERS", raising=False)
-    st.cache_resource.clear()
-    at = AppTest.from_file(ENTRY, default_timeout=60)
-    at.secrets["LSTM_PLAYHOUSE_MAX_PARAMETERS"] = "20000"
-    at.run()
-    at = train_page(at)
+    at = train_page(open_app(secrets={"LSTM_PLAYHOUSE_MAX_PARAMETERS": "20000"}))
     assert any("this server allows 20,000" in e.value for e in at.error)
 
 
-def test_uploading_a_bad_model_file_shows_the_problem(app):
+def test_a_bad_cap_is_reported_instead_of_ignored(data, monkeypatch):
+    monkeypatch.setenv("LSTM_PLAYHOUSE_MAX_RUNS", "two")
+    at = open_app()
+    assert any("misconfigured" in e.value and "LSTM_PLAYHOUSE_MAX_RUNS must be a number" in e.value for e in at.error)
+
+
+def test_a_bad_model_file_is_refused_once_and_remembered(app, monkeypatch):
     at = train_page(app)
-    at.file_uploader(key="model_upload").upload(
-        "model.pt", b"not a checkpoint at all", "application/octet-stream"
-    ).run()
+    import lstm_core.checkpoint
+
+    calls = []
+    real = lstm_core.checkpoint.load_checkpoint
+    monkeypatch.setattr(lstm_core.checkpoint, "load_checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
+    at.file_uploader(key="model_upload").upload("model.pt", b"not a checkpoint at all", "application/octet-stream")
+    at.run()
     assert any("cannot load checkpoint model.pt" in e.value for e in at.error)
-    assert not at.exception
+    at.run()  # the file stays in the uploader: it is not read again
+    assert any("cannot load checkpoint model.pt" in e.value for e in at.error)
+    assert len(calls) == 1 and not at.exception
 
 
 # ---- Generate --------------------------------------------------------------------------------
@@ -298,11 +389,31 @@ def tiny_checkpoint():
     return Trainer(config, prepare(TINY_TEXT, 0, (0.8, 0.1, 0.1))).fit().checkpoint.without_training_state()
 
 
+def put_finished_run(workspace: Workspace, checkpoint) -> Path:
+    """A finished run in the visitor's workspace, as a training process leaves it."""
+    folder = workspace.runs / "20260101-000000-0a1b2c3d"
+    run_files.create_run(folder, checkpoint.config, prepare(TINY_TEXT, 0, (0.8, 0.1, 0.1), name="sonnet"))
+    save_checkpoint(checkpoint, folder / run_files.BEST_CHECKPOINT)
+    status = {"state": "finished", "step": checkpoint.step, "total_steps": checkpoint.step, "best_perplexity": 3.0}
+    run_files.write_json(folder / run_files.STATUS_FILE, status)
+    return folder
+
+
 @pytest.fixture
 def generate_page(app, tiny_checkpoint) -> AppTest:
-    state_value = {"checkpoint": tiny_checkpoint, "label": "tiny sonnet model", "key": "tiny"}
-    app.session_state[state.MY_MODEL] = state_value
+    put_finished_run(workspace_of(app), tiny_checkpoint)
     return app.switch_page("app/pages/generate.py").run()
+
+
+def open_tab(at: AppTest, label: str) -> AppTest:
+    at.session_state[state.GENERATE_MODE] = label
+    return at.run()
+
+
+def test_the_visitors_runs_are_offered_first(generate_page):
+    labels = generate_page.radio(key=state.MODEL_CHOICE).options
+    assert labels[0].startswith("Your run of") and "validation perplexity 3.0" in labels[0]
+    assert labels[-1].startswith("Demo model")
 
 
 @pytest.mark.parametrize("method", ["greedy", "sample", "beam"])
@@ -339,33 +450,47 @@ def test_a_prime_text_choice_and_unknown_words(generate_page):
 
 
 def test_step_by_step_pick_undo_and_reset(generate_page):
-    at = generate_page
-    start = generated_texts(at)[1]
-    assert start == "thou art more"
+    at = open_tab(generate_page, "Step by step")
+    assert generated_texts(at) == ["thou art more"]  # only the open tab is drawn
     candidates = at.pills(key="candidate_pick").options
     assert len(candidates) > 3
     choice = candidates[2]
     at.pills(key="candidate_pick").set_value(choice).run()
-    assert generated_texts(at)[1] == f"thou art more {choice}"
+    assert generated_texts(at)[0] == f"thou art more {choice}"
     button(at, "Take the top word").click().run()
-    assert len(generated_texts(at)[1].split()) == 5
+    assert len(generated_texts(at)[0].split()) == 5
     button(at, "Undo").click().run()
-    assert generated_texts(at)[1] == f"thou art more {choice}"
+    assert generated_texts(at)[0] == f"thou art more {choice}"
     button(at, "Reset").click().run()
-    assert generated_texts(at)[1] == "thou art more"
+    assert generated_texts(at)[0] == "thou art more"
     assert button(at, "Undo").disabled
     rows = chart_rows(at.get("vega_lite_chart")[0])
     assert rows["probability"].sum() == pytest.approx(1.0, abs=1e-6)
 
 
 def test_scoring_a_text(generate_page):
-    at = generate_page
+    at = open_tab(generate_page, "Score a text")
     at.text_area(key="score_text").input("shall i compare thee to a summer's day").run()
     perplexity = float(next(m.value for m in at.metric if m.label == "Perplexity of this text").replace(",", ""))
     assert 1 < perplexity < 50  # the tiny model learned this very sonnet
     coloured = next(m.value for m in at.markdown if "<span" in m.value)
     assert 'title="not scored: no words before it"' in coloured and ">shall</span>" in coloured
     assert coloured.count("<span") == 8  # every word shown, the first one unscored
+
+
+def test_a_text_is_scored_once_and_only_up_to_the_limit(generate_page, monkeypatch):
+    import lstm_core.sampling
+
+    calls = []
+    real = lstm_core.sampling.score
+    monkeypatch.setattr(lstm_core.sampling, "score", lambda *a: calls.append(1) or real(*a))
+    at = open_tab(generate_page, "Score a text")
+    at.text_area(key="score_text").input("shall i compare thee to a summer's day").run()
+    at.slider(key="temperature").set_value(1.5).run()  # a change elsewhere does not score it again
+    assert len(calls) == 1
+    at.text_area(key="score_text").input("thou art " * 600).run()
+    assert any("the text has 1,200 words; this page scores at most 1,000" in i.value for i in at.info)
+    assert len(calls) == 1
 
 
 def test_without_any_model_the_page_says_what_to_do(app, monkeypatch):

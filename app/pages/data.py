@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import streamlit as st
 
 from app import charts, services, state
-from app.corpus_state import chosen_corpus
-from lstm_core.corpus import DEFAULT_GUTENBERG_URL, CorpusError, gutenberg, text_from_bytes
+from app.corpus_state import chosen_text, gutenberg_url
+from lstm_core.corpus import CorpusError, gutenberg, gutenberg_cache_path, text_from_bytes
+from lstm_core.files import atomic_write
 from lstm_core.text import tokenize
 
 SOURCES = {
@@ -24,7 +23,7 @@ def use_plays() -> None:
 
 
 def download_gutenberg() -> None:
-    url = os.environ.get("LSTM_PLAYHOUSE_GUTENBERG_URL", DEFAULT_GUTENBERG_URL)
+    url = gutenberg_url()
     bar = st.progress(0.0, text=f"Downloading {url} ...")
 
     def progress(done: int, total: int | None) -> None:
@@ -34,7 +33,7 @@ def download_gutenberg() -> None:
             bar.progress(0.0, text=f"Downloading: {done / 1e6:.1f} MB")
 
     try:
-        st.session_state[state.GUTENBERG] = gutenberg(url, progress=progress)
+        gutenberg(url, progress=progress)  # cached on this server's disk for every visitor
         bar.empty()
     except CorpusError as error:
         bar.empty()
@@ -49,16 +48,20 @@ def upload_section() -> None:
         return
     data = uploaded.getvalue()
     digest = services.digest(data)
-    current = st.session_state.get(state.UPLOAD)
-    if current is not None and current["digest"] == digest:
+    current = state.upload_choice()
+    if current is not None and current.digest == digest:
         return
     try:
-        corpus = text_from_bytes(data, name=uploaded.name, max_bytes=UPLOAD_LIMIT_MB * 1_000_000)
+        text_from_bytes(data, name=uploaded.name, max_bytes=UPLOAD_LIMIT_MB * 1_000_000)  # only to check it
     except CorpusError as error:
-        kept = f" Still using {current['corpus'].name}." if current else ""
+        kept = f" Still using {current.name}." if current else ""
         st.error(f"{error}.{kept}")
         return
-    st.session_state[state.UPLOAD] = {"corpus": corpus, "digest": digest}
+    # Kept in the visitor's workspace, so a reload or a server restart still has it.
+    path = state.workspace().uploads / f"{digest}.txt"
+    if not path.is_file():
+        atomic_write(path, lambda file: file.write(data))
+    state.set_upload(state.Upload(uploaded.name, digest, path))
 
 
 def source_section() -> None:
@@ -82,7 +85,7 @@ def source_section() -> None:
             persist_state="session",
         )
     elif source == "gutenberg":
-        if st.session_state.get(state.GUTENBERG) is None:
+        if not gutenberg_cache_path(gutenberg_url()).is_file():
             st.write("The recipe's source: ebook #100, about 5.5 MB, downloaded once and cached on this server.")
             if st.button("Download the Complete Works", type="primary"):
                 download_gutenberg()
@@ -91,11 +94,11 @@ def source_section() -> None:
 
 
 def statistics_section() -> None:
-    chosen, missing = chosen_corpus()
-    if chosen is None:
+    text, missing = chosen_text()
+    if text is None:
         st.info(missing)
         return
-    stats = services.word_stats(chosen.key, chosen.tokens)
+    stats = text.encoded
     min_word_freq = state.config_widget(
         st.slider,
         "min_word_freq: keep words seen more than this many times",
@@ -111,7 +114,7 @@ def statistics_section() -> None:
     columns[1].metric("Distinct words", f"{len(stats.words):,}")
     columns[2].metric("Vocabulary size", f"{vocabulary:,}", help="Kept words plus <unk>")
     columns[3].metric("Words that become <unk>", f"{stats.unknown_share(min_word_freq):.1%}")
-    st.caption(chosen.corpus.description)
+    st.caption(text.description)
 
     left, right = st.columns(2)
     with left:
@@ -120,7 +123,7 @@ def statistics_section() -> None:
         st.altair_chart(charts.zipf_chart(stats.counts, min_word_freq), width="stretch")
 
     st.subheader("What cleaning does")
-    raw_lines = [line for line in chosen.corpus.text[:20_000].splitlines() if line.strip()][:14]
+    raw_lines = [line for line in text.sample.splitlines() if line.strip()][:14]
     raw = "\n".join(raw_lines)
     left, right = st.columns(2)
     left.caption("Raw text")

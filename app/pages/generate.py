@@ -9,11 +9,14 @@ import streamlit as st
 
 from app import charts, state
 from app.models import ModelEntry, available_models
-from app.runs import TrainingRun
+from lstm_core.checkpoint import CheckpointError
 from lstm_core.config import RECIPE_PRIME_TEXTS
-from lstm_core.sampling import SamplingOptions, StepGenerator, score
+from lstm_core.errors import InputError
+from lstm_core.sampling import SamplingOptions, StepGenerator, TextScore, score
 from lstm_core.text import tokenize
 
+MAX_SCORE_WORDS = 1_000
+MAX_SCORE_CHARS = 8_000
 METHODS = {"greedy": "Greedy (the recipe's)", "sample": "Sampling", "beam": "Beam search"}
 UNKNOWN_RULES = {
     "skip": "skip it (take the next best word)",
@@ -22,24 +25,7 @@ UNKNOWN_RULES = {
 }
 
 
-def take_snapshot() -> None:
-    run: TrainingRun | None = st.session_state.get(state.RUN)
-    if run is None:
-        return
-    step = run.trainer.step
-    st.session_state[state.SNAPSHOT] = {
-        "key": f"snapshot-{run.id}-{step}",
-        "label": f"The model being trained, as it was at step {step:,}",
-        "model": run.snapshot(),
-        "vocab": run.trainer.dataset.vocab,
-    }
-    st.session_state[state.MODEL_CHOICE] = "snapshot"
-
-
 def model_section() -> ModelEntry | None:
-    run: TrainingRun | None = st.session_state.get(state.RUN)
-    if run is not None and run.running:
-        st.button("📸 Snapshot the model being trained (use it as it is now)", on_click=take_snapshot)
     models = available_models()
     if not models:
         st.info("There is no model yet: train one on the Train page (the Quick preset takes about a minute).")
@@ -66,15 +52,18 @@ def prime_section() -> str:
 
 def generator_for(entry: ModelEntry, prime: str) -> StepGenerator | None:
     """The visitor's step generator for this model and prime (the prime is fed once, then kept)."""
-    cached = st.session_state.get("generator")
-    if cached is not None and cached["key"] == (entry.key, prime):
-        return cached["generator"]
+    cached: state.GeneratorEntry | None = st.session_state.get(state.GENERATOR)
+    if cached is not None and (cached.model_key, cached.prime) == (entry.key, prime):
+        return cached.generator
     try:
         generator = StepGenerator(entry.model, entry.vocab, prime)
+    except CheckpointError as error:
+        st.error(f"This model cannot be loaded: {error}")
+        return None
     except ValueError as error:
         st.error(f"{error}. Type a prime text with at least one word.")
         return None
-    st.session_state["generator"] = {"key": (entry.key, prime), "generator": generator}
+    st.session_state[state.GENERATOR] = state.GeneratorEntry(entry.key, prime, generator)
     return generator
 
 
@@ -208,10 +197,29 @@ def step_tab(generator: StepGenerator, options: SamplingOptions) -> None:
     st.caption(f"Probabilities at temperature {temperature:g} (sampling settings above apply).")
 
 
+def scored(entry: ModelEntry, text: str) -> TextScore:
+    """The text's score, computed once per model and text (a slider move elsewhere reuses it)."""
+    cached: state.ScoreEntry | None = st.session_state.get(state.SCORE)
+    if cached is not None and (cached.model_key, cached.text) == (entry.key, text):
+        return cached.result
+    words = tokenize(text)
+    if len(words) > MAX_SCORE_WORDS:
+        raise InputError(f"the text has {len(words):,} words; this page scores at most {MAX_SCORE_WORDS:,}")
+    result = score(entry.model, entry.vocab, text)
+    st.session_state[state.SCORE] = state.ScoreEntry(entry.key, text, result)
+    return result
+
+
 def score_tab(entry: ModelEntry) -> None:
-    text = st.text_area("A text to score", "shall i compare thee to a summer's day", key="score_text")
+    text = st.text_area(
+        "A text to score",
+        "shall i compare thee to a summer's day",
+        key=state.SCORE_TEXT,
+        max_chars=MAX_SCORE_CHARS,
+        help=f"At most {MAX_SCORE_WORDS:,} words ({MAX_SCORE_CHARS:,} characters).",
+    )
     try:
-        result = score(entry.model, entry.vocab, text)
+        result = scored(entry, text)
     except ValueError as error:
         st.info(str(error))
         return
@@ -246,10 +254,14 @@ show_prime(generator)
 options = options_section()
 if options is None:
     st.stop()
-write, step, scoring = st.tabs(["Continue", "Step by step", "Score a text"])
-with write:
-    continue_tab(generator, options)
-with step:
-    step_tab(generator, options)
-with scoring:
-    score_tab(entry)
+# Only the open tab runs: a slider move redoes the text on show, not all three.
+write, step, scoring = st.tabs(["Continue", "Step by step", "Score a text"], key=state.GENERATE_MODE, on_change="rerun")
+if write.open:
+    with write:
+        continue_tab(generator, options)
+if step.open:
+    with step:
+        step_tab(generator, options)
+if scoring.open:
+    with scoring:
+        score_tab(entry)

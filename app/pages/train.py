@@ -1,32 +1,46 @@
-"""Train page: settings, start / stop / resume, and live charts of a run in a background thread."""
+"""Train page: settings, start / stop / resume, and live charts of the visitor's run.
+
+The run trains in a process of its own (see ``app/runs.py``); this page only reads the run's
+folder, so a reload, another tab or a server restart shows the same run.
+"""
 
 from __future__ import annotations
 
+import json
 import math
+import time
 
 import pandas as pd
 import streamlit as st
 
-from app import charts, services, state
-from app.corpus_state import chosen_corpus
-from app.runs import REGISTRY, CapacityError, TrainingRun
+from app import charts, runs, services, state
+from app.corpus_state import chosen_text
+from app.visitor import data_root
+from lstm_core import runs as run_files
 from lstm_core.batching import min_tokens
 from lstm_core.checkpoint import CheckpointError, load_checkpoint
 from lstm_core.config import PRESET_HELP, PRESETS, Config
+from lstm_core.files import atomic_write
+from lstm_core.memory import estimate_memory, format_bytes
 from lstm_core.model import count_parameters
-from lstm_core.trainer import EvalEvent, SampleEvent, StepEvent
+from lstm_core.trainer import CheckpointEvent, EvalEvent, SampleEvent, StepEvent
 
 LEARNING_RATES = [1e-4, 2e-4, 3e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 2e-2, 3e-2, 5e-2, 1e-1]
 SIZES = [16, 32, 64, 96, 128, 192, 256, 384, 512]
 BATCHES = [1, 2, 4, 8, 16, 20, 32, 50, 64, 100, 128, 200, 256]
 PRESET_LABELS = {"cookbook": "Cookbook recipe", "quick": "Quick", "default": "Best"}
 STATUS_TEXT = {
+    "starting": "Starting...",
     "running": "Training...",
     "finished": "Finished.",
     "stopped": "Stopped. You can resume it.",
-    "time_limit": "Stopped at this server's time limit. You can resume it.",
-    "abandoned": "Stopped because the page was left alone. You can resume it.",
+    "time_limit": "Stopped at this server's time limit.",
+    "idle": "Stopped because no page was watching it. You can resume it.",
+    "interrupted": "Interrupted (the server was stopping). You can resume it.",
+    "diverged": "Stopped: the loss diverged.",
+    "out_of_memory": "Ended: it went over its memory limit.",
     "failed": "Failed.",
+    "crashed": "Ended unexpectedly.",
 }
 
 
@@ -107,12 +121,13 @@ def settings_section() -> None:
             widget(st.number_input, "seed", "seed", 0, 2**31 - 1)
 
 
-def check_settings(config: Config | None, problems: list[str], tokens: int, parameters: int) -> list[str]:
+def check_settings(
+    config: Config | None, problems: list[str], text: services.Text, vocab_counts: list[int]
+) -> list[str]:
     """Everything that would stop a run from starting, in plain words."""
     if config is None:
         return problems
-    limits = services.limits()
-    train_tokens = int(tokens * config.split_fractions[0])
+    train_tokens = int(text.encoded.tokens * config.split_fractions[0])
     needed = min_tokens(config.batch_size, config.training_seq_len)
     if train_tokens < needed:
         problems.append(
@@ -120,58 +135,87 @@ def check_settings(config: Config | None, problems: list[str], tokens: int, para
             f"(training_seq_len {config.training_seq_len} + 1) needs at least {needed:,}. "
             "Lower the batch size or sequence length, or choose more text."
         )
-    if parameters > limits.max_parameters:
-        problems.append(
-            f"This model would have {parameters:,} parameters; this server allows {limits.max_parameters:,}. "
-            "Choose a smaller rnn_size or fewer layers."
-        )
-    return problems
+    return problems + runs.admission_problems(config, vocab_counts, text.encoded.tokens, services.limits())
 
 
-def start_run(config: Config, resume: bool = False) -> None:
-    chosen, missing = chosen_corpus()
-    if chosen is None:
-        st.session_state["train_error"] = missing
+# ---- the visitor's runs ------------------------------------------------------------------------
+
+
+def visitor_runs() -> list[run_files.RunSummary]:
+    return run_files.list_runs(state.workspace().runs)
+
+
+def current_run() -> run_files.RunSummary | None:
+    """The run on show: the one chosen, else the visitor's newest."""
+    chosen = state.current_run_id()
+    if chosen is not None:
+        run = run_files.read_run(state.workspace().runs / chosen)
+        if run is not None:
+            return run
+    found = visitor_runs()
+    return found[0] if found else None
+
+
+def start_run(config: Config) -> None:
+    text, missing = chosen_text()
+    if text is None:
+        st.session_state[state.TRAIN_ERROR] = missing
         return
-    dataset = services.dataset_for(chosen.key, chosen.tokens, config.min_word_freq, config.split_fractions)
-    previous: TrainingRun | None = st.session_state.get(state.RUN)
-    checkpoint = previous.result_checkpoint if resume and previous is not None else None
+    dataset = services.dataset_for(text, config.min_word_freq, config.split_fractions)
     try:
-        run = TrainingRun(checkpoint.config if checkpoint else config, dataset, services.limits(), resume=checkpoint)
-        run.start()
-    except (CapacityError, ValueError) as error:
-        st.session_state["train_error"] = str(error)
+        run = runs.start_run(data_root(), state.workspace().runs, config, dataset, services.limits())
+    except (runs.CapacityError, ValueError) as error:
+        st.session_state[state.TRAIN_ERROR] = str(error)
         return
-    st.session_state["train_error"] = None
-    st.session_state[state.RUN] = run
-    st.session_state[state.SNAPSHOT] = None
+    st.session_state[state.TRAIN_ERROR] = None
+    state.set_current_run(run.id)
+    services.runs_training_now.clear()
 
 
-def stop_run() -> None:
-    run: TrainingRun | None = st.session_state.get(state.RUN)
+def resume_run(run_id: str) -> None:
+    """Continue the run with its own config and data, whatever the widgets show now."""
+    run = run_files.read_run(state.workspace().runs / run_id)
+    if run is None:
+        st.session_state[state.TRAIN_ERROR] = "That run is gone (runs are kept for a limited time)."
+        return
+    try:
+        runs.resume_run(data_root(), run, services.limits())
+    except (runs.CapacityError, ValueError) as error:
+        st.session_state[state.TRAIN_ERROR] = str(error)
+        return
+    st.session_state[state.TRAIN_ERROR] = None
+    services.runs_training_now.clear()
+
+
+def stop_run(run_id: str) -> None:
+    run = run_files.read_run(state.workspace().runs / run_id)
     if run is not None:
-        run.stop()
+        runs.stop_run(run)
 
 
-def controls_section(config: Config | None, problems: list[str]) -> None:
-    run: TrainingRun | None = st.session_state.get(state.RUN)
-    running = run is not None and run.running
-    can_resume = run is not None and not running and run.result_checkpoint is not None and run.status != "finished"
+def controls_section(config: Config | None, problems: list[str], run: run_files.RunSummary | None) -> None:
+    active = run is not None and run.active
+    resume_problem = runs.resume_problem(run, services.limits()) if run is not None else "no run"
     start, stop, resume = st.columns(3)
     start.button(
         "Start training",
         type="primary",
-        disabled=running or bool(problems),
+        disabled=active or bool(problems),
         on_click=start_run,
         args=(config,),
         width="stretch",
     )
-    stop.button("Stop", disabled=not running, on_click=stop_run, width="stretch")
+    stop.button("Stop", disabled=not active, on_click=stop_run, args=(run.id if run else "",), width="stretch")
     resume.button(
-        "Resume", disabled=not can_resume, on_click=start_run, args=(config,), kwargs={"resume": True}, width="stretch"
+        "Resume",
+        disabled=resume_problem is not None,
+        on_click=resume_run,
+        args=(run.id if run else "",),
+        help=resume_problem if run is not None and not active and resume_problem else None,
+        width="stretch",
     )
-    if st.session_state.get("train_error"):
-        st.error(st.session_state["train_error"])
+    if st.session_state.get(state.TRAIN_ERROR):
+        st.error(st.session_state[state.TRAIN_ERROR])
 
 
 def samples_table(events: list) -> pd.DataFrame:
@@ -180,26 +224,37 @@ def samples_table(events: list) -> pd.DataFrame:
 
 
 def live_section() -> None:
-    run: TrainingRun | None = st.session_state.get(state.RUN)
+    run = current_run()
     if run is None:
         st.info("No training run yet: choose a preset or settings above, then press Start training.")
         return
-    run.touch()
-    events = run.events()
+    if run.active:
+        run_files.touch_heartbeat(run.path)  # someone is watching: keep training
+    events = services.event_tail(str(run.path / run_files.EVENTS_FILE)).read()
     steps = [e for e in events if isinstance(e, StepEvent)]
     evals = [e for e in events if isinstance(e, EvalEvent)]
     last = steps[-1] if steps else None
-    total = run.trainer.total_steps
-    done = last.step if last else run.trainer.step
-    st.progress(min(1.0, done / max(1, total)), text=f"{STATUS_TEXT[run.status]} step {done:,} of {total:,}")
+    total = run.total_steps or (last.total_steps if last else 0)
+    done = run.step
+    st.progress(
+        min(1.0, done / max(1, total)),
+        text=f"{STATUS_TEXT.get(run.state, run.state)} step {done:,} of {total:,}",
+    )
     columns = st.columns(5)
     columns[0].metric("Training loss", f"{last.loss:.3f}" if last else "-")
     columns[1].metric("Validation perplexity", f"{evals[-1].perplexity:,.1f}" if evals else "-")
     columns[2].metric("Words per second", f"{last.tokens_per_s:,.0f}" if last else "-")
-    columns[3].metric("Elapsed", _duration(last.elapsed_s) if last else "-")
-    columns[4].metric("Time left", _duration(last.eta_s) if last and run.running else "-")
-    if run.status == "failed":
-        st.error(f"Training failed: {run.error}")
+    columns[3].metric("Elapsed", _duration(run.elapsed_s) if run.step else "-")
+    columns[4].metric("Time left", _duration(last.eta_s) if last and run.active else "-")
+    if run.ended_unexpectedly or run.state == "diverged":
+        saved = [e.step for e in events if isinstance(e, CheckpointEvent) and not e.best]
+        kept = (
+            f" Its last checkpoint (step {saved[-1] if saved else run.step:,}) is kept: resume the run or "
+            "download it below."
+            if run.has_last
+            else " It had not saved a checkpoint yet."
+        )
+        st.error(f"{STATUS_TEXT.get(run.state, run.state)} {run.message}.{kept}")
     if steps:
         left, right = st.columns(2)
         # Titles as text above the charts: a Vega title next to a chart with a legend was clipped.
@@ -211,34 +266,63 @@ def live_section() -> None:
     if not table.empty:
         st.caption("What the model writes for the recipe's prime texts (greedy), newest first")
         st.dataframe(table, hide_index=True, width="stretch")
-    if st.session_state.get("_was_running") and not run.running:
-        st.session_state["_was_running"] = False
+    if st.session_state.get(state.WAS_RUNNING) and not run.active:
+        st.session_state[state.WAS_RUNNING] = False
         st.rerun()  # refresh the whole page: buttons, summary and download
-    st.session_state["_was_running"] = run.running
+    st.session_state[state.WAS_RUNNING] = run.active
 
 
-def result_section() -> None:
-    run: TrainingRun | None = st.session_state.get(state.RUN)
-    if run is None or run.running or run.result_checkpoint is None:
+def _model_file(run: run_files.RunSummary) -> bytes:
+    path = run.checkpoint
+    assert path is not None
+    return load_checkpoint(path).without_training_state().to_bytes()
+
+
+def result_section(run: run_files.RunSummary | None) -> None:
+    if run is None or run.active or run.checkpoint is None:
         return
-    checkpoint = run.result_checkpoint
-    key = f"run-{run.id}-{checkpoint.step}"
-    if state.my_model() is None or state.my_model()[2] != key:
-        label = f"run {run.id}, {checkpoint.step:,} steps"
-        state.set_my_model(checkpoint.without_training_state(), label, key)
-    val = checkpoint.progress.get("last_val_loss")
-    ppl = f"{math.exp(val):,.1f}" if val is not None else "-"
-    st.success(
-        f"{STATUS_TEXT[run.status]} {checkpoint.step:,} steps in {_duration(checkpoint.progress.get('elapsed_s', 0))}; "
-        f"final validation perplexity {ppl}. The Generate page now uses this model."
-    )
+    perplexity = f"{run.last_perplexity:,.1f}" if run.last_perplexity is not None else "-"
+    if not run.ended_unexpectedly:
+        st.success(
+            f"{STATUS_TEXT.get(run.state, run.state)} {run.step:,} steps in {_duration(run.elapsed_s)}; "
+            f"final validation perplexity {perplexity}. The Generate page can write with this model."
+        )
     st.download_button(
         "Download the model (.pt)",
-        data=lambda: checkpoint.without_training_state().to_bytes(),
-        file_name=f"lstm-playhouse-{checkpoint.step}-steps.pt",
+        data=lambda: _model_file(run),
+        file_name=f"lstm-playhouse-{run.id}.pt",
         mime="application/octet-stream",
         key="download_model",
+        help="The best weights of this run (model only), with its config and vocabulary.",
     )
+
+
+def runs_section(current: run_files.RunSummary | None) -> None:
+    found = visitor_runs()
+    if len(found) < 2:
+        return
+    with st.expander(f"Your runs ({len(found)})"):
+        rows = [
+            {
+                "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created)),
+                "model": services.config_summary(Config.from_dict(run.config)) if run.config else "?",
+                "state": run.state.replace("_", " "),
+                "steps": f"{run.step:,} of {run.total_steps:,}",
+                "best perplexity": f"{run.best_perplexity:,.1f}" if run.best_perplexity else "-",
+            }
+            for run in found
+        ]
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        ids = [run.id for run in found]
+        labels = dict(zip(ids, (f"{row['started']}: {row['model']} ({row['state']})" for row in rows), strict=True))
+        st.selectbox(
+            "Show this run above",
+            ids,
+            index=ids.index(current.id) if current is not None and current.id in ids else 0,
+            format_func=labels.get,
+            key="run_choice",
+            on_change=lambda: state.set_current_run(st.session_state["run_choice"]),
+        )
 
 
 def upload_model_section() -> None:
@@ -247,40 +331,50 @@ def upload_model_section() -> None:
         if uploaded is None:
             return
         data = uploaded.getvalue()
-        key = "upload-" + services.digest(data)
-        if state.my_model() is not None and state.my_model()[2] == key:
-            st.success(f"Loaded {uploaded.name}: the Generate page uses it.")
+        digest = services.digest(data)
+        path = state.workspace().models / f"{digest}.pt"
+        if path.is_file():
+            st.success(f"Loaded {uploaded.name}: the Generate page can use it.")
             return
-        try:
-            checkpoint = load_checkpoint(data, name=uploaded.name)
-        except CheckpointError as error:
-            st.error(str(error))
+        refused = state.refused_upload(digest)
+        if refused is None:
+            try:
+                load_checkpoint(data, name=uploaded.name, limits=services.upload_limits())
+            except CheckpointError as error:
+                refused = str(error)
+                state.remember_refused_upload(digest, refused)
+        if refused is not None:
+            st.error(refused)
             return
-        state.set_my_model(checkpoint.without_training_state(), f"{uploaded.name} ({checkpoint.step:,} steps)", key)
-        st.success(f"Loaded {uploaded.name}: the Generate page uses it.")
+        atomic_write(path.with_suffix(".json"), lambda file: file.write(json.dumps({"name": uploaded.name}).encode()))
+        atomic_write(path, lambda file: file.write(data))
+        st.success(f"Loaded {uploaded.name}: the Generate page can use it.")
 
 
 st.title("🏋️ Train")
-chosen, missing = chosen_corpus()
-if chosen is None:
+text, missing = chosen_text()
+if text is None:
     st.warning(missing)
     st.stop()
-stats = services.word_stats(chosen.key, chosen.tokens)
 settings_section()
 config, problems = state.current_config()
-vocab_counts = stats.vocab_counts(config.min_word_freq) if config else []
-parameters = count_parameters(config, len(vocab_counts), vocab_counts) if config else 0
-problems = check_settings(config, list(problems), stats.tokens, parameters)
+vocab_counts = text.encoded.vocab_counts(config.min_word_freq) if config else []
+problems = check_settings(config, list(problems), text, vocab_counts)
 if config is not None:
+    parameters = count_parameters(config, len(vocab_counts), vocab_counts)
+    memory = estimate_memory(config, vocab_counts, text.encoded.tokens, parameters)
+    limits = services.limits()
     st.caption(
-        f"Text: {chosen.corpus.name}, {stats.tokens:,} words, vocabulary {len(vocab_counts):,}. "
-        f"Model: {services.config_summary(config)}, {parameters:,} parameters. "
-        f"Runs training on this server now: {REGISTRY.active}."
+        f"Text: {text.name}, {text.encoded.tokens:,} words, vocabulary {len(vocab_counts):,}. "
+        f"Model: {services.config_summary(config)}, {parameters:,} parameters; training needs about "
+        f"{format_bytes(memory.total)} of the {format_bytes(limits.run_memory_mb * 1e6)} a run may use here. "
+        f"Runs training on this server now: {services.runs_training_now()} of {limits.max_runs}."
     )
 for problem in problems:
     st.error(problem)
-controls_section(config, problems)
-run = st.session_state.get(state.RUN)
-st.fragment(run_every=2.0 if run is not None and run.running else None)(live_section)()
-result_section()
+run = current_run()
+controls_section(config, problems, run)
+st.fragment(run_every=2.0 if run is not None and run.active else None)(live_section)()
+result_section(run)
+runs_section(run)
 upload_model_section()
