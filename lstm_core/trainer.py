@@ -24,10 +24,10 @@ from lstm_core.batching import batchify, num_windows, windows
 from lstm_core.checkpoint import Checkpoint, copy_weights, save_checkpoint
 from lstm_core.config import Config, ConfigError
 from lstm_core.data import Dataset
+from lstm_core.evaluation import evaluate
 from lstm_core.model import LSTMLanguageModel, State, choose_cutoffs, detach_state
 from lstm_core.runtime import autocast, resolve_device, resolve_precision, set_seed
 
-EVAL_BATCH_SIZE = 16
 # Settings that may change when a run is resumed; everything else must match the checkpoint.
 RESUMABLE_CHANGES = frozenset(
     {"epochs", "eval_every", "save_every", "prime_texts", "sample_length", "device", "precision"}
@@ -118,38 +118,6 @@ def learning_rate_at(config: Config, step: int, steps_per_epoch: int, total_step
         progress = min(1.0, step / max(1, total_steps))
         return config.learning_rate * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
     return config.learning_rate
-
-
-@torch.no_grad()
-def evaluate(
-    model: LSTMLanguageModel,
-    ids: Tensor,
-    seq_len: int,
-    batch_size: int = EVAL_BATCH_SIZE,
-    dtype: torch.dtype | None = None,
-) -> tuple[float, int]:
-    """Mean per-token loss (natural log) of ``model`` on the id stream, and the tokens scored.
-
-    The stream is cut into at most ``batch_size`` contiguous rows (fewer for short texts, so
-    that rows stay long and the state carried through them stays useful).
-    """
-    if ids.numel() < 2:
-        raise ValueError(f"evaluation needs at least 2 words, got {ids.numel()}")
-    rows = max(1, min(batch_size, ids.numel() // (seq_len + 1)))
-    streams = ids[: ids.numel() // rows * rows].view(rows, -1).to(model.device)
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    state: State | None = None
-    try:
-        for inputs, targets in windows(streams, seq_len):
-            with autocast(model.device, dtype):
-                hidden, state = model(inputs, state)
-                total += float(model.token_nll(hidden, targets).sum())
-            count += targets.numel()
-    finally:
-        model.train(was_training)
-    return total / count, count
 
 
 def _optimizer(config: Config, model: LSTMLanguageModel) -> torch.optim.Optimizer:
