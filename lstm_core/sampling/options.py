@@ -49,7 +49,7 @@ class SamplingOptions:
     temperature: float = field(
         default=1.0,
         metadata=meta(
-            "sample from p ** (1 / temperature): below 1 safer, above 1 wilder (0.0001 or less is greedy)",
+            "sample from p ** (1 / temperature): below 1 safer, above 1 wilder, near 0 the most likely word",
             0.05,
             2.0,
             step=0.05,
