@@ -145,7 +145,9 @@ class SamplingOptions:
     )
     seed: int | None = field(
         default=None,
-        metadata=meta("seeds the random draws: same seed, same text (default: a new one each time)", 0, 2**31 - 1),
+        metadata=meta(
+            "seeds the random draws: same seed, same text (default: a new one each time)", 0, 2**31 - 1, label="Seed"
+        ),
     )
 
     def __post_init__(self) -> None:
