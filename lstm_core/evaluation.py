@@ -37,7 +37,7 @@ def evaluate(
     that rows stay long and the state carried through them stays useful).
     """
     if ids.numel() < 2:
-        raise ValueError(f"evaluation needs at least 2 words, got {ids.numel()}")
+        raise InputError(f"evaluation needs at least 2 words, got {ids.numel()}")
     rows = max(1, min(batch_size, ids.numel() // (seq_len + 1)))
     streams = ids[: ids.numel() // rows * rows].view(rows, -1).to(model.device)
     was_training = model.training
