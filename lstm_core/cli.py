@@ -1,7 +1,8 @@
 """Command line: ``python -m lstm_core train | evaluate | generate | export | plays``.
 
-Every :class:`~lstm_core.config.Config` field is a ``train`` flag (``--rnn-size 256``), built
-from the dataclass so the CLI can never drift from the config. Bad input ends with one line on
+Every :class:`~lstm_core.config.Config` field is a ``train`` flag (``--rnn-size 256``) and every
+:class:`~lstm_core.sampling.SamplingOptions` field a ``generate`` flag (``--top-p 0.9``), built
+from the dataclasses (:func:`add_dataclass_flags`) so the CLI can never drift from them. Bad input ends with one line on
 stderr and exit code 2; a run that fails (e.g. a diverging loss) exits with 1.
 """
 
@@ -16,7 +17,6 @@ import signal
 import sys
 import time
 import types
-import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -25,6 +25,9 @@ from lstm_core.checkpoint import load_checkpoint, save_checkpoint
 from lstm_core.config import PRESET_HELP, PRESETS, Config
 from lstm_core.corpus import DEFAULT_GUTENBERG_URL, bundled_plays, list_plays, load_corpus, text_from_file
 from lstm_core.errors import InputError
+from lstm_core.fields import describe_field, describe_fields
+from lstm_core.sampling.decoding import MAX_LENGTH
+from lstm_core.sampling.options import SamplingOptions
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -34,38 +37,83 @@ class UsageError(Exception):
     """Bad flags or input: reported in one line, exit code 2."""
 
 
-# ---- config flags generated from the dataclass ------------------------------------------------
+# ---- flags generated from the settings dataclasses -------------------------------------------
 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("model and training settings (default: the chosen preset's)")
-    hints = typing.get_type_hints(Config)
-    for spec in dataclasses.fields(Config):
-        hint = hints[spec.name]
-        help_text = spec.metadata.get("help", "")
-        kwargs: dict[str, Any] = {"dest": spec.name, "default": None, "help": help_text}
-        if hint is bool:
+def add_dataclass_flags(group: argparse._ActionsContainer, cls: type, show_defaults: bool = False) -> None:
+    """One flag per field of the settings dataclass ``cls`` (``rnn_size`` -> ``--rnn-size``).
+
+    Types and help come from the field (:func:`~lstm_core.fields.describe_fields`): ``bool`` is
+    ``--x / --no-x``, a ``Literal`` gives the choices, a tuple takes one or more values. Every
+    flag defaults to None, so :func:`given_flags` can tell what the user set from what they left;
+    ``show_defaults`` adds the dataclass's default to the help (not for ``Config``, whose
+    defaults come from the chosen preset).
+    """
+    for info in describe_fields(cls):
+        shown = show_defaults and info.default is not None
+        help_text = f"{info.help} (default: {info.default})" if shown else info.help
+        kwargs: dict[str, Any] = {"dest": info.name, "default": None, "help": help_text}
+        if info.type is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(hint) is typing.Literal:
-            kwargs["choices"] = typing.get_args(hint)
-        elif typing.get_origin(hint) is tuple:
+        elif info.choices:
+            kwargs["choices"] = info.choices
+        elif info.type is tuple:
             kwargs["nargs"] = "+"
             kwargs["metavar"] = "TEXT"
-        elif isinstance(hint, type):
-            kwargs["type"] = hint
-            kwargs["metavar"] = hint.__name__.upper()
-        group.add_argument(_flag(spec.name), **kwargs)
+        else:
+            kwargs["type"] = info.type
+            kwargs["metavar"] = info.type.__name__.upper()
+        group.add_argument(_flag(info.name), **kwargs)
+
+
+def given_flags(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The fields of ``cls`` whose flags the user gave, with their values."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name) is not None}
 
 
 def config_from_args(args: argparse.Namespace, base: Config | None = None) -> Config:
     """The preset (or ``base``) with every config flag the user gave applied on top."""
     config = base if base is not None else PRESETS[args.preset]
-    changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
+    changes = given_flags(args, Config)
     return config.replace(**changes) if changes else config
+
+
+def sampling_options_from_args(args: argparse.Namespace, warn: TextIO | None = None) -> SamplingOptions:
+    """The :class:`SamplingOptions` the ``generate`` flags ask for.
+
+    Without ``--method``, a sampling flag (``--temperature``, ``--top-k``, ``--top-p``,
+    ``--min-p``: the fields that apply to ``sample`` only) means sampling, and ``--temperature 0``
+    means greedy, as in most tools. A flag that does not apply to the method given (sampling
+    flags with ``--method greedy``, beam flags without ``--method beam``) is left out, with a
+    one-line warning on ``warn`` (stderr), rather than silently doing nothing.
+    """
+    given = given_flags(args, SamplingOptions)
+    applies_to = {info.name: info.extra.get("applies_to") for info in describe_fields(SamplingOptions)}
+    if "method" not in given:
+        sampling = [name for name in given if applies_to[name] == ("sample",)]
+        if given.get("temperature") == 0:
+            given["method"] = "greedy"
+            del given["temperature"]
+        elif sampling:
+            given["method"] = "sample"
+    method = given.get("method", describe_field(SamplingOptions, "method").default)
+    ignored = [name for name in given if applies_to[name] is not None and method not in applies_to[name]]
+    if ignored:
+        flags = ", ".join(_flag(name) for name in ignored)
+        wanted = " or ".join(sorted({m for name in ignored for m in applies_to[name]}))
+        print(
+            f"warning: {flags} ignored with --method {method} (only --method {wanted} uses them)",
+            file=warn if warn is not None else sys.stderr,
+        )
+        given = {name: value for name, value in given.items() if name not in ignored}
+    try:
+        return SamplingOptions(**given)
+    except InputError as error:
+        raise UsageError(str(error)) from None
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -435,8 +483,8 @@ def _read_config_file(path: str) -> dict[str, Any]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
+    from lstm_core.evaluation import evaluate, perplexity
     from lstm_core.text import tokenize
-    from lstm_core.trainer import evaluate, perplexity
 
     _set_threads(args.threads)
     checkpoint = load_checkpoint(args.checkpoint)
@@ -471,25 +519,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from lstm_core.sampling import SamplingOptions, generate
+    from lstm_core.sampling import generate
 
     _set_threads(args.threads)
+    options = sampling_options_from_args(args)
     checkpoint = load_checkpoint(args.checkpoint)
     model = checkpoint.build_model()
-    try:
-        options = SamplingOptions(
-            method=args.method,
-            temperature=args.temperature,
-            top_k=args.top_k,
-            top_p=args.top_p,
-            repetition_penalty=args.repetition_penalty,
-            no_repeat_ngram=args.no_repeat_ngram,
-            beam_width=args.beam_width,
-            unknown=args.unknown,
-            seed=args.seed,
-        )
-    except ValueError as error:
-        raise UsageError(str(error)) from None
     primes = args.prime or list(checkpoint.config.prime_texts)
     results = []
     for prime in primes:
@@ -602,7 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar or samples, only evaluations")
     run.add_argument("--json", action="store_true", help="print the final summary as JSON")
-    _add_config_flags(train)
+    add_dataclass_flags(train.add_argument_group("model and training settings (default: the chosen preset's)"), Config)
     train.set_defaults(func=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="perplexity of a model on a text")
@@ -618,18 +653,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--prime", action="append", metavar="TEXT", help="text to continue (repeatable; default: the config's)"
     )
-    generate.add_argument("-n", "--length", type=int, default=20, help="words to generate (default 20)")
-    generate.add_argument("--method", choices=("greedy", "sample", "beam"), default="greedy")
-    generate.add_argument("--temperature", type=float, default=1.0)
-    generate.add_argument("--top-k", type=int, default=0, help="sample from the k most likely words only (0 = off)")
-    generate.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1 = off)")
-    generate.add_argument("--repetition-penalty", type=float, default=1.0, help=">1 makes repeated words less likely")
     generate.add_argument(
-        "--no-repeat-ngram", type=int, default=0, help="never repeat an n-gram of this size (0 = off)"
+        "-n", "--length", type=int, default=20, help=f"words to generate (default 20, at most {MAX_LENGTH:,})"
     )
-    generate.add_argument("--beam-width", type=int, default=4)
-    generate.add_argument("--unknown", choices=("skip", "stop", "allow"), default="skip", help="what to do with <unk>")
-    generate.add_argument("--seed", type=int, help="fixes the sampled text")
+    choosing = generate.add_argument_group(
+        "how to choose each word (a sampling flag without --method means --method sample; --temperature 0 is greedy)"
+    )
+    add_dataclass_flags(choosing, SamplingOptions, show_defaults=True)
     generate.add_argument("--threads", type=int, metavar="N")
     generate.add_argument("--json", action="store_true", help="machine-readable output")
     generate.set_defaults(func=cmd_generate)

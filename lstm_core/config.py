@@ -1,7 +1,7 @@
 """The single source of hyperparameters: one frozen dataclass, its validation, and named presets.
 
-The CLI builds its flags from :func:`dataclasses.fields`, the app its sliders from each field's
-``metadata`` (help text and bounds), and checkpoints store :meth:`Config.to_dict`. Changes go
+The CLI builds its flags and the app its widgets from the fields' types and ``metadata`` (help
+text, bounds, steps: :mod:`lstm_core.fields`), and checkpoints store :meth:`Config.to_dict`. Changes go
 through :func:`dataclasses.replace`, which validates again.
 """
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from lstm_core.errors import InputError
+from lstm_core.fields import meta
 
 OutputLayer = Literal["full", "adaptive"]
 Precision = Literal["fp32", "bf16", "auto"]
@@ -21,10 +22,9 @@ Schedule = Literal["constant", "exponential", "cosine"]
 
 RECIPE_PRIME_TEXTS = ("thou art more", "to be or not to", "wherefore art thou")
 
-
-def _meta(help: str, low: float | None = None, high: float | None = None, **extra: Any) -> dict[str, Any]:
-    """Field metadata: a help text and, for numbers, the bounds sliders use (validation is separate)."""
-    return {"help": help, "low": low, "high": high, **extra}
+# The values the app's sliders offer for sizes (any whole number in range is valid).
+_SIZES = (16, 32, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+_BATCHES = (1, 2, 4, 8, 16, 20, 32, 50, 64, 100, 128, 200, 256, 512)
 
 
 class ConfigError(InputError):
@@ -43,58 +43,101 @@ class Config:
     """Every hyperparameter of a run. Defaults are the cookbook recipe's values."""
 
     # --- data ---
-    min_word_freq: int = field(default=5, metadata=_meta("keep words seen MORE than this many times", 0, 50))
-    valid_fraction: float = field(default=0.05, metadata=_meta("share of the text held out for validation", 0.01, 0.3))
-    test_fraction: float = field(
-        default=0.05, metadata=_meta("share of the text held out for the final test", 0.0, 0.3)
-    )
+    min_word_freq: int = field(default=5, metadata=meta("keep words seen MORE than this many times", 0, 50))
+    valid_fraction: float = field(default=0.05, metadata=meta("share of the text held out for validation", 0.01, 0.3))
+    test_fraction: float = field(default=0.05, metadata=meta("share of the text held out for the final test", 0.0, 0.3))
     # --- model ---
-    rnn_size: int = field(default=128, metadata=_meta("LSTM hidden units per layer", 16, 1024))
-    embedding_size: int = field(default=0, metadata=_meta("word-vector size (0 means the same as rnn_size)", 0, 1024))
-    num_layers: int = field(default=1, metadata=_meta("stacked LSTM layers", 1, 4))
-    dropout: float = field(
-        default=0.0, metadata=_meta("dropout on embeddings, between layers and before the output", 0.0, 0.8)
+    rnn_size: int = field(
+        default=128,
+        metadata=meta("LSTM hidden units per layer", 16, 1024, values=_SIZES, label="rnn_size (LSTM units per layer)"),
     )
-    tie_weights: bool = field(default=False, metadata=_meta("share the embedding matrix with the output layer"))
+    embedding_size: int = field(
+        default=0,
+        metadata=meta(
+            "word-vector size (0 means the same as rnn_size)",
+            0,
+            1024,
+            values=(0, *_SIZES),
+            label="embedding_size (0 = rnn_size)",
+        ),
+    )
+    num_layers: int = field(default=1, metadata=meta("stacked LSTM layers", 1, 4))
+    dropout: float = field(
+        default=0.0, metadata=meta("dropout on embeddings, between layers and before the output", 0.0, 0.8, step=0.05)
+    )
+    tie_weights: bool = field(
+        default=False,
+        metadata=meta(
+            "share the embedding matrix with the output layer",
+            label="tie_weights (share embedding and output matrices)",
+        ),
+    )
     output_layer: OutputLayer = field(
         default="full",
-        metadata=_meta("full softmax (the recipe's) or adaptive softmax (much faster on big vocabularies)"),
+        metadata=meta(
+            "full softmax (the recipe's) or adaptive softmax (frequent words get a cheap path: several times faster "
+            "on big vocabularies, same kind of model)",
+            label="output layer",
+        ),
     )
     # --- training ---
-    epochs: int = field(default=10, metadata=_meta("passes over the training text", 1, 100))
-    batch_size: int = field(default=100, metadata=_meta("parallel text streams per step", 1, 512))
-    training_seq_len: int = field(
-        default=50, metadata=_meta("words per stream per step (truncated BPTT length)", 2, 400)
+    epochs: int = field(default=10, metadata=meta("passes over the training text", 1, 100))
+    batch_size: int = field(
+        default=100,
+        metadata=meta("parallel text streams per step", 1, 512, values=_BATCHES, label="batch_size (parallel streams)"),
     )
-    learning_rate: float = field(default=0.001, metadata=_meta("optimizer step size", 1e-5, 1.0, log=True))
-    optimizer: Optimizer = field(default="adam", metadata=_meta("adam (the recipe's), adamw or sgd"))
-    weight_decay: float = field(default=0.0, metadata=_meta("L2 penalty (decoupled for adamw)", 0.0, 0.1))
+    training_seq_len: int = field(
+        default=50,
+        metadata=meta(
+            "words per stream per step (truncated BPTT length)", 2, 400, label="training_seq_len (words per step)"
+        ),
+    )
+    learning_rate: float = field(
+        default=0.001, metadata=meta("optimizer step size", 1e-5, 1.0, log=True, label="learning_rate (log scale)")
+    )
+    optimizer: Optimizer = field(default="adam", metadata=meta("adam (the recipe's), adamw or sgd"))
+    weight_decay: float = field(default=0.0, metadata=meta("L2 penalty (decoupled for adamw)", 0.0, 0.1))
     lr_schedule: Schedule = field(
-        default="constant", metadata=_meta("constant, exponential (x lr_decay per epoch), or cosine to 10% at the end")
+        default="constant",
+        metadata=meta(
+            "constant, exponential (x lr_decay per epoch), or cosine to 10% at the end", label="learning-rate schedule"
+        ),
     )
     lr_decay: float = field(
-        default=1.0, metadata=_meta("learning-rate factor per epoch for the exponential schedule", 0.1, 1.0)
+        default=1.0, metadata=meta("learning-rate factor per epoch for the exponential schedule", 0.1, 1.0)
     )
-    grad_clip: float = field(default=4.5, metadata=_meta("clip the global gradient norm to this (0 = off)", 0.0, 20.0))
+    grad_clip: float = field(
+        default=4.5,
+        metadata=meta(
+            "clip the global gradient norm to this (0 = off)", 0.0, 20.0, step=0.5, label="grad_clip (0 = off)"
+        ),
+    )
     precision: Precision = field(
-        default="fp32", metadata=_meta("fp32, bf16 (mixed precision where the hardware has it) or auto")
+        default="fp32", metadata=meta("fp32, bf16 (mixed precision where the hardware has it) or auto")
     )
-    device: str = field(default="auto", metadata=_meta("auto (cuda, then mps, then cpu), cpu, cuda, cuda:1 or mps"))
+    device: str = field(default="auto", metadata=meta("auto (cuda, then mps, then cpu), cpu, cuda, cuda:1 or mps"))
     seed: int = field(
-        default=42, metadata=_meta("random seed: same config + same seed = same run on the CPU", 0, 2**31 - 1)
+        default=42, metadata=meta("random seed: same config + same seed = same run on the CPU", 0, 2**31 - 1)
     )
     # --- monitoring ---
     eval_every: int = field(
-        default=50, metadata=_meta("validate every this many steps (0 = at epoch ends only)", 0, 10_000)
+        default=50,
+        metadata=meta(
+            "validate every this many steps (0 = at epoch ends only)",
+            0,
+            10_000,
+            step=10,
+            label="eval_every (steps; 0 = each epoch)",
+        ),
     )
     save_every: int = field(
-        default=500, metadata=_meta("save a checkpoint every this many steps (0 = at epoch ends only)", 0, 100_000)
+        default=500, metadata=meta("save a checkpoint every this many steps (0 = at epoch ends only)", 0, 100_000)
     )
     prime_texts: tuple[str, ...] = field(
-        default=RECIPE_PRIME_TEXTS, metadata=_meta("texts to continue at each evaluation")
+        default=RECIPE_PRIME_TEXTS, metadata=meta("texts to continue at each evaluation")
     )
     sample_length: int = field(
-        default=10, metadata=_meta("words generated for each prime text at an evaluation", 1, 100)
+        default=10, metadata=meta("words generated for each prime text at an evaluation", 1, 100)
     )
 
     def __post_init__(self) -> None:

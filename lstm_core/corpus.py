@@ -9,10 +9,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lstm_core.errors import InputError
 from lstm_core.files import atomic_write_chunks
@@ -180,6 +180,38 @@ def strip_gutenberg_boilerplate(text: str) -> str:
     return body.strip() + "\n"
 
 
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+"""Answers worth asking again: too many requests, and the server's own failures. Other 4xx are final."""
+
+MAX_RETRY_AFTER_S = 60.0
+"""The longest wait a server's ``Retry-After`` may impose before the next try; a longer one is
+cut to this (a visitor should not hold a download for an hour), and a still-busy server then
+fails the download with its own answer."""
+
+
+def _retry_policy(retries: int, backoff: float) -> Any:
+    """urllib3's ``Retry``: ``retries`` more tries on connection errors, timeouts and :data:`RETRY_STATUSES`.
+
+    Waits ``backoff * 2 ** (n - 1)`` seconds before the n-th try after the first retry, or what
+    the server's ``Retry-After`` asks (up to :data:`MAX_RETRY_AFTER_S`). ``raise_on_status`` is
+    off, so the last error answer comes back and names its status.
+    """
+    from urllib3.util import Retry
+
+    class CappedRetry(Retry):
+        def get_retry_after(self, response: Any) -> float | None:
+            seconds = super().get_retry_after(response)
+            return None if seconds is None else min(seconds, MAX_RETRY_AFTER_S)
+
+    return CappedRetry(
+        total=retries,
+        backoff_factor=backoff,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=frozenset({"GET"}),
+        raise_on_status=False,
+    )
+
+
 def download(
     url: str,
     path: Path,
@@ -189,12 +221,20 @@ def download(
     retries: int = 3,
     backoff: float = 1.0,
 ) -> None:
-    """Stream ``url`` to ``path`` atomically, retrying with exponential backoff.
+    """Stream ``url`` to ``path`` atomically, retrying failures with exponential backoff.
 
-    Raises :class:`CorpusError` naming the URL and the cause once every attempt failed; a file
-    already at ``path`` is then left exactly as it was.
+    Connection errors, timeouts and the answers in :data:`RETRY_STATUSES` are retried by
+    urllib3's ``Retry`` (through requests' ``HTTPAdapter``), which also honours ``Retry-After``;
+    other client errors (404) are final. A transfer that breaks off in the body (a dropped
+    connection, fewer bytes than announced) happens after ``Retry`` has handed the response over
+    (requests streams the body itself), so it is retried here, up to ``retries`` times with the
+    same policy's backoff (``Retry.increment`` and ``Retry.sleep``). Raises
+    :class:`CorpusError` naming the URL and the cause once every try failed; a file already at
+    ``path`` is then left exactly as it was.
     """
     import requests  # imported here: only downloads need it
+    from requests.adapters import HTTPAdapter
+    from urllib3.exceptions import MaxRetryError, ProtocolError
 
     def stream(response: requests.Response) -> Iterable[bytes]:
         total = int(response.headers["Content-Length"]) if "Content-Length" in response.headers else None
@@ -215,25 +255,31 @@ def download(
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise CorpusError(f"cannot create the cache folder {path.parent}: {error}") from error
-    last_error: Exception | None = None
-    for attempt in range(retries + 1):
-        if attempt:
-            time.sleep(backoff * 2 ** (attempt - 1))
-        try:
-            with requests.get(url, stream=True, timeout=timeout) as response:
-                response.raise_for_status()
-                atomic_write_chunks(path, stream(response))
-            return
-        except requests.HTTPError as error:
-            last_error = error
-            status = error.response.status_code if error.response is not None else None
-            if status is not None and 400 <= status < 500 and status != 429:
-                break  # a client error will not go away by asking again
-        except (requests.RequestException, CorpusError) as error:
-            last_error = error
-        except OSError as error:  # the cache folder, not the network: asking again will not help
-            raise CorpusError(f"could not save the download of {url} to {path}: {error}") from error
-    raise CorpusError(f"could not download {url}: {last_error}") from last_error
+    policy = _retry_policy(retries, backoff)
+    with requests.Session() as session:
+        adapter = HTTPAdapter(max_retries=policy)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        while True:
+            broken: Exception | None = None
+            try:
+                with session.get(url, stream=True, timeout=timeout) as response:
+                    response.raise_for_status()
+                    try:
+                        atomic_write_chunks(path, stream(response))
+                    except (requests.RequestException, CorpusError) as error:  # the body broke off
+                        broken = error
+            except requests.RequestException as error:  # every try the adapter made failed, or a final 4xx
+                raise CorpusError(f"could not download {url}: {error}") from error
+            except OSError as error:  # the cache folder, not the network: asking again will not help
+                raise CorpusError(f"could not save the download of {url} to {path}: {error}") from error
+            if broken is None:
+                return
+            try:
+                policy = policy.increment("GET", url, error=ProtocolError(str(broken)))
+            except MaxRetryError:
+                raise CorpusError(f"could not download {url}: {broken}") from broken
+            policy.sleep()
 
 
 def gutenberg_cache_path(url: str = DEFAULT_GUTENBERG_URL, cache_dir: Path | str | None = None) -> Path:

@@ -6,8 +6,10 @@ Shapes: ``B`` batch (streams), ``T`` time steps (words), ``E`` embedding size, `
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +19,63 @@ from lstm_core.config import Config
 from lstm_core.errors import InputError
 
 State = tuple[Tensor, Tensor]
+
+
+class LanguageModel(Protocol):
+    """What generation and scoring need of a model; :class:`LSTMLanguageModel` is one.
+
+    Sampling and scoring are written against this, not against ``nn.Module``, so the calls they
+    make are visible in one place and a test double (or another architecture) only has to offer
+    these: hidden features from a window of ids or from one id per row, and a normalised
+    log-distribution from hidden features.
+    """
+
+    vocab_size: int
+    training: bool
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def eval(self) -> Any: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+    def __call__(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """``ids (B, T)`` -> hidden features ``(B, T, H)`` and the new state (the forward pass)."""
+        ...
+
+    def step(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """``ids (B,)`` -> hidden features ``(B, H)`` and the new state: one word per row."""
+        ...
+
+    def log_probs(self, hidden: Tensor) -> Tensor:
+        """Hidden features ``(..., H)`` -> normalised next-word log-probabilities ``(..., V)``."""
+        ...
+
+
+@contextlib.contextmanager
+def inference(model: LanguageModel) -> Iterator[None]:
+    """Eval mode and no autograd for the block; the model's previous mode is restored after.
+
+    The trainer samples mid-training, so leaving the model in eval mode would silently turn its
+    dropout off for the rest of the run.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def check_vocab_size(model: LanguageModel, vocab_size: int) -> None:
+    """Refuse a vocabulary of another size than the model's: its ids would mean other words."""
+    if vocab_size != model.vocab_size:
+        raise InputError(
+            f"the vocabulary has {vocab_size:,} words but the model was built for {model.vocab_size:,}; "
+            "use the vocabulary saved with the model (its checkpoint holds both)"
+        )
 
 
 def choose_cutoffs(counts: Sequence[int], shares: Sequence[float] = (0.8, 0.95)) -> list[int]:

@@ -386,7 +386,6 @@ class RunRecorder:
         self._last_check = -math.inf
         self._pending_step: dict[str, Any] | None = None
         self._started = clock()
-        (self.folder / STOP_FILE).unlink(missing_ok=True)
 
     def begin(self, **fields: Any) -> None:
         """Mark the run as training (with ``step``, ``total_steps`` and such as known so far)."""
@@ -399,9 +398,10 @@ class RunRecorder:
             self._last_status = self.clock()
 
     def end(self, state: State, message: str = "") -> None:
-        """The run is over: flush the last step and record why it ended."""
+        """The run is over: flush the last step and record why it ended (a stop asked for is done)."""
         self._flush_step()
         self.update(state=state, message=message)
+        (self.folder / STOP_FILE).unlink(missing_ok=True)
 
     def __call__(self, event: Any) -> None:
         data = dataclasses.asdict(event)

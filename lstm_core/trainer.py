@@ -26,10 +26,10 @@ from lstm_core.checkpoint import Checkpoint, copy_weights, save_checkpoint
 from lstm_core.config import Config, ConfigError
 from lstm_core.data import Dataset
 from lstm_core.errors import InputError
+from lstm_core.evaluation import evaluate, perplexity
 from lstm_core.model import LSTMLanguageModel, State, choose_cutoffs, detach_state
 from lstm_core.runtime import autocast, resolve_device, resolve_precision, set_seed
 
-EVAL_BATCH_SIZE = 16
 CUDA_SYNC_EVERY = 20
 """On a GPU the trainer reads the loss back to the host every this many steps, not every step: each
 read waits for the GPU to finish its queue. On the CPU it reads every step (there is nothing to wait for)."""
@@ -164,49 +164,12 @@ def learning_rate_at(config: Config, step: int, steps_per_epoch: int, total_step
     return config.learning_rate
 
 
-@torch.no_grad()
-def evaluate(
-    model: LSTMLanguageModel,
-    ids: Tensor,
-    seq_len: int,
-    batch_size: int = EVAL_BATCH_SIZE,
-    dtype: torch.dtype | None = None,
-) -> tuple[float, int]:
-    """Mean per-token loss (natural log) of ``model`` on the id stream, and the tokens scored.
-
-    The stream is cut into at most ``batch_size`` contiguous rows (fewer for short texts, so
-    that rows stay long and the state carried through them stays useful).
-    """
-    if ids.numel() < 2:
-        raise InputError(f"evaluation needs at least 2 words, got {ids.numel()}")
-    rows = max(1, min(batch_size, ids.numel() // (seq_len + 1)))
-    streams = ids[: ids.numel() // rows * rows].view(rows, -1).to(model.device)
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    state: State | None = None
-    try:
-        for inputs, targets in windows(streams, seq_len):
-            with autocast(model.device, dtype):
-                hidden, state = model(inputs, state)
-                total += float(model.token_nll(hidden, targets).sum())
-            count += targets.numel()
-    finally:
-        model.train(was_training)
-    return total / count, count
-
-
 def _optimizer(config: Config, model: LSTMLanguageModel) -> torch.optim.Optimizer:
     params = model.parameters()
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     return cls(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-
-
-def perplexity(loss: float) -> float:
-    """``exp(loss)``, or infinity where that overflows (``math.exp`` raises past about 709)."""
-    return math.exp(loss) if loss < 700 else math.inf
 
 
 # ---- the trainer ---------------------------------------------------------------------------

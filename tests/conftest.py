@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny corpus and a small config that train in well under a second."""
+"""Shared fixtures: a tiny corpus and a small config that train in well under a second, and tiny models."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ import torch
 
 from lstm_core.config import Config
 from lstm_core.data import Dataset, prepare
+from lstm_core.model import LSTMLanguageModel
+from lstm_core.text import tokenize
+from lstm_core.vocab import UNK_TOKEN, Vocab
+from tests.language_models import make_model, train
 
 # One thread: on a 2-core machine that also runs a server or a browser, PyTorch's default of
 # one thread per core makes small steps far slower (threads fighting for the cores).
@@ -49,3 +53,33 @@ def tiny_config() -> Config:
         sample_length=4,
         seed=3,
     )
+
+
+# ---- tiny language models for the sampling and scoring tests (helpers in tests/language_models.py) ----
+
+
+@pytest.fixture(scope="session")
+def sonnet_vocab() -> Vocab:
+    return Vocab.build(tokenize(SONNET), 0)
+
+
+@pytest.fixture(scope="session", params=["full", "adaptive"])
+def sonnet_model(request, sonnet_vocab) -> LSTMLanguageModel:
+    """A 24-unit model trained briefly on sonnet 18 (both output layers)."""
+    model = make_model(len(sonnet_vocab), request.param, rnn_size=24)
+    train(model, sonnet_vocab.encode(tokenize(SONNET * 3)), steps=60)
+    return model
+
+
+@pytest.fixture(scope="session")
+def counting_vocab() -> Vocab:
+    words = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
+    return Vocab([UNK_TOKEN, *words])
+
+
+@pytest.fixture(scope="session")
+def looping_model(counting_vocab) -> LSTMLanguageModel:
+    """A model that has only ever seen 'one two three one two three ...': greedy loops."""
+    model = make_model(len(counting_vocab))
+    train(model, counting_vocab.encode(("one two three " * 40).split()), steps=80)
+    return model

@@ -6,6 +6,7 @@ folders in a temporary data folder, and the tests read those folders.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import threading
@@ -26,6 +27,8 @@ from lstm_core import runs as run_files
 from lstm_core.checkpoint import save_checkpoint
 from lstm_core.config import Config
 from lstm_core.data import prepare
+from lstm_core.fields import describe_field, describe_fields
+from lstm_core.sampling import SamplingOptions
 from lstm_core.trainer import Trainer
 from tests.conftest import TINY_TEXT
 
@@ -468,6 +471,63 @@ def test_step_by_step_pick_undo_and_reset(generate_page):
     assert rows["probability"].sum() == pytest.approx(1.0, abs=1e-6)
 
 
+def page_widgets(at: AppTest) -> dict[str, object]:
+    """Every settings widget on the page, by label."""
+    kinds = ("slider", "select_slider", "radio", "number_input", "checkbox", "segmented_control")
+    return {widget.label: widget for kind in kinds for widget in at.get(kind)}
+
+
+def test_every_sampling_option_has_a_widget_built_from_its_metadata(generate_page):
+    shown = page_widgets(generate_page)
+    for info in describe_fields(SamplingOptions):
+        widget = shown[info.label]
+        if info.choices:
+            assert len(widget.options) == len(info.choices)
+        elif info.values:
+            assert [int(option) for option in widget.options] == list(info.values)
+        else:
+            assert (widget.min, widget.max) == (info.low, info.high)
+
+
+def test_min_p_reaches_the_sampler(generate_page):
+    at = generate_page
+    at.segmented_control(key="method").set_value("greedy").run()
+    greedy = generated_texts(at)[0]
+    at.segmented_control(key="method").set_value("sample").run()
+    at.slider(key="temperature").set_value(2.0).run()
+    assert generated_texts(at)[0] != greedy
+    at.slider(key="min_p").set_value(1.0).run()  # only the most likely word is left
+    assert generated_texts(at)[0] == greedy
+
+
+def test_the_candidates_are_what_sample_one_draws_from(generate_page):
+    at = open_tab(generate_page, "Step by step")
+    at.select_slider(key="top_k").set_value(3).run()
+    assert len(at.pills(key="candidate_pick").options) == 3
+    rows = chart_rows(at.get("vega_lite_chart")[0])
+    assert rows["probability"].sum() == pytest.approx(1.0, abs=1e-6)
+    assert any("top-k 3" in caption.value for caption in at.caption)
+    for _ in range(5):
+        offered = at.pills(key="candidate_pick").options
+        button(at, "Sample one").click().run()
+        assert html.unescape(generated_texts(at)[0]).split()[-1] in offered
+
+
+def test_the_train_settings_take_their_ranges_from_the_config(app):
+    at = train_page(app)
+    shown = page_widgets(at)
+    for name in state.UI_FIELDS:
+        info = describe_field(Config, name)
+        widget = shown[info.label]
+        if info.choices:
+            assert widget.options == list(info.choices)
+        elif info.values or info.log:  # a select_slider, its options shown as text
+            assert (float(widget.options[0]), float(widget.options[-1])) == (info.low, info.high)
+        elif info.type is not bool:
+            assert (widget.min, widget.max) == (info.low, info.high)
+    assert at.slider(key="train:epochs").max == 100 and at.slider(key="train:training_seq_len").min == 2
+
+
 def test_scoring_a_text(generate_page):
     at = open_tab(generate_page, "Score a text")
     at.text_area(key="score_text").input("shall i compare thee to a summer's day").run()
@@ -479,11 +539,11 @@ def test_scoring_a_text(generate_page):
 
 
 def test_a_text_is_scored_once_and_only_up_to_the_limit(generate_page, monkeypatch):
-    import lstm_core.sampling
+    import lstm_core.evaluation
 
     calls = []
-    real = lstm_core.sampling.score
-    monkeypatch.setattr(lstm_core.sampling, "score", lambda *a: calls.append(1) or real(*a))
+    real = lstm_core.evaluation.score
+    monkeypatch.setattr(lstm_core.evaluation, "score", lambda *a: calls.append(1) or real(*a))
     at = open_tab(generate_page, "Score a text")
     at.text_area(key="score_text").input("shall i compare thee to a summer's day").run()
     at.slider(key="temperature").set_value(1.5).run()  # a change elsewhere does not score it again

@@ -1,3 +1,4 @@
+import io
 import json
 import math
 import subprocess
@@ -7,7 +8,8 @@ import pytest
 import torch
 
 from lstm_core.checkpoint import load_checkpoint
-from lstm_core.cli import main
+from lstm_core.cli import UsageError, build_parser, main, sampling_options_from_args
+from lstm_core.sampling import SamplingOptions
 from tests.conftest import TINY_TEXT
 
 SMALL = ["--rnn-size", "16", "--batch-size", "4", "--training-seq-len", "8", "--epochs", "2", "--learning-rate", "0.01"]
@@ -129,3 +131,76 @@ def test_module_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "lstm_core", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
     assert "train" in result.stdout and "generate" in result.stdout
+
+
+# ---- generate's flags: sampling flags mean sampling, temperature 0 means greedy ------------------
+
+
+def options_for(*flags: str) -> tuple[SamplingOptions, str]:
+    """The options ``generate`` builds from ``flags``, and what it warned."""
+    args = build_parser().parse_args(["generate", "--checkpoint", "model.pt", *flags])
+    warnings = io.StringIO()
+    return sampling_options_from_args(args, warn=warnings), warnings.getvalue()
+
+
+@pytest.mark.parametrize("flags", [["--temperature", "1.5"], ["--top-k", "5"], ["--top-p", "0.9"], ["--min-p", "0.1"]])
+def test_a_sampling_flag_without_a_method_means_sampling(flags):
+    options, warned = options_for(*flags)
+    assert options.method == "sample" and warned == ""
+    name = flags[0].removeprefix("--").replace("-", "_")
+    assert getattr(options, name) == type(getattr(options, name))(flags[1])
+
+
+def test_no_flags_mean_greedy_and_temperature_zero_means_greedy():
+    assert options_for()[0] == SamplingOptions()
+    options, warned = options_for("--temperature", "0")
+    assert options.method == "greedy" and warned == ""
+    options, warned = options_for("--temperature", "0", "--top-k", "5", "--seed", "3")
+    assert options.method == "greedy" and options.seed == 3 and options.top_k == 0
+    assert "--top-k" in warned
+
+
+@pytest.mark.parametrize(
+    ("flags", "ignored", "wanted"),
+    [
+        (["--method", "greedy", "--temperature", "1.5"], "--temperature", "sample"),
+        (["--method", "beam", "--top-k", "5", "--top-p", "0.5"], "--top-k, --top-p", "sample"),
+        (["--beam-width", "8"], "--beam-width", "beam"),
+        (["--method", "sample", "--length-penalty", "0.5"], "--length-penalty", "beam"),
+    ],
+)
+def test_flags_the_method_does_not_use_are_dropped_with_a_one_line_warning(flags, ignored, wanted):
+    options, warned = options_for(*flags)
+    assert warned.count("\n") == 1 and warned.startswith("warning: ")
+    assert f"{ignored} ignored with --method {options.method}" in warned and f"--method {wanted}" in warned
+    assert options == SamplingOptions(method=options.method)  # nothing of the ignored flags was kept
+
+
+def test_an_explicit_method_with_a_bad_value_is_still_refused():
+    with pytest.raises(UsageError, match="temperature must be"):
+        options_for("--method", "sample", "--temperature", "0")
+    with pytest.raises(UsageError, match="top_k"):
+        options_for("--top-k", "5000")
+
+
+def test_generate_samples_when_given_a_temperature_and_warns_on_stderr(tmp_path, texts, capsys):
+    code, out = train(tmp_path, texts, "--epochs", "1")
+    assert code == 0
+    capsys.readouterr()
+    base = ["generate", "--checkpoint", str(out / "last.pt"), "--prime", "thou art", "-n", "12", "--json"]
+
+    def continuation(*flags: str) -> list[str]:
+        assert main([*base, *flags]) == 0
+        return json.loads(capsys.readouterr().out)[0]["continuation"]
+
+    implied = continuation("--temperature", "1.5", "--seed", "4")
+    assert implied == continuation("--method", "sample", "--temperature", "1.5", "--seed", "4")
+    greedy = continuation()
+    assert implied != greedy
+    assert main([*base, "--method", "greedy", "--temperature", "1.5"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)[0]["continuation"] == greedy
+    assert (
+        captured.err.strip() == "warning: --temperature ignored with --method greedy (only --method sample uses them)"
+    )
+    assert continuation("--temperature", "0") == greedy

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import BinaryIO
@@ -239,6 +239,7 @@ class Reply:
     body: bytes = b""
     announced_length: int | None = None  # the Content-Length header; None: the body's length
     stall: bool = False  # say nothing until the test ends (the client should time out)
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class _Controller:
@@ -268,6 +269,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(reply.status)
             self.send_header("Content-Type", "text/plain; charset=utf-8")
             self.send_header("Content-Length", str(length))
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(reply.body)
         except (BrokenPipeError, ConnectionResetError):
@@ -488,6 +491,30 @@ def test_a_failure_is_retried_then_succeeds(server: LocalServer, tmp_path: Path,
     assert corpus.text == _BODY
     assert len(server.requests) == 2
     assert len(_files(tmp_path)) == 1
+
+
+def test_too_many_requests_is_retried_after_what_the_server_asks(
+    server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr("urllib3.util.retry.time.sleep", waits.append)  # record the waits, do not wait
+    busy = Reply(429, headers={"Retry-After": "7"})
+    server.reply(busy, Reply(503, headers={"Retry-After": "86400"}), Reply(body=_gutenberg_file(5)))
+    corpus = gutenberg(server.url(), tmp_path, retries=3, **_FAST)
+    assert corpus.text == _BODY
+    assert len(server.requests) == 3
+    assert waits == [7, corpus_module.MAX_RETRY_AFTER_S]  # a day is cut to the cap
+
+
+def test_repeated_server_errors_back_off_exponentially(
+    server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr("urllib3.util.retry.time.sleep", waits.append)
+    server.reply(Reply(502), Reply(502), Reply(502), Reply(body=_gutenberg_file(5)))
+    gutenberg(server.url(), tmp_path, retries=3, timeout=2.0, backoff=0.5)
+    assert len(server.requests) == 4
+    assert [w for w in waits if w] == [1.0, 2.0]  # urllib3 retries the first failure at once
 
 
 def test_no_retries_means_one_attempt(server: LocalServer, tmp_path: Path) -> None:

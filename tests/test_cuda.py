@@ -47,6 +47,6 @@ def test_sampling_and_scoring_on_the_gpu(tiny_config, tiny_dataset):
     sampled = SamplingOptions(method="sample", temperature=0.9, top_k=10, seed=5)
     assert len(generate(model, tiny_dataset.vocab, "thou art more", 8, sampled).words) == 8
     stepper = StepGenerator(model, tiny_dataset.vocab, "shall i compare")
-    candidates = stepper.distribution(1.0, 0, 1.0, n=5)
+    candidates = stepper.distribution(SamplingOptions(method="sample"), n=5)
     assert math.isclose(sum(c.probability for c in candidates.candidates) + candidates.rest, 1.0, abs_tol=1e-4)
     assert math.isfinite(score(model, tiny_dataset.vocab, "shall i compare thee to a summer's day").perplexity)

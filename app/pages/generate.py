@@ -7,22 +7,18 @@ import html
 
 import streamlit as st
 
-from app import charts, state
+from app import charts, state, widgets
 from app.models import ModelEntry, available_models
 from lstm_core.checkpoint import CheckpointError
 from lstm_core.config import RECIPE_PRIME_TEXTS
 from lstm_core.errors import InputError
-from lstm_core.sampling import SamplingOptions, StepGenerator, TextScore, score
+from lstm_core.evaluation import TextScore, score
+from lstm_core.fields import describe_field, describe_fields
+from lstm_core.sampling import ProcessorList, SamplingOptions, StepGenerator
 from lstm_core.text import tokenize
 
 MAX_SCORE_WORDS = 1_000
 MAX_SCORE_CHARS = 8_000
-METHODS = {"greedy": "Greedy (the recipe's)", "sample": "Sampling", "beam": "Beam search"}
-UNKNOWN_RULES = {
-    "skip": "skip it (take the next best word)",
-    "stop": "stop there (the recipe's rule)",
-    "allow": "allow it",
-}
 
 
 def model_section() -> ModelEntry | None:
@@ -79,63 +75,50 @@ def show_prime(generator: StepGenerator) -> None:
 
 
 def options_section() -> SamplingOptions | None:
+    """Every SamplingOptions field as a widget built from its metadata: method, seed and temperature
+    up front, the others in the expander (a new option appears there by itself)."""
+    # The page's own starting values (the dataclass's defaults are greedy and a fresh seed each time).
+    starting = {"method": "sample", "temperature": 0.8, "seed": 7}
+    keys = {"repetition_penalty": "repetition", "no_repeat_ngram": "no_repeat"}  # the keys sessions already use
+
+    def option(name: str, method: str, container) -> object:
+        info = describe_field(SamplingOptions, name)
+        methods = info.extra.get("applies_to")
+        return widgets.field_widget(
+            SamplingOptions,
+            name,
+            key=keys.get(name, name),
+            value=starting.get(name, info.default),
+            container=container,
+            disabled=methods is not None and method not in methods,
+            persist_state="session",
+        )
+
     with st.container(border=True):
         method_column, length_column, seed_column = st.columns([2, 1, 1])
+        methods = describe_field(SamplingOptions, "method")
         method = (
             method_column.segmented_control(
-                "Method",
-                list(METHODS),
-                format_func=METHODS.get,
+                methods.label,
+                list(methods.choices),
+                format_func=methods.choice_labels.get,
                 key="method",
-                default="sample",
+                default=starting["method"],
                 persist_state="session",
             )
             or "greedy"
         )
         length_column.slider("Words to write", 5, 100, 30, key="length", persist_state="session")
-        seed = seed_column.number_input("Seed", 0, 2**31 - 1, 7, key="seed", persist_state="session")
-        temperature = st.slider(
-            "Temperature: low is safe and repetitive, high is adventurous",
-            0.05,
-            2.0,
-            0.8,
-            step=0.05,
-            key="temperature",
-            disabled=method != "sample",
-            persist_state="session",
-        )
+        values: dict[str, object] = {"method": method}
+        values["seed"] = int(option("seed", method, seed_column))
+        values["temperature"] = option("temperature", method, st)
         with st.expander("More sampling options"):
-            left, right = st.columns(2)
-            top_k = left.slider("top-k (0 = off)", 0, 100, 0, key="top_k", persist_state="session")
-            top_p = left.slider(
-                "top-p / nucleus (1 = off)", 0.05, 1.0, 1.0, step=0.05, key="top_p", persist_state="session"
-            )
-            repetition = right.slider(
-                "Repetition penalty (1 = off)", 1.0, 3.0, 1.0, step=0.1, key="repetition", persist_state="session"
-            )
-            no_repeat = right.slider(
-                "Never repeat an n-gram of size (0 = off)", 0, 5, 0, key="no_repeat", persist_state="session"
-            )
-            beam_width = left.slider("Beam width", 1, 10, 4, key="beam_width", persist_state="session")
-            unknown = right.radio(
-                "When <unk> is the choice",
-                list(UNKNOWN_RULES),
-                format_func=UNKNOWN_RULES.get,
-                key="unknown",
-                persist_state="session",
-            )
+            columns = st.columns(2)
+            rest = [info.name for info in describe_fields(SamplingOptions) if info.name not in values]
+            for position, name in enumerate(rest):
+                values[name] = option(name, method, columns[position % 2])
     try:
-        return SamplingOptions(
-            method=method,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            repetition_penalty=repetition,
-            no_repeat_ngram=no_repeat,
-            beam_width=beam_width,
-            unknown=unknown,
-            seed=int(seed),
-        )
+        return SamplingOptions(**values)
     except ValueError as error:
         st.error(str(error))
         return None
@@ -169,20 +152,20 @@ def pick_candidate(generator: StepGenerator) -> None:
 
 def step_tab(generator: StepGenerator, options: SamplingOptions) -> None:
     show_text(generator.prime_words, generator.words)
-    temperature = options.temperature if options.method == "sample" else 1.0
-    distribution = generator.distribution(temperature, options.top_k, options.top_p, n=12)
+    # The chart shows what "Sample one" draws from, through the same rules and filters; its top
+    # word is the one "Take the top word" takes.
+    sampled = dataclasses.replace(options, method="sample", seed=None)
+    distribution = generator.distribution(sampled, n=12)
     buttons = st.columns(4)
     buttons[0].button(
-        "Take the top word", on_click=generator.step, kwargs={"options": SamplingOptions()}, width="stretch"
-    )
-    buttons[1].button(
-        "Sample one",
+        "Take the top word",
         on_click=generator.step,
-        kwargs={"options": dataclasses.replace(options, method="sample", seed=None)},
+        kwargs={"options": dataclasses.replace(options, method="greedy")},
         width="stretch",
     )
+    buttons[1].button("Sample one", on_click=generator.step, kwargs={"options": sampled}, width="stretch")
     buttons[2].button("Undo", on_click=generator.undo, disabled=not generator.can_undo, width="stretch")
-    buttons[3].button("Reset", on_click=generator.reset, disabled=not generator.can_undo, width="stretch")
+    buttons[3].button("Reset", on_click=generator.reset, disabled=not generator.words, width="stretch")
     st.pills(
         "Or pick the next word",
         [c.word for c in distribution.candidates],
@@ -194,7 +177,8 @@ def step_tab(generator: StepGenerator, options: SamplingOptions) -> None:
     words = [c.word for c in distribution.candidates] + [rest]
     probabilities = [c.probability for c in distribution.candidates] + [distribution.rest]
     st.altair_chart(charts.candidates_chart(words, probabilities, rest_label=rest), width="stretch")
-    st.caption(f"Probabilities at temperature {temperature:g} (sampling settings above apply).")
+    stages = ", ".join(processor.name for processor in ProcessorList.from_options(sampled))
+    st.caption(f"What “Sample one” draws from, after: {stages} (the settings above).")
 
 
 def scored(entry: ModelEntry, text: str) -> TextScore:

@@ -13,7 +13,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from app import charts, runs, services, state
+from app import charts, runs, services, state, widgets
 from app.corpus_state import chosen_text
 from app.visitor import data_root
 from lstm_core import runs as run_files
@@ -25,9 +25,6 @@ from lstm_core.memory import estimate_memory, format_bytes
 from lstm_core.model import count_parameters
 from lstm_core.trainer import CheckpointEvent, EvalEvent, SampleEvent, StepEvent
 
-LEARNING_RATES = [1e-4, 2e-4, 3e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 2e-2, 3e-2, 5e-2, 1e-1]
-SIZES = [16, 32, 64, 96, 128, 192, 256, 384, 512]
-BATCHES = [1, 2, 4, 8, 16, 20, 32, 50, 64, 100, 128, 200, 256]
 PRESET_LABELS = {"cookbook": "Cookbook recipe", "quick": "Quick", "default": "Best"}
 STATUS_TEXT = {
     "starting": "Starting...",
@@ -66,59 +63,25 @@ def settings_section() -> None:
             width="stretch",
         )
 
-    def widget(kind, label, name, *args, **kwargs):
-        return state.config_widget(kind, label, name, *args, scope="train", **kwargs)
+    def widget(name: str) -> None:
+        # Built from the Config field's metadata; a preset or a loaded run may hold a value outside
+        # the usual range or between the offered steps, and the widget then offers it too.
+        spec = widgets.widget_spec(Config, name, current=st.session_state[state.CONFIG][name])
+        extra = {"horizontal": True} if spec.kind == "radio" else {}
+        state.config_widget(getattr(st, spec.kind), spec.label, name, scope="train", **spec.kwargs, **extra)
 
-    def choices(values: list, name: str) -> list:
-        # A preset or a loaded run may hold a value between the usual steps: offer it too.
-        return sorted({*values, st.session_state[state.CONFIG][name]})
-
+    model_fields = ("rnn_size", "embedding_size", "num_layers", "dropout", "tie_weights", "output_layer", "precision")
+    training_fields = ("epochs", "batch_size", "training_seq_len", "learning_rate", "lr_schedule", "min_word_freq")
     with st.expander("Model and training settings", expanded=False):
         model, training = st.columns(2)
         with model:
             st.caption("Model")
-            widget(st.select_slider, "rnn_size (LSTM units per layer)", "rnn_size", choices(SIZES, "rnn_size"))
-            widget(
-                st.select_slider,
-                "embedding_size (0 = rnn_size)",
-                "embedding_size",
-                choices([0, *SIZES], "embedding_size"),
-            )
-            widget(st.slider, "num_layers", "num_layers", 1, 4)
-            widget(st.slider, "dropout", "dropout", 0.0, 0.8, step=0.05)
-            widget(st.checkbox, "tie_weights (share embedding and output matrices)", "tie_weights")
-            widget(
-                st.radio,
-                "output layer",
-                "output_layer",
-                ["full", "adaptive"],
-                horizontal=True,
-                help="Adaptive softmax gives frequent words a cheap path: several times faster, same kind of model.",
-            )
-            widget(st.radio, "precision", "precision", ["fp32", "bf16", "auto"], horizontal=True)
+            for name in model_fields:
+                widget(name)
         with training:
             st.caption("Training")
-            widget(st.slider, "epochs", "epochs", 1, 50)
-            widget(st.select_slider, "batch_size (parallel streams)", "batch_size", choices(BATCHES, "batch_size"))
-            widget(st.slider, "training_seq_len (words per step)", "training_seq_len", 5, 200)
-            widget(
-                st.select_slider,
-                "learning_rate (log scale)",
-                "learning_rate",
-                choices(LEARNING_RATES, "learning_rate"),
-                format_func=lambda v: f"{v:g}",
-            )
-            widget(
-                st.radio,
-                "learning-rate schedule",
-                "lr_schedule",
-                ["constant", "cosine", "exponential"],
-                horizontal=True,
-            )
-            widget(st.slider, "min_word_freq", "min_word_freq", 0, 50)
-            widget(st.slider, "grad_clip (0 = off)", "grad_clip", 0.0, 20.0, step=0.5)
-            widget(st.slider, "eval_every (steps; 0 = each epoch)", "eval_every", 0, 1000, step=10)
-            widget(st.number_input, "seed", "seed", 0, 2**31 - 1)
+            for name in (*training_fields, "grad_clip", "eval_every", "seed"):
+                widget(name)
 
 
 def check_settings(

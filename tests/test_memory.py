@@ -1,0 +1,112 @@
+"""The memory estimate (lstm_core/memory.py) against real training processes, and the limits."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lstm_core import runs
+from lstm_core.config import preset
+from lstm_core.corpus import bundled_plays
+from lstm_core.data import Dataset, EncodedText
+from lstm_core.memory import MB, check_memory, estimate_memory, format_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+# A training process as the app starts one: the data loaded from a run's dataset folder, a few
+# steps, an evaluation and both checkpoints written (the peak is where they overlap).
+PEAK = """
+import json, resource, sys
+import torch
+torch.set_num_threads(1)
+from lstm_core.config import preset
+from lstm_core.data import Dataset
+from lstm_core.trainer import StepEvent, Trainer
+dataset = Dataset.load(sys.argv[1])
+config = preset(sys.argv[2]).replace(eval_every=3, device="cpu")
+trainer = None
+def stop(event):
+    if isinstance(event, StepEvent) and event.step >= 4:
+        trainer.request_stop()
+trainer = Trainer(config, dataset, out_dir=sys.argv[3], callback=stop)
+trainer.fit()
+print(json.dumps({"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+"""
+
+
+@pytest.fixture(scope="module")
+def plays(tmp_path_factory) -> Dataset:
+    folder = tmp_path_factory.mktemp("plays")
+    dataset = EncodedText.from_text(bundled_plays().text).dataset(5, (0.9, 0.05, 0.05), "plays")
+    dataset.save(folder)
+    return dataset
+
+
+@pytest.mark.parametrize("name", ["cookbook", "quick", "default"])
+def test_the_estimate_is_within_30_percent_of_a_real_training_process(plays, tmp_path, name):
+    folder = tmp_path / "data"
+    plays.save(folder)
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK, str(folder), name, str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    measured = json.loads(result.stdout)["peak"]
+    tokens = plays.train.numel() + plays.valid.numel() + plays.test.numel()
+    estimate = estimate_memory(preset(name), plays.vocab.counts, tokens).total
+    assert 0.7 <= estimate / measured <= 1.3, f"{name}: estimate {estimate / MB:.0f} MB, measured {measured / MB:.0f}"
+
+
+def test_the_cap_refuses_batch_256_by_200_with_the_full_softmax(plays):
+    tokens = plays.train.numel() + plays.valid.numel() + plays.test.numel()
+    big = preset("cookbook", batch_size=256, training_seq_len=200)
+    estimate = estimate_memory(big, plays.vocab.counts, tokens)
+    assert estimate.activations > 4_000 * MB  # 51,200 words x 7,025 scores, about three times over
+    message = check_memory(estimate, 1_000 * MB)
+    assert message is not None and message.startswith(f"This run would need about {format_bytes(estimate.total)}")
+    assert check_memory(estimate_memory(preset("quick"), plays.vocab.counts, tokens), 1_000 * MB) is None
+    adaptive = estimate_memory(big.replace(output_layer="adaptive"), plays.vocab.counts, tokens)
+    assert adaptive.activations < estimate.activations / 4  # the adaptive softmax is the way out
+
+
+WATCHED = """
+import sys
+from lstm_core.runtime import MemoryWatchdog, resident_bytes
+limit = resident_bytes() + 200_000_000
+MemoryWatchdog(limit, lambda rss: print("over", rss > limit, flush=True), exit_code=3, interval=0.02).start()
+chunks = []
+for _ in range(100):  # 1 GB, 10 MB at a time
+    chunks.append(bytearray(10_000_000))
+    import time; time.sleep(0.005)
+print("survived", flush=True)
+"""
+
+
+def test_the_watchdog_ends_a_process_that_outgrows_its_limit():
+    result = subprocess.run([sys.executable, "-c", WATCHED], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == runs.EXIT_OUT_OF_MEMORY == 3
+    assert result.stdout.strip() == "over True"
+
+
+LIMITED = """
+from lstm_core.runtime import MemoryWatchdog, resident_bytes
+watchdog = MemoryWatchdog(resident_bytes() + 100_000_000, lambda rss: None, exit_code=3)
+watchdog.limit_address_space(headroom=100_000_000)
+import torch
+try:
+    torch.empty(4_000_000_000, dtype=torch.uint8)  # 4 GB in one go
+    print("allocated")
+except RuntimeError as error:
+    print("refused", "allocate" in str(error))
+"""
+
+
+def test_the_address_space_limit_refuses_one_huge_allocation():
+    result = subprocess.run([sys.executable, "-c", LIMITED], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.stdout.strip() == "refused True", result.stderr
