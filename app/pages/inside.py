@@ -292,7 +292,9 @@ def stored_span(steps: int) -> tuple[int, int] | None:
 def unit_tab(values: Tensor, features: WordFeatures, quantity: str, unit: int) -> None:
     words = features.words
     span = stored_span(len(words))
-    st.number_input(f"Unit (0 to {values.size(1) - 1})", 0, values.size(1) - 1, step=1, key=UNIT)
+    left, right = st.columns([1, 3], vertical_alignment="bottom")
+    left.number_input(f"Unit (0 to {values.size(1) - 1})", 0, values.size(1) - 1, step=1, key=UNIT)
+    right.caption("Type a unit's number, or choose one of the units found below.")
     st.altair_chart(charts.unit_line_chart(values, words, quantity, unit, span), width="stretch")
     column = values[:, unit]
     limit = charts.colour_limit(quantity, column)
