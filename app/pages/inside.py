@@ -168,7 +168,7 @@ def text_section(entry: ModelEntry) -> str | None:
         )
         return continuation(entry, prime, length)
     text = st.text_area(
-        "Your text",
+        f"Your text (at most {MAX_TEXT_CHARS:,} characters and {MAX_TEXT_WORDS:,} words)",
         DEFAULT_TEXT,
         key="inside_text",
         height=130,
@@ -261,7 +261,8 @@ def heatmap_tab(values: Tensor, words: tuple[str, ...], quantity: str, unit: int
     st.altair_chart(charts.heatmap_chart(values, words, quantity, view), width="stretch")
     st.caption(
         f"{QUANTITIES[quantity].capitalize()} for every word (columns, in reading order) and unit (rows: the "
-        f"chosen unit {unit} first, then the units that vary most over this text). Hover a cell for its value. "
+        f"chosen unit {unit} first, then the units that vary most over this text; at most {MAX_HEATMAP_WORDS} "
+        f"words and {MAX_HEATMAP_UNITS} units are drawn at once). Hover a cell for its value. "
         + scale_caption(quantity)
     )
     if view.note():
