@@ -24,6 +24,7 @@ pages = [
     st.Page("app/pages/data.py", title="Data", icon="📜", default=True),
     st.Page("app/pages/train.py", title="Train", icon="🏋️"),
     st.Page("app/pages/generate.py", title="Generate", icon="✒️"),
+    st.Page("app/pages/inside.py", title="Inside the LSTM", icon="🔬"),
     st.Page("app/pages/about.py", title="About", icon="🎭"),
 ]
 page = st.navigation(pages)
