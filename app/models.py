@@ -97,3 +97,17 @@ def available_models() -> dict[str, ModelEntry]:
         label = f"Demo model (shipped; {services.config_summary(demo.config)})"
         models["demo"] = ModelEntry("demo", label, lambda: demo)
     return models
+
+
+def model_choice(label: str = "Model") -> ModelEntry | None:
+    """The model the visitor picks (one choice shared by the pages), or None with a note if none exists."""
+    models = available_models()
+    if not models:
+        st.info("There is no model yet: train one on the Train page (the Quick preset takes about a minute).")
+        return None
+    if st.session_state.get(state.MODEL_CHOICE) not in models:
+        st.session_state[state.MODEL_CHOICE] = next(iter(models))
+    choice = st.radio(
+        label, list(models), format_func=lambda k: models[k].label, key=state.MODEL_CHOICE, persist_state="session"
+    )
+    return models[choice]

@@ -24,16 +24,22 @@ from streamlit.testing.v1 import AppTest
 from app import runs, state
 from app.visitor import KEY_PARAM, Workspace
 from lstm_core import runs as run_files
-from lstm_core.checkpoint import save_checkpoint
 from lstm_core.config import Config
 from lstm_core.data import prepare
 from lstm_core.fields import describe_field, describe_fields
 from lstm_core.sampling import SamplingOptions
 from lstm_core.trainer import Trainer
 from tests.conftest import TINY_TEXT
+from tests.workspaces import put_run
 
 ENTRY = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
-PAGES = ["app/pages/data.py", "app/pages/train.py", "app/pages/generate.py", "app/pages/about.py"]
+PAGES = [
+    "app/pages/data.py",
+    "app/pages/train.py",
+    "app/pages/generate.py",
+    "app/pages/inside.py",
+    "app/pages/about.py",
+]
 TINY_SETTINGS = {
     "rnn_size": 32,
     "embedding_size": 0,
@@ -392,19 +398,9 @@ def tiny_checkpoint():
     return Trainer(config, prepare(TINY_TEXT, 0, (0.8, 0.1, 0.1))).fit().checkpoint.without_training_state()
 
 
-def put_finished_run(workspace: Workspace, checkpoint) -> Path:
-    """A finished run in the visitor's workspace, as a training process leaves it."""
-    folder = workspace.runs / "20260101-000000-0a1b2c3d"
-    run_files.create_run(folder, checkpoint.config, prepare(TINY_TEXT, 0, (0.8, 0.1, 0.1), name="sonnet"))
-    save_checkpoint(checkpoint, folder / run_files.BEST_CHECKPOINT)
-    status = {"state": "finished", "step": checkpoint.step, "total_steps": checkpoint.step, "best_perplexity": 3.0}
-    run_files.write_json(folder / run_files.STATUS_FILE, status)
-    return folder
-
-
 @pytest.fixture
 def generate_page(app, tiny_checkpoint) -> AppTest:
-    put_finished_run(workspace_of(app), tiny_checkpoint)
+    put_run(workspace_of(app), tiny_checkpoint, "20260101-000000-0a1b2c3d")
     return app.switch_page("app/pages/generate.py").run()
 
 

@@ -18,6 +18,7 @@ from lstm_core.config import Config
 from lstm_core.data import prepare
 from lstm_core.trainer import Trainer
 from tests.conftest import TINY_TEXT
+from tests.workspaces import put_run
 
 ENTRY = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 PAGE = "app/pages/inside.py"
@@ -43,23 +44,22 @@ def app(monkeypatch, tmp_path) -> Iterator[AppTest]:
     yield at
 
 
+CHOICES = {"mine": "run:20260101-000000-00000001", "training": "run:20260101-000000-00000002", "demo": "demo"}
+
+
 def with_models(at: AppTest, checkpoint, *choices: str) -> AppTest:
-    """Offer the visitor's own model and/or a snapshot of a run in progress, as the other pages leave them."""
+    """The visitor's finished run and/or a run still training, as the Train page leaves them."""
+    workspace = at.session_state[state.WORKSPACE]
     if "mine" in choices:
-        at.session_state[state.MY_MODEL] = {"checkpoint": checkpoint, "label": "tiny sonnet model", "key": "tiny"}
-    if "snapshot" in choices:
-        at.session_state[state.SNAPSHOT] = {
-            "key": "snapshot-tiny",
-            "label": "The model being trained, as it was at step 3",
-            "model": checkpoint.build_model(),
-            "vocab": checkpoint.vocab,
-        }
+        put_run(workspace, checkpoint, CHOICES["mine"].removeprefix("run:"))
+    if "training" in choices:
+        put_run(workspace, checkpoint, CHOICES["training"].removeprefix("run:"), training=True)
     return at
 
 
 def open_page(at: AppTest, model: str = "demo", text: str | None = None) -> AppTest:
     at.switch_page(PAGE).run()
-    at.radio(key=state.MODEL_CHOICE).set_value(model).run()
+    at.radio(key=state.MODEL_CHOICE).set_value(CHOICES.get(model, model)).run()
     if text is not None:
         at.segmented_control(key="inside_source").set_value("typed").run()
         at.text_area(key="inside_text").input(text).run()
@@ -87,9 +87,9 @@ def heatmap_spec(at: AppTest) -> dict:
     return json.loads(charts_by_mark(at)["rect"].proto.spec)
 
 
-@pytest.mark.parametrize("choice", ["mine", "snapshot", "demo"])
+@pytest.mark.parametrize("choice", ["mine", "training", "demo"])
 def test_the_page_draws_every_section_for_each_model_choice(app, tiny_checkpoint, choice):
-    at = open_page(with_models(app, tiny_checkpoint, "mine", "snapshot"), choice, SONNET_LINE)
+    at = open_page(with_models(app, tiny_checkpoint, "mine", "training"), choice, SONNET_LINE)
     assert at.title[0].value == "🔬 Inside the LSTM"
     assert r"\sigma" in at.latex[0].value and r"\odot" in at.latex[0].value
     rows = heatmap_rows(at)

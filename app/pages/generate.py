@@ -8,7 +8,7 @@ import html
 import streamlit as st
 
 from app import charts, state, widgets
-from app.models import ModelEntry, available_models
+from app.models import ModelEntry, model_choice
 from lstm_core.checkpoint import CheckpointError
 from lstm_core.config import RECIPE_PRIME_TEXTS
 from lstm_core.errors import InputError
@@ -19,19 +19,6 @@ from lstm_core.text import tokenize
 
 MAX_SCORE_WORDS = 1_000
 MAX_SCORE_CHARS = 8_000
-
-
-def model_section() -> ModelEntry | None:
-    models = available_models()
-    if not models:
-        st.info("There is no model yet: train one on the Train page (the Quick preset takes about a minute).")
-        return None
-    if st.session_state.get(state.MODEL_CHOICE) not in models:
-        st.session_state[state.MODEL_CHOICE] = next(iter(models))
-    choice = st.radio(
-        "Model", list(models), format_func=lambda k: models[k].label, key=state.MODEL_CHOICE, persist_state="session"
-    )
-    return models[choice]
 
 
 def set_prime_from_pill() -> None:
@@ -227,7 +214,7 @@ def score_tab(entry: ModelEntry) -> None:
 
 
 st.title("✒️ Generate")
-entry = model_section()
+entry = model_choice()
 if entry is None:
     st.stop()
 prime = prime_section()

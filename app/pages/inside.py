@@ -13,8 +13,7 @@ import streamlit as st
 from torch import Tensor
 
 from app import inside_charts as charts
-from app import state
-from app.models import ModelEntry, available_models
+from app.models import ModelEntry, model_choice
 from lstm_core.config import RECIPE_PRIME_TEXTS
 from lstm_core.inspection import (
     FEATURES,
@@ -94,22 +93,6 @@ def equations_section(chosen: str) -> None:
 """,
             unsafe_allow_html=True,
         )
-
-
-def model_section() -> ModelEntry | None:
-    models = available_models()
-    if not models:
-        st.info("There is no model yet: train one on the Train page (the Quick preset takes about a minute).")
-        return None
-    if st.session_state.get(state.MODEL_CHOICE) not in models:
-        st.session_state[state.MODEL_CHOICE] = next(iter(models))
-    choice = st.radio(
-        "Model", list(models), format_func=lambda k: models[k].label, key=state.MODEL_CHOICE, persist_state="session"
-    )
-    run = st.session_state.get(state.RUN)
-    if run is not None and run.running and "snapshot" not in models:
-        st.caption("To look inside the model being trained, take a snapshot of it on the Generate page.")
-    return models[choice]
 
 
 def set_prime_from_pill() -> None:
@@ -419,7 +402,7 @@ st.markdown(
 )
 st.session_state.setdefault("inside_quantity", "hidden")
 equations_section(st.session_state["inside_quantity"])
-entry = model_section()
+entry = model_choice()
 if entry is None:
     st.stop()
 text = text_section(entry)
