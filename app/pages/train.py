@@ -246,10 +246,11 @@ def result_section(run: run_files.RunSummary | None) -> None:
         return
     perplexity = f"{run.last_perplexity:,.1f}" if run.last_perplexity is not None else "-"
     if not run.ended_unexpectedly:
-        st.success(
+        summary = (
             f"{STATUS_TEXT.get(run.state, run.state)} {run.step:,} steps in {_duration(run.elapsed_s)}; "
             f"final validation perplexity {perplexity}. The Generate page can write with this model."
         )
+        (st.success if run.state == "finished" else st.info)(summary)
     st.download_button(
         "Download the model (.pt)",
         data=lambda: _model_file(run),

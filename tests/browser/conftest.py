@@ -40,8 +40,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 class Server:
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
-        self.port = free_port()
+    """``streamlit run`` in a process group of its own (its training processes included)."""
+
+    def __init__(self, data_dir: Path, log_path: Path, port: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
             **os.environ,
@@ -53,7 +56,7 @@ class Server:
         command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true"]
         command += ["--server.port", str(self.port), "--server.address", "127.0.0.1"]
         command += ["--browser.gatherUsageStats", "false"]
-        self.log = log_path.open("wb")
+        self.log = log_path.open("ab")
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
         )

@@ -50,9 +50,12 @@ def expect_no_error(page: Page) -> None:
     expect(page.locator('[data-testid="stException"]')).to_have_count(0)
 
 
-def upload_text(page: Page, path: Path) -> None:
+def upload_text(page: Page, path: Path, accepted: bool = True) -> None:
+    """Upload a text on the Data page; an accepted one is waited for until the page describes it."""
     page.get_by_text("Your own text", exact=True).click()
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(path)
+    if accepted:  # the uploader shows the name at once; the page's description only once it is read
+        expect(page.get_by_text(re.compile(rf"^{re.escape(path.name)}: [\d.]+ MB"))).to_be_visible()
 
 
 def train_quick(page: Page) -> Locator:
@@ -62,7 +65,7 @@ def train_quick(page: Page) -> Locator:
     start = page.get_by_role("button", name="Start training")
     expect(start).to_be_enabled()
     start.click()
-    return page.get_by_text(re.compile(r"(Training\.\.\.|Finished\.) step [\d,]+ of [\d,]+"))
+    return page.get_by_text(re.compile(r"(Starting\.\.\.|Training\.\.\.|Finished\.) step [\d,]+ of [\d,]+"))
 
 
 def steps_done(progress: Locator) -> int:
@@ -90,7 +93,15 @@ def test_training_a_small_model_shows_live_charts_and_a_download(server, visitor
     open_app(visitor, server.url)
     upload_text(visitor, texts["comedies"])
     expect(visitor.get_by_text("comedies.txt").first).to_be_visible()
-    progress = train_quick(visitor)
+    go_to(visitor, "Train")
+    visitor.get_by_role("button", name="Quick", exact=True).click()
+    visitor.get_by_text("Model and training settings").click()
+    epochs = visitor.get_by_role("slider", name="epochs")
+    epochs.focus()
+    epochs.press("End")  # a long run: it is stopped below, once its charts have moved
+    expect(epochs).to_have_value("100")
+    visitor.get_by_role("button", name="Start training").click()
+    progress = visitor.get_by_text(re.compile(r"(Starting|Training)\.\.\. step [\d,]+ of [\d,]+"))
     expect(progress).to_be_visible()
     chart = visitor.locator('[data-testid="stVegaLiteChart"]').first
     expect(chart).to_be_visible()
@@ -102,9 +113,10 @@ def test_training_a_small_model_shows_live_charts_and_a_download(server, visitor
     while chart.screenshot() == first_image and time.monotonic() < deadline:
         visitor.wait_for_timeout(250)
     assert chart.screenshot() != first_image, "the loss chart did not change while training ran"
-    wait_finished(visitor)
-    total = re.search(r"of ([\d,]+)", progress.inner_text()).group(1)
-    expect(progress).to_have_text(re.compile(rf"Finished\. step {total} of {total}"))
+    visitor.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Stop").click()
+    expect(visitor.get_by_text(re.compile(r"^Stopped\. You can resume it\. step [\d,]+ of"))).to_be_visible()
+    expect(visitor.get_by_role("button", name="Download the model (.pt)")).to_be_visible()
+    expect(visitor.get_by_role("button", name="Resume")).to_be_enabled()
     expect(visitor.get_by_text("What the model writes for the recipe's prime texts")).to_be_visible()
     expect_no_error(visitor)
 
@@ -166,7 +178,7 @@ def test_a_bad_upload_shows_a_clear_error_and_the_app_still_works(server, visito
     path = tmp_path / ("program.txt" if content else "empty.txt")
     path.write_bytes(content)
     open_app(visitor, server.url)
-    upload_text(visitor, path)
+    upload_text(visitor, path, accepted=False)
     expect(visitor.locator('[data-testid="stAlert"]').filter(has_text=message)).to_be_visible()
     # The Train page says what is missing instead of failing.
     go_to(visitor, "Train")
@@ -204,10 +216,10 @@ def test_two_visitors_train_at_once_and_each_sees_only_their_own(server, browser
             expect(main.get_by_text(f"{other}.txt")).to_have_count(0)
             expect(progress[name]).to_have_text(re.compile(rf"step {totals[name]} of {totals[name]}"))
             go_to(page, "Generate")
-            label = page.get_by_text(re.compile(r"^Your model: run \d+, "))
-            expect(label).to_be_visible()
+            label = page.get_by_text(re.compile(r"^Your run of "))
+            expect(label).to_have_count(1)  # only this visitor's own run
             labels[name] = label.inner_text()
-            assert labels[name].endswith(f", {totals[name]} steps")
+            assert f"; {totals[name]} steps, validation perplexity" in labels[name]
             expect_no_error(page)
         assert labels["comedies"] != labels["tragedies"]
     finally:
