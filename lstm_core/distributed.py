@@ -60,6 +60,7 @@ class Peer:
     host: str
     pid: int
     start: int | None  # see runs.process_start_time: with the pid, it names the process for good
+    machine: int = 0  # tells machines apart where host names repeat (see _machine_id)
 
 
 @dataclass(frozen=True)
@@ -185,9 +186,9 @@ class DistributedContext:
         hangs without ending, cannot be told from here; torchrun's summary and the other
         machines' output name it.
         """
-        host = socket.gethostname()
+        machine = _machine_id()
         others = [peer for peer in self.peers if peer.rank != self.rank]
-        local = [peer for peer in others if peer.host == host]
+        local = [peer for peer in others if peer.machine == machine]
         deadline = time.monotonic() + wait_s
         while True:
             ended = [peer for peer in local if not process_alive(peer.pid, peer.start)]
@@ -202,8 +203,9 @@ class DistributedContext:
         suspended = [peer for peer in local if _process_state(peer.pid) in ("T", "t")]
         if suspended:
             names = ", ".join(f"rank {peer.rank} (pid {peer.pid})" for peer in suspended)
-            return f"{names} is suspended (stopped by a signal) and did not answer in time ({detail})"
-        remote = sorted({peer.host for peer in others if peer.host != host})
+            verb = "is" if len(suspended) == 1 else "are"
+            return f"{names} {verb} suspended (stopped by a signal) and did not answer in time ({detail})"
+        remote = sorted({peer.host for peer in others if peer.machine != machine})
         where = f" or on {', '.join(remote)} (torchrun's output there names a rank that ended)" if remote else ""
         return (
             f"another rank failed or did not answer in time, and every rank on this machine is still running: "
@@ -316,19 +318,30 @@ def start(timeout_s: float = DEFAULT_TIMEOUT_MINUTES * 60) -> DistributedContext
 
 
 def _gather_peers(context: DistributedContext) -> tuple[Peer, ...]:
-    """Every rank's host, pid and process start time, gathered once (CPU tensors, no pickling)."""
+    """Every rank's host, pid, process start time and machine, gathered once (CPU tensors, no pickling)."""
     pid = os.getpid()
     start = process_start_time(pid)
     host = socket.gethostname().encode("utf-8")[:_HOST_BYTES]
-    mine = torch.zeros(3 + _HOST_BYTES, dtype=torch.int64)
-    mine[0], mine[1], mine[2] = pid, -1 if start is None else start, len(host)
-    mine[3 : 3 + len(host)] = torch.tensor(list(host), dtype=torch.int64)
+    mine = torch.zeros(4 + _HOST_BYTES, dtype=torch.int64)
+    mine[0], mine[1], mine[2], mine[3] = pid, -1 if start is None else start, _machine_id(), len(host)
+    mine[4 : 4 + len(host)] = torch.tensor(list(host), dtype=torch.int64)
     peers = []
     for rank, row in enumerate(context.gather(mine)):
         values = row.tolist()
-        name = bytes(values[3 : 3 + values[2]]).decode("utf-8", errors="replace")
-        peers.append(Peer(rank, name, values[0], None if values[1] < 0 else values[1]))
+        name = bytes(values[4 : 4 + values[3]]).decode("utf-8", errors="replace")
+        peers.append(Peer(rank, name, values[0], None if values[1] < 0 else values[1], values[2]))
     return tuple(peers)
+
+
+def _machine_id() -> int:
+    """A number for this machine: from Linux's boot id (host names repeat across containers and
+    clusters, and a pid means something only on its own machine), else from the host name."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as file:
+            key = file.read().strip()
+    except OSError:
+        key = socket.gethostname()
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little") >> 1
 
 
 def _process_state(pid: int) -> str | None:

@@ -11,6 +11,8 @@ ranks resume it. The assertions live in the test, which compares with single-pro
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,6 +24,26 @@ from lstm_core.config import Config
 from lstm_core.data import Dataset, prepare
 from lstm_core.trainer import StepEvent, Trainer
 from tests.conftest import TINY_TEXT
+
+ROOT = Path(__file__).resolve().parent.parent
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone"]
+
+
+def torchrun_env() -> dict[str, str]:
+    """One thread per process (two processes on a 2-core machine), and the project on the path."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def launch(out: Path, device: str = "cpu") -> subprocess.CompletedProcess:
+    """Run this script on two processes with torchrun; the reports land in ``out``."""
+    return subprocess.run(
+        [*TORCHRUN, str(Path(__file__)), str(out), device],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=torchrun_env(),
+        cwd=out,
+    )
 
 
 def worker_config() -> Config:
