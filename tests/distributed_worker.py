@@ -34,6 +34,12 @@ def torchrun_env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
+def full_float32() -> None:
+    """No TF32 on a GPU: the comparisons with one process are of float32 rounding, not TF32's."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
 def launch(out: Path, device: str = "cpu") -> subprocess.CompletedProcess:
     """Run this script on two processes with torchrun; the reports land in ``out``."""
     return subprocess.run(
@@ -71,6 +77,7 @@ def main() -> None:
     out = Path(sys.argv[1])
     device = sys.argv[2] if len(sys.argv) > 2 else "cpu"
     torch.set_num_threads(1)
+    full_float32()
     world = distributed.start(timeout_s=60)
     assert world.size > 1, "run under torchrun with two processes or more"
     config = worker_config().replace(device=device)
