@@ -249,21 +249,28 @@ def texts(tmp_path):
     return ["--train-file", str(train), "--valid-file", str(valid)]
 
 
-def test_torchrun_trains_one_run_that_loads_and_writes_like_any_other(tmp_path, texts, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    assert main(["train", *texts, *CLI_FLAGS, "--out", str(tmp_path / "single")]) == 0
-    out = tmp_path / "two"
-    started = subprocess.run(
-        [*TORCHRUN, "-m", "lstm_core", "train", *texts, *CLI_FLAGS, "--out", str(out), "--json"],
+def torchrun_train(cwd: Path, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*TORCHRUN, "-m", "lstm_core", "train", *flags],
         capture_output=True,
         text=True,
         timeout=240,
         env=torchrun_env(),
-        cwd=tmp_path,
+        cwd=cwd,
     )
+
+
+def test_torchrun_trains_and_resumes_one_run_that_loads_like_any_other(tmp_path, texts, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *texts, *CLI_FLAGS, "--out", str(tmp_path / "single")]) == 0
+    out = tmp_path / "two"
+    first = torchrun_train(tmp_path, *texts, *CLI_FLAGS, "--epochs", "1", "--out", str(out))
+    assert first.returncode == 0, first.stderr[-3000:]
+    # Resumed on two processes from the run folder alone (rank 0 sends its data and checkpoint).
+    started = torchrun_train(tmp_path, "--resume", str(out), "--epochs", "2", "--threads", "1", "--json")
     assert started.returncode == 0, started.stderr[-3000:]
     assert json.loads(started.stdout)["reason"] == "finished"  # one summary, from rank 0
-    assert started.stderr.count("validation loss") == 6  # one line per evaluation, not one per rank
+    assert started.stderr.count("validation loss") == 3  # one line per evaluation, not one per rank
     assert "2 processes (gloo" in started.stderr
 
     # One run's files, written once; nothing anywhere else.
@@ -277,11 +284,8 @@ def test_torchrun_trains_one_run_that_loads_and_writes_like_any_other(tmp_path, 
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["single", "train.txt", "two", "valid.txt"]
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
-    assert [e["kind"] for e in events].count("end") == 1
+    assert [e["kind"] for e in events].count("end") == 2  # one for each of the two sessions
     assert [e["step"] for e in events if e["kind"] == "eval"] == [20, 40, 43, 60, 80, 86]
-    status = json.loads((out / "status.json").read_text())
-    assert status["state"] == "finished" and status["processes"] == 2
-
     # The same training as one process, and a checkpoint like any other.
     two, one = load_checkpoint(out / "last.pt"), load_checkpoint(tmp_path / "single" / "last.pt")
     assert_close(step_losses(two), step_losses(one))
