@@ -320,9 +320,8 @@ def _rank_of(pid: int) -> int | None:
     return ranks[0] if ranks else None
 
 
-@needs_proc
-def test_a_rank_killed_mid_run_ends_the_whole_run_naming_it(tmp_path, texts):
-    out = tmp_path / "run"
+def start_long_run(tmp_path: Path, texts: list[str], out: Path) -> subprocess.Popen:
+    """torchrun training a run that would take long, once both ranks are stepping."""
     flags = [*CLI_FLAGS, "--epochs", "1000", "--eval-every", "0"]
     torchrun = subprocess.Popen(
         [*TORCHRUN, "-m", "lstm_core", "train", *texts, *flags, "--out", str(out)],
@@ -332,14 +331,41 @@ def test_a_rank_killed_mid_run_ends_the_whole_run_naming_it(tmp_path, texts):
         env=torchrun_env(),
         cwd=tmp_path,
     )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and torchrun.poll() is None:
+        status = json.loads((out / "status.json").read_text()) if (out / "status.json").exists() else {}
+        if status.get("step", 0) >= 20:  # both ranks are training: they step together
+            return torchrun
+        time.sleep(0.1)
+    output = torchrun.communicate(timeout=60)[0] if torchrun.poll() is not None else "still starting"
+    torchrun.kill()
+    raise AssertionError(f"the run did not get going: {output[-3000:]}")
+
+
+def test_ctrl_c_to_torchrun_stops_every_rank_at_one_step_and_saves(tmp_path, texts):
+    out = tmp_path / "run"
+    torchrun = start_long_run(tmp_path, texts, out)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and torchrun.poll() is None:
-            status = json.loads((out / "status.json").read_text()) if (out / "status.json").exists() else {}
-            if status.get("step", 0) >= 20:  # both ranks are training: they step together
-                break
-            time.sleep(0.1)
-        assert torchrun.poll() is None, torchrun.communicate()[0][-3000:]
+        torchrun.send_signal(signal.SIGINT)  # what Ctrl-C in its terminal does; torchrun passes it on
+        output, _ = torchrun.communicate(timeout=60)
+    finally:
+        if torchrun.poll() is None:
+            torchrun.kill()
+            torchrun.wait()
+    assert "stopping every process after this step and saving" in output
+    assert "ChildFailedError" not in output  # every rank ended by itself, none was killed
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "stopped"
+    assert load_checkpoint(out / "last.pt").step == status["step"] > 20
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert [(e["reason"], e["step"]) for e in events if e["kind"] == "end"] == [("stopped", status["step"])]
+
+
+@needs_proc
+def test_a_rank_killed_mid_run_ends_the_whole_run_naming_it(tmp_path, texts):
+    out = tmp_path / "run"
+    torchrun = start_long_run(tmp_path, texts, out)
+    try:
         ranks = {_rank_of(pid): pid for pid in _children(torchrun.pid)}
         os.kill(ranks[1], signal.SIGKILL)
         output, _ = torchrun.communicate(timeout=60)  # the bound: no hang until a timeout
