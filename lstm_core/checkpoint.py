@@ -99,6 +99,9 @@ class Checkpoint:
     carry: tuple[Tensor, Tensor] | None = None
     rng_state: Tensor | None = None
     dataset: dict[str, Any] = field(default_factory=dict)
+    rank_rng_states: list[Tensor] | None = None
+    """A run on several processes: every rank's CPU random state, in rank order (``rng_state``
+    is rank 0's), so that a resume on as many ranks continues each one's dropout masks."""
 
     @property
     def step(self) -> int:
@@ -139,6 +142,7 @@ class Checkpoint:
             "carry": None if self.carry is None else [t.detach().cpu() for t in self.carry],
             "rng_state": self.rng_state,
             "dataset": self.dataset,
+            "rank_rng_states": self.rank_rng_states,
         }
 
     def to_bytes(self) -> bytes:
@@ -228,6 +232,18 @@ def _check_progress(progress: Any) -> dict[str, Any]:
         if value is not None and not _is_number(value):
             raise ValueError(f"its progress field {name!r} must be a number or empty; got {value!r}")
     return dict(progress)
+
+
+def _check_rank_rng_states(states: Any) -> list[Tensor] | None:
+    if states is None:
+        return None
+    if (
+        not isinstance(states, list)
+        or not states
+        or not all(isinstance(t, Tensor) and t.dtype == torch.uint8 and t.dim() == 1 for t in states)
+    ):
+        raise ValueError("its rank_rng_states are not a list of random-generator states")
+    return states
 
 
 def _tensors(data: Any, found: list[Tensor]) -> list[Tensor]:
@@ -384,6 +400,7 @@ def load_checkpoint(
             carry=None if carry is None else (carry[0], carry[1]),
             rng_state=data.get("rng_state"),
             dataset=dict(data.get("dataset") or {}),
+            rank_rng_states=_check_rank_rng_states(data.get("rank_rng_states")),
         )
     except CheckpointError as error:
         raise fail(str(error)) from None

@@ -9,6 +9,7 @@ stderr and exit code 2; a run that fails (e.g. a diverging loss) exits with 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -24,6 +25,7 @@ from typing import Any, TextIO
 from lstm_core.checkpoint import load_checkpoint, save_checkpoint
 from lstm_core.config import PRESET_HELP, PRESETS, Config
 from lstm_core.corpus import DEFAULT_GUTENBERG_URL, bundled_plays, list_plays, load_corpus, text_from_file
+from lstm_core.distributed import DEFAULT_TIMEOUT_MINUTES
 from lstm_core.errors import InputError
 from lstm_core.fields import describe_field, describe_fields
 from lstm_core.sampling.decoding import MAX_LENGTH
@@ -293,37 +295,64 @@ def _resume_source(resume: str) -> tuple[Path, Path | None]:
     raise UsageError(f"--resume {resume}: no such run folder or checkpoint")
 
 
-def _admit(config: Config, dataset: Any, memory_limit: int | None) -> None:
-    """Refuse a run whose memory estimate passes the limit (or this machine), before anything is built."""
+def _admit(config: Config, dataset: Any, memory_limit: int | None, world: Any = None) -> None:
+    """Refuse a run whose memory estimate passes the limit (or this machine), before anything is built.
+
+    With several processes (``world``), the batch must divide among them and each rank's device
+    must make sense; the estimate is then for one process with its share of the batch, and
+    against this machine's memory it counts every process torchrun starts here.
+    """
     from lstm_core.batching import batchify
+    from lstm_core.distributed import check_batch_split, rank_device
     from lstm_core.memory import check_memory, estimate_memory, memory_advice, physical_memory
 
     batchify(dataset.train, config.batch_size, config.training_seq_len, "the training text")  # enough words?
+    processes, here = 1, 1
+    if world is not None and world.size > 1:
+        check_batch_split(config.batch_size, world.size)
+        rank_device(config.device, world.local_rank)
+        processes, here = world.size, _local_processes(world.size)
     tokens = dataset.train.numel() + dataset.valid.numel() + dataset.test.numel()
-    estimate = estimate_memory(config, dataset.vocab.counts, tokens)
+    share = config.replace(batch_size=config.batch_size // processes) if processes > 1 else config
+    estimate = estimate_memory(share, dataset.vocab.counts, tokens)
     if memory_limit is not None:
         problem = check_memory(estimate, memory_limit, "the limit given by --memory-limit-mb")
     else:
-        problem = check_memory(estimate, physical_memory(), "this machine's memory")
+        machine = physical_memory()
+        problem = check_memory(estimate, machine // here if machine and here > 1 else machine, _machine_share(here))
     if problem:
         raise UsageError(f"{problem} {memory_advice(config)}.")
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _local_processes(size: int) -> int:
+    """How many processes torchrun starts on this machine (LOCAL_WORLD_SIZE), at most ``size``."""
+    import os
+
+    try:
+        return max(1, min(size, int(os.environ.get("LOCAL_WORLD_SIZE", size))))
+    except ValueError:
+        return size
+
+
+def _machine_share(processes: int) -> str:
+    return "this machine's memory" if processes == 1 else f"this machine's memory shared by {processes} processes"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+    """What a training process needs from the command line: the run's settings, data and folder."""
+
+    config: Config
+    dataset: Any
+    out: Path
+    resume: Any  # Checkpoint | None
+
+
+def _prepare_training(args: argparse.Namespace, memory_limit: int | None, world: Any = None) -> _Setup:
+    """Read the flags, the text or the resumed run, and create or check the run folder."""
     from lstm_core import runs
     from lstm_core.data import Dataset
-    from lstm_core.runtime import MemoryWatchdog
-    from lstm_core.trainer import Trainer, TrainingDiverged
 
-    _set_threads(args.threads)
-    if args.nice is not None:
-        if not 0 <= args.nice <= 19:
-            raise UsageError(f"--nice must be between 0 and 19, got {args.nice}")
-        os.nice(args.nice)
-    for value, flag in ((args.max_minutes, "--max-minutes"), (args.memory_limit_mb, "--memory-limit-mb")):
-        _positive(value, flag)
-    _positive(args.stop_when_idle, "--stop-when-idle")
-    memory_limit = int(args.memory_limit_mb * 1_000_000) if args.memory_limit_mb else None
     resume = None
     if args.resume:
         if args.overwrite:
@@ -346,6 +375,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else run_dir
         if out != run_dir:
             _check_new_run_folder(out, overwrite=False)
+        _admit(config, dataset, memory_limit, world)
         if not (out / runs.RUN_FILE).is_file():
             runs.create_run(out, config, dataset)
     else:
@@ -354,29 +384,196 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else _default_run_folder()
         _check_new_run_folder(out, args.overwrite)
         dataset = _dataset_for_training(args, config)
-        _admit(config, dataset, memory_limit)
+        _admit(config, dataset, memory_limit, world)
         runs.create_run(out, config, dataset)
-    if resume is not None or args.resume:
-        _admit(config, dataset, memory_limit)
+    return _Setup(config, dataset, out, resume)
 
-    printer = ProgressPrinter(quiet=args.quiet)
-    print(dataset.summary(), file=sys.stderr)
-    trainer: Trainer | None = None
-    recorder = runs.RunRecorder(
-        out,
-        lambda reason: trainer.request_stop(reason),  # type: ignore[union-attr, arg-type]
-        idle_s=args.stop_when_idle * 60 if args.stop_when_idle else None,
-    )
-    recorder.begin(step=resume.step if resume is not None else 0)
-    if memory_limit is not None:
-        watchdog = MemoryWatchdog(
-            memory_limit,
-            lambda resident: recorder.end(
-                "out_of_memory",
-                f"the training process used {resident / 1e6:,.0f} MB, over its limit of {memory_limit / 1e6:,.0f} MB",
-            ),
-            exit_code=runs.EXIT_OUT_OF_MEMORY,
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from lstm_core.distributed import torchrun_ranks
+
+    _set_threads(args.threads)
+    if args.nice is not None:
+        if not 0 <= args.nice <= 19:
+            raise UsageError(f"--nice must be between 0 and 19, got {args.nice}")
+        os.nice(args.nice)
+    for value, flag in ((args.max_minutes, "--max-minutes"), (args.memory_limit_mb, "--memory-limit-mb")):
+        _positive(value, flag)
+    _positive(args.stop_when_idle, "--stop-when-idle")
+    _positive(args.dist_timeout_minutes, "--dist-timeout-minutes")
+    memory_limit = int(args.memory_limit_mb * 1_000_000) if args.memory_limit_mb else None
+    if torchrun_ranks() is not None:
+        return _train_distributed(args, memory_limit)
+    return _train(args, _prepare_training(args, memory_limit), memory_limit)
+
+
+# ---- several processes (torchrun) ---------------------------------------------------------------
+
+_SETUP_FORMAT = "lstm-playhouse-distributed-setup"
+
+
+def _train_distributed(args: argparse.Namespace, memory_limit: int | None) -> int:
+    """One rank of a run that torchrun started on several processes.
+
+    Rank 0 alone reads the flags' text or the resumed run and owns the run folder, exactly as a
+    single process does; it then sends the others the config, the prepared data and the
+    checkpoint to resume (plain data and tensors, read back with ``weights_only``), so they open
+    no file and need no copy of the text, on this machine or another. If rank 0 cannot prepare
+    the run, it says why in one line and the others end quietly (exit code 2).
+    """
+    from lstm_core import distributed
+
+    world = distributed.start(args.dist_timeout_minutes * 60)
+    code = EXIT_FAILED
+    try:
+        if world.is_main:
+            try:
+                setup = _prepare_training(args, memory_limit, world)
+            except BaseException:
+                with contextlib.suppress(Exception):  # the reason rank 0 stopped matters more
+                    world.broadcast_bytes(_setup_bytes(None))
+                raise
+            world.broadcast_bytes(_setup_bytes(setup))
+        else:
+            received = _setup_from_bytes(world.broadcast_bytes(None))
+            if received is None:
+                return EXIT_USAGE  # rank 0 has said why
+            setup = received
+        try:
+            world = world.on_device(setup.config.device)
+            code = _train(args, setup, memory_limit, world)
+        except (UsageError, InputError) as error:
+            if world.is_main:
+                raise
+            raise UsageError(f"rank {world.rank}: {error}") from None
+    finally:
+        if code == 0:
+            world.close()  # after a failure the group may be broken, and leaving it could wait on a lost rank
+    return code
+
+
+def _setup_bytes(setup: _Setup | None) -> bytes:
+    """``setup`` as the bytes of a ``torch.save`` of plain data and tensors (None: rank 0 failed)."""
+    import io
+
+    import torch
+
+    plain: dict[str, Any] = {"format": _SETUP_FORMAT, "failed": setup is None}
+    if setup is not None:
+        dataset = setup.dataset
+        plain.update(
+            config=setup.config.to_dict(),
+            out=str(setup.out),
+            dataset={
+                "name": dataset.name,
+                "vocab": dataset.vocab.to_dict(),
+                "train": dataset.train,
+                "valid": dataset.valid,
+                "test": dataset.test,
+            },
+            resume=None
+            if setup.resume is None
+            else torch.frombuffer(bytearray(setup.resume.to_bytes()), dtype=torch.uint8),
         )
+    buffer = io.BytesIO()
+    torch.save(plain, buffer)
+    return buffer.getvalue()
+
+
+def _setup_from_bytes(data: bytes) -> _Setup | None:
+    """:func:`_setup_bytes` undone; None when rank 0 could not prepare the run."""
+    import io
+
+    import torch
+
+    from lstm_core.data import Dataset
+    from lstm_core.vocab import Vocab
+
+    plain = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    if not isinstance(plain, dict) or plain.get("format") != _SETUP_FORMAT:
+        raise RuntimeError("rank 0 sent something other than the run's setup")
+    if plain["failed"]:
+        return None
+    data_plain = plain["dataset"]
+    dataset = Dataset(
+        Vocab.from_dict(data_plain["vocab"]),
+        data_plain["train"],
+        data_plain["valid"],
+        data_plain["test"],
+        data_plain["name"],
+    )
+    resume = plain["resume"]
+    checkpoint = None if resume is None else load_checkpoint(resume.numpy().tobytes(), name="rank 0's checkpoint")
+    return _Setup(Config.from_dict(plain["config"]), dataset, Path(plain["out"]), checkpoint)
+
+
+class _Silent:
+    """Stands in for the run recorder and the progress printer on ranks other than 0: they do
+    not report, and must not touch the run folder."""
+
+    def __call__(self, event: Any) -> None:
+        pass
+
+    def begin(self, **fields: Any) -> None:
+        pass
+
+    def update(self, **fields: Any) -> None:
+        pass
+
+    def end(self, state: str, message: str = "") -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+# ---- the training process ---------------------------------------------------------------------
+
+
+def _train(args: argparse.Namespace, setup: _Setup, memory_limit: int | None, world: Any = None) -> int:
+    """Train the prepared run, report it, and turn how it ended into an exit code.
+
+    With several processes (``world``), rank 0 does all the reporting: the run folder's status
+    and events, the progress and the summary. The other ranks print only their own errors,
+    marked with their rank.
+    """
+    from lstm_core import runs
+    from lstm_core.distributed import is_lost_rank_error
+    from lstm_core.runtime import MemoryWatchdog
+    from lstm_core.trainer import Trainer, TrainingDiverged
+
+    config, dataset, out, resume = setup.config, setup.dataset, setup.out, setup.resume
+    main_rank = world is None or world.is_main
+    processes = world.size if world is not None else 1
+    marker = "" if main_rank else f"rank {world.rank}: "
+
+    def say(text: str) -> None:
+        if main_rank:
+            print(text, file=sys.stderr)
+
+    def fail(text: str) -> None:
+        print(f"{marker}error: {text}", file=sys.stderr)
+
+    trainer: Trainer | None = None
+    printer: Any = ProgressPrinter(quiet=args.quiet) if main_rank else _Silent()
+    say(dataset.summary())
+    recorder: Any = _Silent()
+    if main_rank:
+        recorder = runs.RunRecorder(
+            out,
+            lambda reason: trainer.request_stop(reason),  # type: ignore[union-attr, arg-type]
+            idle_s=args.stop_when_idle * 60 if args.stop_when_idle else None,
+        )
+        recorder.begin(step=resume.step if resume is not None else 0, processes=processes)
+    if memory_limit is not None:
+
+        def over_limit(resident: int) -> None:
+            what = f"used {resident / 1e6:,.0f} MB, over its limit of {memory_limit / 1e6:,.0f} MB"
+            recorder.end("out_of_memory", f"the training process {what}")
+            if not main_rank:
+                fail(f"this process {what}")
+
+        watchdog = MemoryWatchdog(memory_limit, over_limit, exit_code=runs.EXIT_OUT_OF_MEMORY)
         watchdog.limit_address_space()
         watchdog.start()
 
@@ -392,6 +589,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             callback=report,
             time_limit_s=args.max_minutes * 60 if args.max_minutes else None,
             resume=resume,
+            distributed=world,
         )
     except (MemoryError, RuntimeError) as error:
         if not _out_of_memory(error):
@@ -401,15 +599,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     recorder.update(step=trainer.step, total_steps=trainer.total_steps, elapsed_s=trainer.elapsed_s)
     precision = f" with {str(trainer.dtype).removeprefix('torch.')}" if trainer.dtype else ""
     if config.precision == "bf16" and trainer.dtype is None:
-        print(f"note: bf16 is not supported on {trainer.device}; training in fp32", file=sys.stderr)
-    print(
-        f"model: {trainer.model.num_parameters():,} parameters on {trainer.device}{precision}; "
-        f"{trainer.total_steps:,} steps ({trainer.steps_per_epoch:,} per epoch); run folder {out}",
-        file=sys.stderr,
+        say(f"note: bf16 is not supported on {trainer.device}; training in fp32")
+    where = f"on {trainer.device}"
+    if processes > 1:
+        share = config.batch_size // processes
+        where = (
+            f"on {processes} processes ({world.backend}; rank 0 on {trainer.device}), {share} of the batch's rows each"
+        )
+    saved_by = len(resume.rank_rng_states or [None]) if resume is not None else processes
+    if saved_by != processes and config.dropout > 0:
+        say(
+            f"note: the run was saved by {saved_by} process(es) and goes on with {processes}: dropout draws other "
+            "masks than the uninterrupted run would have"
+        )
+    say(
+        f"model: {trainer.model.num_parameters():,} parameters {where}{precision}; "
+        f"{trainer.total_steps:,} steps ({trainer.steps_per_epoch:,} per epoch); run folder {out}"
     )
 
     def on_interrupt(signum: int, frame: types.FrameType | None) -> None:
-        print("\nstopping after this step and saving (press Ctrl-C again to abort)", file=sys.stderr)
+        if processes > 1:
+            say("\nstopping every process after this step and saving")
+        else:
+            say("\nstopping after this step and saving (press Ctrl-C again to abort)")
         trainer.request_stop()  # type: ignore[union-attr]
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
@@ -422,14 +634,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = trainer.fit()
     except TrainingDiverged as error:
         recorder.end("diverged", str(error))
-        print(f"error: {error}", file=sys.stderr)
+        say(f"error: {error}")  # every rank diverges at the same step: one says so
         return EXIT_FAILED
     except (MemoryError, RuntimeError) as error:
+        if world is not None and processes > 1 and is_lost_rank_error(error):
+            message = world.lost_rank_message(error)
+            recorder.end("failed", message)
+            fail(message)
+            return EXIT_FAILED
         if not _out_of_memory(error):
             recorder.end("failed", f"{type(error).__name__}: {_first_line(error)}")
             raise
         recorder.end("out_of_memory", f"training ran out of memory ({_first_line(error)})")
-        print(f"error: training ran out of memory: {_first_line(error)}", file=sys.stderr)
+        fail(f"training ran out of memory: {_first_line(error)}")
         return EXIT_FAILED
     except KeyboardInterrupt:
         recorder.end("interrupted", "aborted")
@@ -442,6 +659,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, previous[0])
         signal.signal(signal.SIGTERM, previous[1])
     recorder.end(result.reason)
+    if not main_rank:
+        return 0
     summary = {
         "reason": result.reason,
         "steps": result.steps,
@@ -634,6 +853,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="M",
         help="stop (and save) when the run folder's heartbeat file is older than M minutes (the app touches it)",
+    )
+    run.add_argument(
+        "--dist-timeout-minutes",
+        type=float,
+        default=DEFAULT_TIMEOUT_MINUTES,
+        metavar="M",
+        help="under torchrun: how long a process waits for the others at a synchronisation point before "
+        f"the run fails (default {DEFAULT_TIMEOUT_MINUTES:g})",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar or samples, only evaluations")
     run.add_argument("--json", action="store_true", help="print the final summary as JSON")

@@ -23,6 +23,12 @@ from lstm_core.vocab import Vocab
 EVAL_BATCH_SIZE = 16
 
 
+def evaluation_rows(words: int, seq_len: int, batch_size: int = EVAL_BATCH_SIZE) -> int:
+    """How many contiguous rows :func:`evaluate` cuts ``words`` into: at most ``batch_size``, and
+    fewer for short texts, so that rows stay long and the state carried through them stays useful."""
+    return max(1, min(batch_size, words // (seq_len + 1)))
+
+
 @torch.no_grad()
 def evaluate(
     model: LSTMLanguageModel,
@@ -33,12 +39,11 @@ def evaluate(
 ) -> tuple[float, int]:
     """Mean per-token loss (natural log) of ``model`` on the id stream, and the tokens scored.
 
-    The stream is cut into at most ``batch_size`` contiguous rows (fewer for short texts, so
-    that rows stay long and the state carried through them stays useful).
+    The stream is cut into :func:`evaluation_rows` contiguous rows.
     """
     if ids.numel() < 2:
         raise InputError(f"evaluation needs at least 2 words, got {ids.numel()}")
-    rows = max(1, min(batch_size, ids.numel() // (seq_len + 1)))
+    rows = evaluation_rows(ids.numel(), seq_len, batch_size)
     streams = ids[: ids.numel() // rows * rows].view(rows, -1).to(model.device)
     was_training = model.training
     model.eval()

@@ -4,6 +4,11 @@ The trainer never prints. It reports through one callback that receives :data:`E
 (a step, an evaluation, prime-text samples, a checkpoint, the end), which the CLI turns into a
 progress bar and the app into live charts. It can be stopped from another thread, resumes a run
 exactly from a checkpoint, and is deterministic on the CPU for a given config and seed.
+
+The same trainer runs as one rank of several processes (torchrun) when it is given a
+:class:`~lstm_core.distributed.DistributedContext`; see :mod:`lstm_core.distributed` for how the
+ranks share the batch. Then rank 0 alone reports events and writes checkpoints, the reported
+losses and validation losses are those of the whole batch, and all ranks end at the same step.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from lstm_core.batching import batchify, num_windows, windows
 from lstm_core.checkpoint import Checkpoint, copy_weights, save_checkpoint
 from lstm_core.config import Config, ConfigError
 from lstm_core.data import Dataset
+from lstm_core.distributed import DistributedContext, rank_seed
 from lstm_core.errors import InputError
-from lstm_core.evaluation import evaluate, perplexity
+from lstm_core.evaluation import evaluate, evaluation_rows, perplexity
 from lstm_core.model import LSTMLanguageModel, State, choose_cutoffs, detach_state
 from lstm_core.runtime import autocast, resolve_device, resolve_precision, set_seed
 
@@ -90,6 +96,8 @@ EndReason = Literal["finished", "stopped", "time_limit", "idle", "interrupted"]
 watched it, ``interrupted``: the process was told to end, e.g. a server shutting down); or its
 training time reached the limit."""
 StopReason = Literal["stopped", "idle", "interrupted"]
+_STOP_PRECEDENCE: tuple[StopReason, ...] = ("interrupted", "stopped", "idle")
+"""When ranks were asked to stop for different reasons at once, the first of these is the run's."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +162,19 @@ class _PendingStep:
     learning_rate: float
 
 
+@dataclass(frozen=True)
+class _TrainingState:
+    """What a resumable checkpoint holds beyond weights and optimizer: see ``Trainer._gather_training_state``."""
+
+    carry: tuple[Tensor, Tensor] | None
+    rng_state: Tensor
+    rank_rng_states: list[Tensor] | None
+
+
+def _ignore(event: Event) -> None:
+    pass
+
+
 def learning_rate_at(config: Config, step: int, steps_per_epoch: int, total_steps: int) -> float:
     """The learning rate for (0-based) ``step``: a pure function, so resuming needs no scheduler state."""
     if config.lr_schedule == "exponential":
@@ -172,6 +193,22 @@ def _optimizer(config: Config, model: LSTMLanguageModel) -> torch.optim.Optimize
     return cls(params, lr=config.learning_rate, weight_decay=config.weight_decay)
 
 
+class _Objective(torch.nn.Module):
+    """The model and its training loss as one module: ``(inputs, targets, state) -> (loss, state)``.
+
+    DistributedDataParallel must see the output layer used inside the forward it wraps (it
+    learns there which parameters will get gradients); with one process it is just the two calls.
+    """
+
+    def __init__(self, model: LSTMLanguageModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: Tensor, targets: Tensor, state: State | None) -> tuple[Tensor, State]:
+        hidden, new_state = self.model(inputs, state)  # (B, T, H)
+        return self.model.loss(hidden, targets), new_state
+
+
 # ---- the trainer ---------------------------------------------------------------------------
 
 
@@ -181,6 +218,12 @@ class Trainer:
     ``out_dir`` (optional) receives ``last.pt`` (everything needed to resume) and ``best.pt``
     (the weights with the lowest validation loss so far). Without it nothing is written and
     :meth:`checkpoint` gives the run as an in-memory :class:`Checkpoint`.
+
+    ``distributed`` makes this trainer one rank of a run on several processes. Every rank gets
+    the same config, dataset, ``out_dir``, time limit and checkpoint to resume; the device is
+    the context's (the config's ``device`` is not used then). Only rank 0 calls ``callback``
+    and writes to ``out_dir``; the other ranks take part in the same collectives at the same
+    steps, so every rank must call :meth:`fit` (and :meth:`checkpoint`, which gathers from all).
     """
 
     def __init__(
@@ -192,6 +235,7 @@ class Trainer:
         callback: Callback | None = None,
         time_limit_s: float | None = None,
         resume: Checkpoint | None = None,
+        distributed: DistributedContext | None = None,
     ) -> None:
         if resume is not None:
             config = self._resumed_config(resume.config, config)
@@ -203,9 +247,13 @@ class Trainer:
         self.config = config
         self.dataset = dataset
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.callback = callback or (lambda event: None)
+        self.world = (
+            distributed if distributed is not None else DistributedContext.single(resolve_device(config.device))
+        )
+        # Events describe the whole run, so one rank reports them.
+        self.callback = (callback or _ignore) if self.world.is_main else _ignore
         self.time_limit_s = time_limit_s
-        self.device = resolve_device(config.device)
+        self.device = self.world.device
         self.dtype = resolve_precision(config.precision, self.device)
         self._stop = threading.Event()
         self._stop_reason: StopReason = "stopped"
@@ -213,6 +261,7 @@ class Trainer:
         self._sync_every = CUDA_SYNC_EVERY if self.device.type == "cuda" else 1
 
         streams = batchify(dataset.train, config.batch_size, config.training_seq_len, "the training text")
+        streams = streams[self.world.training_rows(config.batch_size)]  # (B / ranks, n): this rank's share
         # On a GPU the whole id stream (a few MB) is copied there once, through pinned memory,
         # rather than one window per step.
         if self.device.type == "cuda":
@@ -226,6 +275,8 @@ class Trainer:
         set_seed(config.seed)
         cutoffs = resume.cutoffs if resume is not None else choose_cutoffs(dataset.vocab.counts)
         self.model = LSTMLanguageModel(len(dataset.vocab), config, cutoffs).to(self.device)
+        if self.world.rank > 0:
+            torch.manual_seed(rank_seed(config.seed, self.world.rank))  # its own dropout masks
         self.optimizer = _optimizer(config, self.model)
         self.step = 0
         self.epoch = 0
@@ -238,6 +289,10 @@ class Trainer:
         self._pending: list[_PendingStep] = []
         if resume is not None:
             self._restore(resume)
+        # Built after the restore: DDP starts every rank from rank 0's weights.
+        self._objective = self.world.wrap(
+            _Objective(self.model), find_unused_parameters=config.output_layer == "adaptive"
+        )
 
     # ---- public API ----
 
@@ -261,14 +316,40 @@ class Trainer:
         return model.cpu().eval()
 
     def checkpoint(self, training_state: bool = True) -> Checkpoint:
-        """The run as a :class:`Checkpoint` (with optimizer and carried state unless told not to)."""
+        """The run as a :class:`Checkpoint` (with optimizer and carried state unless told not to).
+
+        With several ranks and ``training_state``, every rank must call this together: the
+        carried LSTM state and the random states are gathered from all of them.
+        """
+        return self._checkpoint(self._gather_training_state() if training_state else None)
+
+    def _gather_training_state(self) -> _TrainingState:
+        """The carried LSTM state of the whole batch and each rank's random state (a collective).
+
+        The carry is stored as one process would hold it, ``(L, B, H)`` with every rank's rows in
+        order, so a checkpoint resumes on any number of ranks. The random states of all ranks
+        are kept too; ``rng_state`` is rank 0's, as a single process would save it.
+        """
+        if self.world.size == 1:
+            with self._lock:
+                carry = None if self._carry is None else (self._carry[0].cpu(), self._carry[1].cpu())
+                return _TrainingState(carry, torch.get_rng_state(), None)
+        rng_state = torch.get_rng_state()
+        carry = None
+        if self._carry is not None:  # None on every rank at once: at the start of an epoch
+            h, c = (torch.cat(self.world.gather(t), dim=1).cpu() for t in self._carry)  # (L, B, H)
+            carry = (h, c)
+        states = [t.cpu() for t in self.world.gather(rng_state.to(self.device))]
+        return _TrainingState(carry, rng_state, states)
+
+    def _checkpoint(self, training: _TrainingState | None) -> Checkpoint:
         with self._lock:
             checkpoint = Checkpoint(
                 config=self.config,
                 vocab=self.dataset.vocab,
                 weights=copy_weights(self.model.state_dict()),
                 cutoffs=list(self.model.cutoffs),
-                optimizer=copy.deepcopy(self.optimizer.state_dict()) if training_state else None,
+                optimizer=copy.deepcopy(self.optimizer.state_dict()) if training is not None else None,
                 progress={
                     "step": self.step,
                     "epoch": self.epoch,
@@ -279,8 +360,9 @@ class Trainer:
                     "last_val_loss": self.last_val_loss,
                 },
                 history=copy.deepcopy(self.history),
-                carry=None if self._carry is None or not training_state else tuple(t.cpu() for t in self._carry),
-                rng_state=torch.get_rng_state() if training_state else None,
+                carry=training.carry if training is not None else None,
+                rng_state=training.rng_state if training is not None else None,
+                rank_rng_states=training.rank_rng_states if training is not None else None,
                 dataset={
                     "name": self.dataset.name,
                     "train_tokens": self.dataset.train.numel(),
@@ -315,7 +397,7 @@ class Trainer:
                 self.step += 1
                 self.window += 1
                 self._carry = state
-                self._session_tokens += targets.numel()
+                self._session_tokens += targets.numel() * self.world.size  # the whole batch's words
                 end_of_epoch = self.window >= self.steps_per_epoch
                 evaluate_now = end_of_epoch or bool(config.eval_every and self.step % config.eval_every == 0)
                 save_now = self.out_dir is not None and (
@@ -325,14 +407,20 @@ class Trainer:
                     self.epoch += 1
                     self.window = 0
                     self._carry = None
-                out_of_time = self.time_limit_s is not None and self._clock() >= self.time_limit_s
-                if len(self._pending) >= self._sync_every or evaluate_now or save_now or out_of_time:
-                    self._report_steps()  # the callbacks may ask for a stop
-                if self._stop.is_set():
-                    self._report_steps()
-                    reason = self._stop_reason
-                elif out_of_time:
-                    reason = "time_limit"
+                report_now = len(self._pending) >= self._sync_every or evaluate_now or save_now
+                # One process looks at its stop flag and clock every step. Several agree on them only
+                # where they read their losses back anyway (every step on the CPU, every
+                # CUDA_SYNC_EVERY on a GPU): the same steps on every rank, so all end at the same one.
+                if report_now or self.world.size == 1:
+                    if report_now:
+                        self._report_steps()  # the callbacks may ask for a stop
+                    stop, out_of_time = self._agree_to_end()
+                    if stop is not None or out_of_time:
+                        self._report_steps()
+                    if stop is not None:
+                        reason = stop
+                    elif out_of_time:
+                        reason = "time_limit"
                 if evaluate_now:
                     self._evaluate_and_sample()
                 if save_now:
@@ -358,15 +446,38 @@ class Trainer:
         """The run's whole training time so far: earlier sessions plus this one."""
         return self._base_elapsed + time.perf_counter() - self._session_start
 
+    @property
+    def _writes_files(self) -> bool:
+        return self.out_dir is not None and self.world.is_main
+
+    def _agree_to_end(self) -> tuple[StopReason | None, bool]:
+        """Whether the run ends now: (the stop reason, or None; whether its time is up).
+
+        With several ranks this is a collective: a stop asked of any rank (a signal reaches
+        each) stops them all, and rank 0's clock alone decides the time limit, so every rank
+        leaves the loop at the same step.
+        """
+        out_of_time = self.world.is_main and self.time_limit_s is not None and self._clock() >= self.time_limit_s
+        if self.world.size == 1:
+            return (self._stop_reason if self._stop.is_set() else None), out_of_time
+        flags = torch.zeros(len(_STOP_PRECEDENCE) + 1, dtype=torch.int32, device=self.device)
+        if self._stop.is_set():
+            flags[_STOP_PRECEDENCE.index(self._stop_reason)] = 1
+        flags[-1] = int(out_of_time)
+        asked = self.world.sum(flags).tolist()
+        stop = next((reason for reason, count in zip(_STOP_PRECEDENCE, asked, strict=False) if count), None)
+        if stop is not None:
+            self.request_stop(stop)
+        return stop, bool(asked[-1])
+
     def _train_step(
         self, inputs: Tensor, targets: Tensor, state: State | None, learning_rate: float
     ) -> tuple[Tensor, Tensor | None, State]:
         """One optimizer step. Returns the loss and gradient norm as tensors, still on the device."""
         with autocast(self.device, self.dtype):
-            hidden, new_state = self.model(inputs, state)
-            loss = self.model.loss(hidden, targets)
+            loss, new_state = self._objective(inputs, targets, state)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # with several ranks, DDP averages the gradients over them here
         norm = None
         if self.config.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
@@ -381,7 +492,8 @@ class Trainer:
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        losses = torch.stack([p.loss.float() for p in pending]).tolist()
+        # Each rank's loss is the mean over its share of the batch; their mean is the batch's.
+        losses = self.world.mean(torch.stack([p.loss.float() for p in pending])).tolist()
         norms = [p.norm for p in pending]
         norm_values = torch.stack(norms).tolist() if all(n is not None for n in norms) else [0.0] * len(norms)
         for item, loss, norm in zip(pending, losses, norm_values, strict=True):
@@ -415,9 +527,31 @@ class Trainer:
             f"(now {self.config.learning_rate:g}) or a smaller grad_clip.{saved}"
         )
 
+    def _validation_loss(self) -> float:
+        """The mean loss per word on the validation text; with several ranks, each scores a share.
+
+        :func:`evaluate` cuts the text into ``rows`` contiguous rows of ``length`` words
+        (:func:`evaluation_rows`); each rank scores a run of whole rows, and the sums of losses and word
+        counts are added up over the ranks. So every rank gets the single-process validation loss
+        over the same rows and windows, up to the order of the float sums.
+        """
+        ids, seq_len = self.dataset.valid, self.config.training_seq_len
+        if self.world.size == 1:
+            return evaluate(self.model, ids, seq_len, dtype=self.dtype)[0]
+        rows = evaluation_rows(ids.numel(), seq_len)
+        length = ids.numel() // rows
+        first, last = self.world.share(rows)  # a rank may have no row of a short text
+        totals = torch.zeros(2, dtype=torch.float64, device=self.device)  # (sum of losses, words)
+        if last > first:
+            loss, count = evaluate(
+                self.model, ids[first * length : last * length], seq_len, batch_size=last - first, dtype=self.dtype
+            )
+            totals += torch.tensor([loss * count, count], dtype=torch.float64, device=self.device)
+        total, count = self.world.sum(totals).tolist()
+        return total / count
+
     def _evaluate_and_sample(self) -> None:
-        config = self.config
-        val_loss, _ = evaluate(self.model, self.dataset.valid, config.training_seq_len, dtype=self.dtype)
+        val_loss = self._validation_loss()
         best = self.best_val_loss is None or val_loss < self.best_val_loss
         self.last_val_loss = val_loss
         if best:
@@ -427,9 +561,11 @@ class Trainer:
         record = {"step": self.step, "epoch": self.epoch, "val_loss": val_loss, "perplexity": value}
         self.history["evals"].append({**record, "elapsed_s": elapsed})
         self.callback(EvalEvent(self.epoch, self.step, val_loss, value, best, elapsed))
-        if best and self.out_dir is not None:
-            path = save_checkpoint(self.checkpoint(training_state=False), self.out_dir / "best.pt")
+        if best and self._writes_files:
+            path = save_checkpoint(self.checkpoint(training_state=False), self.out_dir / "best.pt")  # type: ignore[operator]
             self.callback(CheckpointEvent(self.step, str(path), best=True))
+        if not self.world.is_main:
+            return  # samples are for the reports
         samples = self._samples()
         self.history["samples"].append({"step": self.step, "samples": samples})
         self.callback(SampleEvent(self.step, samples))
@@ -447,8 +583,10 @@ class Trainer:
         return samples
 
     def _save_last(self) -> None:
-        path = save_checkpoint(self.checkpoint(), self.out_dir / "last.pt")  # type: ignore[operator]
-        self.callback(CheckpointEvent(self.step, str(path), best=False))
+        training = self._gather_training_state()  # every rank takes part; rank 0 writes
+        if self._writes_files:
+            path = save_checkpoint(self._checkpoint(training), self.out_dir / "last.pt")  # type: ignore[operator]
+            self.callback(CheckpointEvent(self.step, str(path), best=False))
 
     @staticmethod
     def _resumed_config(saved: Config, requested: Config | None) -> Config:
@@ -483,6 +621,18 @@ class Trainer:
         self.last_val_loss = progress.get("last_val_loss")
         self.history = {key: list(checkpoint.history.get(key, [])) for key in ("steps", "evals", "samples")}
         if checkpoint.carry is not None and self.window > 0:
-            self._carry = (checkpoint.carry[0].to(self.device), checkpoint.carry[1].to(self.device))
-        if checkpoint.rng_state is not None:
+            rows = self.world.training_rows(self.config.batch_size)  # the carry holds the whole batch
+            self._carry = (
+                checkpoint.carry[0][:, rows].contiguous().to(self.device),
+                checkpoint.carry[1][:, rows].contiguous().to(self.device),
+            )
+        # Each rank continues its own random stream when the run was saved by as many ranks. Else
+        # rank 0 takes the run's (rank 0's) state and the others a fresh stream: a run resumed on
+        # another number of ranks draws other dropout masks than an uninterrupted one would.
+        states = checkpoint.rank_rng_states
+        if states is not None and len(states) == self.world.size:
+            torch.set_rng_state(states[self.world.rank])
+        elif self.world.rank > 0:
+            torch.manual_seed(rank_seed(self.config.seed, self.world.rank, self.step))
+        elif checkpoint.rng_state is not None:
             torch.set_rng_state(checkpoint.rng_state)
