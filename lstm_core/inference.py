@@ -61,6 +61,10 @@ TOP_P_TOLERANCE = 1e-6
 _SCORE_BLOCK = 2048
 """Positions per block while scoring, so a long text never needs its whole ``(N, V)`` at once."""
 
+_TAIL_ROWS = 256
+"""Rows per tail product while scoring: its logits, log-probs and comparisons stay in the cache
+(256 x 3,733 words is 3.8 MB) instead of going out to memory between passes."""
+
 _NEG_INF = float("-inf")
 
 
@@ -258,10 +262,10 @@ class FastLM:
     def _score_adaptive(self, hidden: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         """:meth:`score_ids` for one block: ``hidden (n, H)``, ``targets (n,)``.
 
-        A tail's within-cluster log-probs are computed into one workspace, reused by every
-        cluster: fresh ``(rows, cluster size)`` tensors for the logits, the log-probs, their sum
-        with the token's and the comparison cost three times the product itself (the memory is
-        new each time and must be faulted in). A word counts towards a rank when its
+        A tail's within-cluster log-probs are computed :data:`_TAIL_ROWS` rows at a time into one
+        workspace, reused by every cluster: fresh ``(rows, cluster size)`` tensors for the logits,
+        the log-probs, their sum with the token's and the comparison cost three times the product
+        itself (the memory is new each time and must be faulted in). A word counts towards a rank when its
         within-cluster log-prob beats the target's log-prob minus the cluster token's, which is
         ``token + within > target`` moved across.
         """
@@ -271,29 +275,36 @@ class FastLM:
         cluster = torch.bucketize(targets, bounds, right=True)  # 0: head; i + 1: tail cluster i
         target = head.gather(1, torch.where(cluster == 0, targets, words + cluster - 1).unsqueeze(1)).squeeze(1)
         ranks = torch.ones_like(targets, dtype=torch.int32)
-        largest = max(end - start for start, end in self.clusters)
-        logits = torch.empty(targets.numel() * largest, device=hidden.device, dtype=hidden.dtype)
-        within = torch.empty(targets.numel() * largest, device=hidden.device, dtype=torch.float32)
-        above = torch.empty(targets.numel() * largest, device=hidden.device, dtype=torch.bool)
+        size = _TAIL_ROWS * max(end - start for start, end in self.clusters)
+        logits = torch.empty(size, device=hidden.device, dtype=hidden.dtype)
+        within = torch.empty(size, device=hidden.device, dtype=torch.float32)
+        above = torch.empty(size, device=hidden.device, dtype=torch.float32)  # 0/1: cheaper than bool here
 
-        def count_above(rows: Tensor, index: int, bar: Tensor | None) -> Tensor:
-            """Per row of ``rows``: the words of cluster ``index`` whose within-cluster log-prob beats ``bar (r,)``.
+        def count_above(rows: Tensor, index: int, bars: Tensor | None) -> Tensor:
+            """Per row of ``rows``: the words of cluster ``index`` whose within-cluster log-prob beats ``bars (r,)``.
 
-            Without ``bar`` the rows' targets are in this cluster: their own within-cluster
+            Without ``bars`` the rows' targets are in this cluster: their own within-cluster
             log-prob is the bar, and their log-prob is set from it.
             """
             start, end = self.clusters[index]
-            shape = (rows.numel(), end - start)
-            row_logits = logits[: shape[0] * shape[1]].view(shape)
-            torch.addmm(self.output_bias[start:end], hidden[rows], self.output_weight[start:end].t(), out=row_logits)
-            row_within = within[: shape[0] * shape[1]].view(shape)
-            torch.log_softmax(row_logits, 1, out=row_within)
-            if bar is None:
-                bar = row_within.gather(1, (targets[rows] - start).unsqueeze(1)).squeeze(1)
-                target[rows] = head[rows, words + index] + bar
-            row_above = above[: shape[0] * shape[1]].view(shape)
-            torch.gt(row_within, bar.unsqueeze(1), out=row_above)
-            return row_above.sum(dim=1, dtype=torch.int32)
+            counts = []
+            for chunk in rows.split(_TAIL_ROWS):
+                shape = (chunk.numel(), end - start)
+                chunk_logits = logits[: shape[0] * shape[1]].view(shape)
+                torch.addmm(
+                    self.output_bias[start:end], hidden[chunk], self.output_weight[start:end].t(), out=chunk_logits
+                )
+                chunk_within = within[: shape[0] * shape[1]].view(shape)
+                torch.log_softmax(chunk_logits, 1, out=chunk_within)
+                if bars is None:
+                    bar = chunk_within.gather(1, (targets[chunk] - start).unsqueeze(1)).squeeze(1)
+                    target[chunk] = head[chunk, words + index] + bar
+                else:
+                    bar = bars[chunk]
+                chunk_above = above[: shape[0] * shape[1]].view(shape)
+                torch.gt(chunk_within, bar.unsqueeze(1), out=chunk_above)
+                counts.append(chunk_above.sum(dim=1))
+            return torch.cat(counts).to(torch.int32)
 
         # Tail words first: their log-prob (and so the bar every other word must beat) needs their
         # own cluster, which then also gives the words above them in it.
@@ -307,7 +318,7 @@ class FastLM:
             token = head[:, words + index]
             rows = torch.nonzero((token > target) & (cluster != index + 1)).view(-1)
             if rows.numel():
-                ranks.index_add_(0, rows, count_above(rows, index, target[rows] - token[rows]))
+                ranks.index_add_(0, rows, count_above(rows, index, target - token))
         return target, ranks
 
 
@@ -351,6 +362,8 @@ class Cursor:
         self._full = torch.empty(vocab, **float32)  # the log-probs, filled lazily
         self._work = torch.empty(vocab, **float32)  # filtered, scaled copies for choosing
         self._scores = torch.empty(vocab, **float32)  # their renormalised log-probs
+        # Comparisons written as floats: a bool result costs three times as much at this size.
+        self._at_least = torch.empty(len(lm.clusters), lm.head_words, **float32)
         self._logits = torch.empty(max(lm.head_words + len(lm.clusters), vocab - lm.head_words), **float32)
         # The head's log-probs: words then cluster tokens; for a full softmax, the log-probs themselves.
         self._head = torch.empty(lm.head_words + len(lm.clusters), **float32) if lm.adaptive else self._full
@@ -512,7 +525,7 @@ class Cursor:
             # A tail can hold one of the top k only if its token beats the k-th best head word,
             # that is, if fewer than k head words are at least as likely as the token.
             tokens = self._head[lm.head_words :].unsqueeze(1)  # (clusters, 1)
-            at_least = (work[: lm.head_words] >= tokens).sum(dim=1).tolist()
+            at_least = torch.ge(work[: lm.head_words], tokens, out=self._at_least).sum(dim=1).tolist()
             needed = [cluster for cluster, count in enumerate(at_least) if count < top_k]
         last = needed[-1] if needed else -1
         scope = lm.clusters[last][1] if needed else lm.head_words  # words [0, scope) are filled in below
@@ -548,11 +561,12 @@ def sample_top_k(
     position order), up to float rounding. Needs ``0 < top_k <= n``.
 
     The ``k`` values are few, so past the top-k the work is a few Python floats: no tensor
-    operation costs less than a microsecond or two. A tie at the boundary or a ``-inf`` among the
-    ``k`` takes an exact tensor route instead.
+    operation costs less than a microsecond or two. A tie at the boundary (seen in the ``k + 1``-th
+    value) or a ``-inf`` among the ``k`` takes an exact tensor route instead.
     """
-    values, ids = torch.topk(scores, top_k)  # highest first
-    if int((scores >= values[-1]).sum()) > top_k:
+    values, ids = torch.topk(scores, min(top_k + 1, scores.numel()))  # highest first; one more shows a tie
+    levels = values.tolist()
+    if len(levels) > top_k and levels[top_k] == levels[top_k - 1]:
         ids = top_k_ids(scores, top_k)  # ascending
         kept = torch.log_softmax(scores[ids] / temperature, 0)
         if top_p < 1.0:
@@ -560,7 +574,7 @@ def sample_top_k(
             ids, kept = ids[keep], torch.log_softmax(kept[keep], 0)
         probs = torch.empty(ids.numel(), dtype=torch.float64, device=scores.device)
         return int(ids[_draw(kept, generator, probs, torch.empty_like(probs))])
-    levels, positions = values.tolist(), ids.tolist()
+    levels, positions = levels[:top_k], ids.tolist()[:top_k]
     highest = levels[0]
     masses = [math.exp((level - highest) / temperature) for level in levels]  # unnormalised, float64
     count = top_k

@@ -254,7 +254,7 @@ def assert_ranks_fit(ranks: torch.Tensor, log_probs: torch.Tensor, targets: torc
     assert bool(((fewest <= ranks) & (ranks <= most)).all())
 
 
-def test_score_ids_give_each_words_log_prob_and_rank(model, monkeypatch):
+def test_score_ids_give_each_words_log_prob_and_rank_in_blocks_or_not(model, monkeypatch):
     ids = torch.randint(0, model.vocab_size, (150,), generator=torch.Generator().manual_seed(9))
     lm = FastLM(model)
     log_probs, ranks = lm.score_ids(ids)
@@ -265,6 +265,7 @@ def test_score_ids_give_each_words_log_prob_and_rank(model, monkeypatch):
     assert_ranks_fit(ranks, full, ids[1:], 2e-5)
     assert max(ranks.tolist()) > 50  # random words: most are far down the list
     monkeypatch.setattr(inference, "_SCORE_BLOCK", 16)
+    monkeypatch.setattr(inference, "_TAIL_ROWS", 5)
     blocked = lm.score_ids(ids)
     torch.testing.assert_close(blocked[0], log_probs, rtol=0, atol=1e-5)
     assert_ranks_fit(blocked[1], full, ids[1:], 2e-5)
