@@ -89,17 +89,21 @@ class FastLM:
 
     Built once per model in eval semantics (no dropout, whatever the model's mode), from the
     model's weights at that moment: later changes to them are not seen (use :func:`fast_lm`,
-    which checks). Runs on the device and in the dtype of the model's parameters.
+    which checks). Runs on the device of the model's parameters, which must be float32.
 
     The sampler-facing contract is the model's own: :meth:`step` and :meth:`log_probs`. The fast
     entry points are :meth:`cursor` (a text extended word by word in place, with greedy and
-    sampled choices that compute only what can matter) and :meth:`score_ids`.
+    sampled choices that compute only what can matter), :meth:`score_ids` and :meth:`score_hidden`.
     """
 
     def __init__(self, model: LSTMLanguageModel, input_table: bool | None = None) -> None:
         lstm = model.lstm
         if lstm.bidirectional or lstm.proj_size or not lstm.batch_first:
             raise ValueError("FastLM needs the project's LSTM: one direction, no projection, batch first")
+        if model.embedding.weight.dtype != torch.float32:
+            raise ValueError(
+                f"FastLM needs float32 weights (Checkpoint.build_model gives them), got {model.embedding.weight.dtype}"
+            )
         self.vocab_size = model.vocab_size
         self.hidden_size = hidden = model.rnn_size
         self.num_layers = model.num_layers
@@ -107,7 +111,7 @@ class FastLM:
         self.adaptive = model.output_layer == "adaptive"
         weight = model.embedding.weight
         self.device = weight.device
-        self.dtype = weight.dtype
+        self.dtype = torch.float32
         table_bytes = self.vocab_size * 4 * hidden * weight.element_size()
         if input_table is None:
             input_table = table_bytes <= INPUT_TABLE_BUDGET

@@ -390,6 +390,11 @@ def test_the_cache_lets_the_model_go():
     assert len(inference._CACHE) == count - 1
 
 
+def test_a_model_in_another_precision_is_refused():
+    with pytest.raises(ValueError, match="float32"):
+        FastLM(make_model(**MODELS["1 layer, full, untied"]).bfloat16())
+
+
 def test_a_cursor_refuses_a_state_of_the_wrong_shape():
     lm = FastLM(make_model(**MODELS["2 layers, full, tied"]))
     with pytest.raises(ValueError, match="each"):
