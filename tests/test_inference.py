@@ -2,7 +2,7 @@
 
 Small random models (1 and 2 layers, full and adaptive softmax, tied and untied, with and without
 the input table) and the shipped demo model; every comparison is against the model's own
-``step`` / ``log_probs`` or the samplers' pure functions in :mod:`lstm_core.sampling`.
+``step`` / ``log_probs`` or the samplers' processors and pure functions in :mod:`lstm_core.sampling`.
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ from lstm_core.config import RECIPE_PRIME_TEXTS, Config
 from lstm_core.inference import FastLM, fast_lm, nucleus_ids, sample_top_k, top_k_ids
 from lstm_core.model import LSTMLanguageModel
 from lstm_core.sampling import (
+    History,
+    ProcessorList,
     SamplingOptions,
     filter_top_k,
     filter_top_p,
     generate,
     sample_index,
-    transform_log_probs,
 )
 from lstm_core.text import tokenize
 from lstm_core.vocab import UNK_INDEX
@@ -76,6 +77,12 @@ def random_state(model: LSTMLanguageModel, generator: torch.Generator) -> tuple[
     """A state ``(h, c)``, each ``(L, 1, H)``, anywhere an LSTM could be."""
     shape = (model.num_layers, 1, model.rnn_size)
     return torch.rand(shape, generator=generator) * 2 - 1, torch.randn(shape, generator=generator) * 2
+
+
+def samplers_filter(log_probs: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
+    """``log_probs (V,)`` after the samplers' temperature, top-k and top-p processors, in their order."""
+    options = SamplingOptions(method="sample", temperature=temperature, top_k=top_k, top_p=top_p, unknown="allow")
+    return ProcessorList.from_options(options)(log_probs.unsqueeze(0), [History()])[0]
 
 
 def reference_log_probs(model: LSTMLanguageModel, state: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -188,7 +195,7 @@ def test_sample_next_draws_what_the_samplers_draw(model, temperature, top_k, top
         # The samplers' path with unknown='skip': remove <unk>, renormalise, filter, draw.
         scores = cursor.log_probs().clone()
         scores[UNK_INDEX] = float("-inf")
-        filtered = transform_log_probs(scores.log_softmax(-1), temperature, top_k, top_p)
+        filtered = samplers_filter(scores.log_softmax(-1), temperature, top_k, top_p)
         theirs, ours = torch.Generator().manual_seed(trial), torch.Generator().manual_seed(trial)
         for _ in range(4):  # several draws from one stream: each call takes exactly one
             fresh = lm.cursor(state)  # nothing computed yet at this position
@@ -237,7 +244,7 @@ def test_sample_top_k_draws_what_the_samplers_draw(levels):
     for trial in range(40):
         scores = tie_heavy_log_probs(generator, 400, levels)
         for temperature, top_k, top_p in ((1.0, 40, 1.0), (0.8, 40, 0.95), (1.5, 3, 0.5), (0.6, 400, 0.9)):
-            filtered = transform_log_probs(scores, temperature, top_k, top_p)
+            filtered = samplers_filter(scores, temperature, top_k, top_p)
             theirs, ours = torch.Generator().manual_seed(trial), torch.Generator().manual_seed(trial)
             for _ in range(3):
                 assert sample_top_k(scores, top_k, ours, temperature, top_p) == sample_index(filtered, theirs)
@@ -476,7 +483,7 @@ def test_top_k_sampling_takes_a_tail_word_that_enters_the_top_k_by_a_hair():
         model, _ = margin_model(hidden, kth_head_word, margin)
         scores = reference_log_probs(model, state).clone()
         scores[UNK_INDEX] = float("-inf")
-        filtered = transform_log_probs(scores.log_softmax(-1), 1.0, top_k, 1.0)
+        filtered = samplers_filter(scores.log_softmax(-1), 1.0, top_k, 1.0)
         assert bool(torch.isfinite(filtered[45])) == (margin > -within)
         lm = FastLM(model)
         theirs, ours = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
