@@ -52,11 +52,17 @@ it costs ``V x 4H`` floats, 29 MB for the demo model (three times the model itse
 model a server keeps, and 47 ms to build. Small models get it; bigger ones when asked
 (``input_table=True``)."""
 
+# The samplers' rules, repeated here because lstm_core.sampling imports this module (through
+# lstm_core.evaluation); tests/test_inference.py checks that they agree with
+# lstm_core.sampling.processors.
 GREEDY_TEMPERATURE = 1e-4
 """At or below this temperature sampling is the argmax (the samplers' rule; one draw is still used)."""
 
 TOP_P_TOLERANCE = 1e-6
 """Mass within this of ``top_p`` counts as reaching it (the samplers' rule)."""
+
+MIN_P_TOLERANCE = 1e-5
+"""A log-ratio to the top word within this of ``log(min_p)`` counts as reaching it (the samplers' rule)."""
 
 _SCORE_BLOCK = 2048
 """Positions per block while scoring, so a long text never needs its whole ``(N, V)`` at once."""
@@ -157,6 +163,23 @@ class FastLM:
         for name in self._lstm._flat_weights_names:
             setattr(self._lstm, name, getattr(lstm, name))
         self._lstm.eval()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this holds besides the model's own weights (which it shares, tails and embedding included).
+
+        The gates' reordered ``[W_ih | W_hh]`` and summed biases of every layer, the adaptive
+        softmax's head (its words' rows and the cluster tokens', copied side by side; a full
+        softmax uses the decoder's own weights) and the input table, if any. For the demo model
+        (1 x 256, 6,924 words, a head of 599 words and 2 cluster tokens) 2.7 MB (2.6 MiB): 2.1 MB of
+        gate weights and 0.6 MB of head.
+        """
+        own = [*self.layer_weights, *self.layer_biases]
+        if self.adaptive:
+            own += [self.head_weight, self.head_bias]
+        if self.input_table is not None:
+            own.append(self.input_table)
+        return sum(tensor.numel() * tensor.element_size() for tensor in own)
 
     @property
     def input_table_bytes(self) -> int:
@@ -377,6 +400,24 @@ class Cursor:
         self._tails_ready = [False] * len(lm.clusters)
         self._cluster_log_probs: list[float] = []
 
+    @property
+    def vocab_size(self) -> int:
+        return self._lm.vocab_size
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the cursor's own buffers: the state, the gates, and a few vocabulary-sized vectors.
+
+        Three float32 and two float64 vectors of ``V`` (log-probs, a filtered copy, its
+        renormalised form, and the draw's probabilities and cumulative sums), the head's logits
+        and log-probs, and the state: 0.23 MB for the demo model's 6,924 words. Freed with the cursor.
+        """
+        buffers = [*self._joined, *self._c, self._gates, self._full, self._work, self._scores, self._at_least]
+        buffers += [self._logits, self._probs, self._cumulative]
+        if self._head is not self._full:
+            buffers.append(self._head)
+        return sum(buffer.numel() * buffer.element_size() for buffer in buffers)
+
     # ---- the state ----
 
     @property
@@ -497,22 +538,27 @@ class Cursor:
         top_k: int = 0,
         top_p: float = 1.0,
         banned: Sequence[int] = (),
+        min_p: float = 0.0,
     ) -> int:
-        """One word drawn as the samplers draw it: temperature, then top-k, then top-p, one uniform.
+        """One word drawn as the samplers draw it: temperature, top-k, top-p, min-p, one uniform.
 
-        The same distribution as the samplers' ``transform_log_probs`` followed by
-        ``sample_index`` on the log-probs with ``banned`` removed (as ``unknown='skip'`` removes
-        ``<unk>``), and the same use of ``generator``: exactly one ``torch.rand(1, float64)`` per
-        call, mapped through the cumulative distribution in vocabulary order, so a seed gives the
-        same words (up to float rounding at the edges of a word's share of ``[0, 1)``).
+        The same distribution as the samplers' processors (``Temperature``, ``TopK``, ``TopP``,
+        ``MinP``, in that order) followed by ``sample_index``, on the log-probs with ``banned``
+        removed (as ``unknown='skip'`` removes ``<unk>``), and the same use of ``generator``:
+        exactly one ``torch.rand(1, float64)`` per call, mapped through the cumulative
+        distribution in vocabulary order, so a seed gives the same words (up to float rounding at
+        the edges of a word's share of ``[0, 1)``, or of a filter's cut).
 
         With ``top_k`` on, only the ``top_k`` best words' values are needed after temperature, and
         a tail cluster is computed only when its token beats the ``top_k``-th best head word.
         """
         if not (math.isfinite(temperature) and temperature > 0):
             raise ValueError(f"temperature must be a number greater than 0, got {temperature!r}")
-        if top_k < 0 or not 0 < top_p <= 1:
-            raise ValueError(f"top_k must be 0 (off) or more and top_p in (0, 1]; got {top_k!r}, {top_p!r}")
+        if top_k < 0 or not 0 < top_p <= 1 or not 0 <= min_p <= 1:
+            raise ValueError(
+                f"top_k must be 0 (off) or more, top_p in (0, 1] and min_p in [0, 1]; got {top_k!r}, {top_p!r}, "
+                f"{min_p!r}"
+            )
         lm = self._lm
         if temperature <= GREEDY_TEMPERATURE:
             torch.rand(1, dtype=torch.float64, generator=generator)  # a one-hot draw still takes one
@@ -542,25 +588,30 @@ class Cursor:
             else:
                 work[start:end].fill_(_NEG_INF)
         if filtering:
-            return sample_top_k(work[:scope], top_k, generator, temperature, top_p)
+            return sample_top_k(work[:scope], top_k, generator, temperature, top_p, min_p)
         if temperature != 1.0:
             work.div_(temperature)
         scores = torch.log_softmax(work, 0, out=self._scores)
         if top_p >= 1.0:
-            return _draw(scores, generator, self._probs, self._cumulative)
+            return _draw(cut_min_p(scores, min_p), generator, self._probs, self._cumulative)
         ids = nucleus_ids(scores, top_p)  # ascending
-        scores = torch.log_softmax(scores[ids], 0)
+        scores = cut_min_p(torch.log_softmax(scores[ids], 0), min_p)
         count = ids.numel()
         return int(ids[_draw(scores, generator, self._probs[:count], self._cumulative[:count])])
 
 
 def sample_top_k(
-    scores: Tensor, top_k: int, generator: torch.Generator, temperature: float = 1.0, top_p: float = 1.0
+    scores: Tensor,
+    top_k: int,
+    generator: torch.Generator,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    min_p: float = 0.0,
 ) -> int:
-    """One position of ``scores (n,)`` (log-probs, normalised or not) drawn after temperature, top-k and top-p.
+    """One position of ``scores (n,)`` (log-probs, normalised or not) drawn after temperature, top-k, top-p and min-p.
 
-    Exactly the samplers' ``sample_index(transform_log_probs(scores, temperature, top_k,
-    top_p))`` (same words kept, ties at the top-k boundary to the lower position, one
+    Exactly the samplers' processors (``Temperature``, ``TopK``, ``TopP``, ``MinP``) followed by
+    ``sample_index`` (same words kept, ties at the top-k boundary to the lower position, one
     ``torch.rand(1, float64)`` from ``generator`` mapped through the kept words' cumulative mass in
     position order), up to float rounding. Needs ``0 < top_k <= n``.
 
@@ -576,6 +627,7 @@ def sample_top_k(
         if top_p < 1.0:
             keep = nucleus_ids(kept, top_p)
             ids, kept = ids[keep], torch.log_softmax(kept[keep], 0)
+        kept = cut_min_p(kept, min_p)
         probs = torch.empty(ids.numel(), dtype=torch.float64, device=scores.device)
         return int(ids[_draw(kept, generator, probs, torch.empty_like(probs))])
     levels, positions = levels[:top_k], ids.tolist()[:top_k]
@@ -594,9 +646,15 @@ def sample_top_k(
         count = max(1, count)
         if count < top_k and levels[count - 1] == levels[count]:
             # It ends inside a run of equal values (whose masses are equal, so the count holds):
-            # of those, the lower positions are in.
+            # of those, the lower positions are in. Only equal values move, so levels[i] still
+            # holds the value at place i.
             order = sorted(range(top_k), key=lambda i: (-levels[i], positions[i]))
             positions, masses = [positions[i] for i in order], [masses[i] for i in order]
+    if min_p > 0.0:
+        # min-p: the words whose log-ratio to the top word (after temperature) reaches log(min_p),
+        # a prefix of the values (highest first) that never splits a run of equal ones.
+        cut = math.log(min_p) - MIN_P_TOLERANCE
+        count = sum(1 for level in levels[:count] if (level - highest) / temperature >= cut)
     chosen = sorted(zip(positions[:count], masses[:count], strict=True))  # position order
     cumulative = list(itertools.accumulate(mass for _, mass in chosen))
     draw = float(torch.rand(1, dtype=torch.float64, generator=generator)) * cumulative[-1]
@@ -604,6 +662,18 @@ def sample_top_k(
     if index >= len(chosen):  # the draw rounded up to the total mass: the last possible word
         index = max(i for i, (_, mass) in enumerate(chosen) if mass > 0)
     return chosen[index][0]
+
+
+def cut_min_p(log_probs: Tensor, min_p: float) -> Tensor:
+    """``log_probs (n,)`` with ``-inf``, in place, for the words under ``min_p`` times the top word's probability.
+
+    The samplers' ``filter_min_p`` comparison (in float64, with :data:`MIN_P_TOLERANCE`) without
+    its renormalisation: a draw scales by the kept words' total anyway. Off (``min_p`` 0): untouched.
+    """
+    if min_p <= 0.0:
+        return log_probs
+    scores = log_probs.double()
+    return log_probs.masked_fill_(scores < scores.max() + (math.log(min_p) - MIN_P_TOLERANCE), _NEG_INF)
 
 
 def _draw(log_probs: Tensor, generator: torch.Generator, probs: Tensor, cumulative: Tensor) -> int:
@@ -670,7 +740,10 @@ def fast_lm(model: LSTMLanguageModel, input_table: bool | None = None) -> FastLM
 
     Kept in a weak cache (it goes when the model does); its signature check
     (:func:`weights_signature`) costs a few microseconds, so call this once per generation or
-    scoring, not per word.
+    scoring, not per word. A server thus holds one :class:`FastLM` per model it keeps
+    (:attr:`FastLM.nbytes` besides the model: 2.7 MB for the demo model), and one
+    :class:`Cursor` per text being generated (:attr:`Cursor.nbytes`: 0.23 MB), freed when that
+    generation ends.
     """
     signature = (weights_signature(model), input_table)
     with _CACHE_LOCK:
@@ -680,3 +753,22 @@ def fast_lm(model: LSTMLanguageModel, input_table: bool | None = None) -> FastLM
         built = FastLM(model, input_table)
         _CACHE[model] = (signature, built)
         return built
+
+
+_REPLACEABLE = frozenset({"forward", "step", "log_probs"})
+
+
+def fast_path(model: object) -> FastLM | None:
+    """``model``'s :class:`FastLM` where it computes what the model computes, else None.
+
+    That is an :class:`LSTMLanguageModel` itself (a subclass may compute otherwise) with float32
+    weights, whose ``forward``, ``step`` and ``log_probs`` are the class's own (a test or a
+    wrapper may replace one on the instance). Anything else -- another
+    :class:`~lstm_core.model.LanguageModel`, half-precision weights -- goes the protocol's way.
+    Goes through :func:`fast_lm`: call it once per generation or scoring.
+    """
+    if type(model) is not LSTMLanguageModel or not _REPLACEABLE.isdisjoint(vars(model)):
+        return None
+    if any(parameter.dtype != torch.float32 for parameter in model.parameters()):
+        return None
+    return fast_lm(model)

@@ -17,15 +17,17 @@ import torch
 from lstm_core import inference
 from lstm_core.checkpoint import load_checkpoint
 from lstm_core.config import RECIPE_PRIME_TEXTS, Config
-from lstm_core.inference import FastLM, fast_lm, nucleus_ids, sample_top_k, top_k_ids
+from lstm_core.inference import FastLM, cut_min_p, fast_lm, fast_path, nucleus_ids, sample_top_k, top_k_ids
 from lstm_core.model import LSTMLanguageModel
 from lstm_core.sampling import (
     History,
     ProcessorList,
     SamplingOptions,
+    filter_min_p,
     filter_top_k,
     filter_top_p,
     generate,
+    processors,
     sample_index,
 )
 from lstm_core.text import tokenize
@@ -79,9 +81,13 @@ def random_state(model: LSTMLanguageModel, generator: torch.Generator) -> tuple[
     return torch.rand(shape, generator=generator) * 2 - 1, torch.randn(shape, generator=generator) * 2
 
 
-def samplers_filter(log_probs: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
-    """``log_probs (V,)`` after the samplers' temperature, top-k and top-p processors, in their order."""
-    options = SamplingOptions(method="sample", temperature=temperature, top_k=top_k, top_p=top_p, unknown="allow")
+def samplers_filter(
+    log_probs: torch.Tensor, temperature: float, top_k: int, top_p: float, min_p: float = 0.0
+) -> torch.Tensor:
+    """``log_probs (V,)`` after the samplers' temperature, top-k, top-p and min-p processors, in their order."""
+    options = SamplingOptions(
+        method="sample", temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, unknown="allow"
+    )
     return ProcessorList.from_options(options)(log_probs.unsqueeze(0), [History()])[0]
 
 
@@ -175,18 +181,21 @@ def test_banned_ids_outside_the_vocabulary_are_refused():
 # ---- sampling ----------------------------------------------------------------------------------
 
 FILTERS = [
-    (1.0, 0, 1.0),
-    (0.8, 0, 1.0),
-    (0.8, 10, 0.95),
-    (1.3, 0, 0.9),
-    (0.5, 5, 1.0),
-    (0.7, 60, 0.8),  # k beyond the head of the small adaptive models: every tail counts
-    (1e-5, 0, 1.0),  # greedy by temperature: one draw is still used
+    (1.0, 0, 1.0, 0.0),
+    (0.8, 0, 1.0, 0.0),
+    (0.8, 10, 0.95, 0.0),
+    (1.3, 0, 0.9, 0.0),
+    (0.5, 5, 1.0, 0.0),
+    (0.7, 60, 0.8, 0.0),  # k beyond the head of the small adaptive models: every tail counts
+    (1e-5, 0, 1.0, 0.0),  # greedy by temperature: one draw is still used
+    (1.0, 0, 1.0, 0.05),  # min-p alone, after top-p, after top-k and top-p
+    (1.4, 0, 0.9, 0.2),
+    (0.9, 20, 0.95, 0.1),
 ]
 
 
-@pytest.mark.parametrize(("temperature", "top_k", "top_p"), FILTERS)
-def test_sample_next_draws_what_the_samplers_draw(model, temperature, top_k, top_p):
+@pytest.mark.parametrize(("temperature", "top_k", "top_p", "min_p"), FILTERS)
+def test_sample_next_draws_what_the_samplers_draw(model, temperature, top_k, top_p, min_p):
     lm = FastLM(model)
     generator = torch.Generator().manual_seed(5)
     for trial in range(12):
@@ -195,18 +204,34 @@ def test_sample_next_draws_what_the_samplers_draw(model, temperature, top_k, top
         # The samplers' path with unknown='skip': remove <unk>, renormalise, filter, draw.
         scores = cursor.log_probs().clone()
         scores[UNK_INDEX] = float("-inf")
-        filtered = samplers_filter(scores.log_softmax(-1), temperature, top_k, top_p)
+        filtered = samplers_filter(scores.log_softmax(-1), temperature, top_k, top_p, min_p)
         theirs, ours = torch.Generator().manual_seed(trial), torch.Generator().manual_seed(trial)
         for _ in range(4):  # several draws from one stream: each call takes exactly one
             fresh = lm.cursor(state)  # nothing computed yet at this position
-            assert fresh.sample_next(ours, temperature, top_k, top_p, (UNK_INDEX,)) == sample_index(filtered, theirs)
+            drawn = fresh.sample_next(ours, temperature, top_k, top_p, (UNK_INDEX,), min_p)
+            assert drawn == sample_index(filtered, theirs)
         assert torch.equal(torch.rand(1, generator=ours), torch.rand(1, generator=theirs))  # in step
+
+
+def test_min_p_leaves_out_words_in_sampling():
+    """The min-p cases above draw only where min-p removed words (or the test would not show it works)."""
+    model = make_model(**MODELS["1 layer, adaptive, tied"])
+    cursor = FastLM(model).cursor(random_state(model, torch.Generator().manual_seed(3)))
+    scores = cursor.log_probs().clone()
+    kept = torch.isfinite(samplers_filter(scores, 1.0, 0, 1.0, 0.05)).sum()
+    assert 1 < int(kept) < model.vocab_size // 2
+
+
+def test_the_fast_paths_rules_are_the_samplers():
+    assert inference.GREEDY_TEMPERATURE == processors.GREEDY_TEMPERATURE
+    assert inference.TOP_P_TOLERANCE == processors.TOP_P_TOLERANCE
+    assert inference.MIN_P_TOLERANCE == processors.MIN_P_TOLERANCE
 
 
 def test_sample_next_refuses_bad_options():
     cursor = FastLM(make_model(**MODELS["1 layer, full, untied"])).cursor()
     generator = torch.Generator().manual_seed(0)
-    for options in ({"temperature": 0.0}, {"top_k": -1}, {"top_p": 0.0}, {"top_p": 1.5}):
+    for options in ({"temperature": 0.0}, {"top_k": -1}, {"top_p": 0.0}, {"top_p": 1.5}, {"min_p": 1.5}):
         with pytest.raises(ValueError):
             cursor.sample_next(generator, **options)
 
@@ -241,13 +266,26 @@ def test_nucleus_ids_keep_what_filter_top_p_keeps(size, levels):
 @pytest.mark.parametrize("levels", [4, 10_000])
 def test_sample_top_k_draws_what_the_samplers_draw(levels):
     generator = torch.Generator().manual_seed(8)
+    settings = [(1.0, 40, 1.0, 0.0), (0.8, 40, 0.95, 0.0), (1.5, 3, 0.5, 0.0), (0.6, 400, 0.9, 0.0)]
+    settings += [(1.0, 40, 1.0, 0.3), (0.8, 40, 0.95, 0.5), (2.0, 400, 1.0, 0.5)]  # min-p
     for trial in range(40):
         scores = tie_heavy_log_probs(generator, 400, levels)
-        for temperature, top_k, top_p in ((1.0, 40, 1.0), (0.8, 40, 0.95), (1.5, 3, 0.5), (0.6, 400, 0.9)):
-            filtered = samplers_filter(scores, temperature, top_k, top_p)
+        for temperature, top_k, top_p, min_p in settings:
+            filtered = samplers_filter(scores, temperature, top_k, top_p, min_p)
             theirs, ours = torch.Generator().manual_seed(trial), torch.Generator().manual_seed(trial)
             for _ in range(3):
-                assert sample_top_k(scores, top_k, ours, temperature, top_p) == sample_index(filtered, theirs)
+                drawn = sample_top_k(scores, top_k, ours, temperature, top_p, min_p)
+                assert drawn == sample_index(filtered, theirs)
+
+
+@pytest.mark.parametrize("levels", [3, 10_000])
+def test_cut_min_p_keeps_what_filter_min_p_keeps(levels):
+    generator = torch.Generator().manual_seed(16)
+    for _ in range(30):
+        scores = tie_heavy_log_probs(generator, 500, levels)
+        for min_p in (0.0, 0.01, 0.3, 0.5, 1.0):
+            expected = torch.isfinite(filter_min_p(scores, min_p))
+            assert torch.equal(torch.isfinite(cut_min_p(scores.clone(), min_p)), expected)
 
 
 # ---- scoring -----------------------------------------------------------------------------------
@@ -351,6 +389,37 @@ def test_the_input_table_is_built_for_small_models_only_unless_asked(demo):
     model, _ = demo
     assert FastLM(model).input_table_bytes == 0  # 29 MB: over the budget
     assert FastLM(model, input_table=True).input_table_bytes == model.vocab_size * 4 * model.rnn_size * 4
+
+
+def test_what_a_fast_lm_and_a_cursor_hold_besides_the_model(demo):
+    model, _ = demo
+    lm = FastLM(model)
+    hidden, embedding, head = model.rnn_size, model.embedding.embedding_dim, model.cutoffs[0] + len(model.cutoffs)
+    gates, head_rows = 4 * hidden * (embedding + hidden + 1), head * (hidden + 1)
+    assert lm.nbytes == 4 * (gates + head_rows)
+    assert 2.6e6 < lm.nbytes < 2.8e6  # the figure the docstrings and bench/RESULTS.md give
+    # The embedding and the tails are the model's own weights, not copies.
+    assert lm.embedding.data_ptr() == model.embedding.weight.data_ptr()
+    assert lm.output_weight.data_ptr() == model.adaptive.weight.data_ptr()
+    assert 0.2e6 < lm.cursor().nbytes < 0.25e6
+    full = make_model(**MODELS["2 layers, full, tied"])
+    assert FastLM(full, input_table=False).nbytes == 4 * sum(4 * 24 * (24 + 24 + 1) for _ in range(2))
+
+
+def test_the_fast_path_is_for_the_lstm_model_itself_in_float32(monkeypatch):
+    model = make_model(**MODELS["1 layer, adaptive, tied"])
+    assert fast_path(model) is fast_lm(model)
+    assert fast_path(make_model(**MODELS["1 layer, adaptive, tied"]).bfloat16()) is None
+    assert fast_path(make_model(**MODELS["1 layer, adaptive, tied"]).half()) is None
+
+    class Variant(LSTMLanguageModel):
+        pass
+
+    assert fast_path(Variant(VOCAB, Config(rnn_size=24))) is None
+    monkeypatch.setattr(model, "log_probs", lambda hidden: hidden)  # replaced on the instance
+    assert fast_path(model) is None
+    monkeypatch.undo()
+    assert fast_path(model) is not None
 
 
 def test_fast_lm_is_cached_and_rebuilt_when_the_weights_change():
