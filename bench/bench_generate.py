@@ -15,24 +15,25 @@ for top-p (the nucleus holds most of the vocabulary).
 ``--checkpoint models/demo.pt`` measures a trained model instead (the same figures, its own
 vocabulary), e.g. the demo model the Generate page starts with.
 
-``--race`` instead races three ways of doing the same work, alternated within one run so that
-background load hits them alike, with 1 thread, on the demo model and a random 2 x 256 model:
+``--race`` instead races the project's own entry points against what a PyTorch user would write,
+alternated within one run so that background load hits them alike, with 1 thread, on the demo
+model and a random 2 x 256 model (adaptive; ``--race-layers adaptive,full`` adds the full softmax):
 
-* **plain**: what a PyTorch user would write: ``nn.Embedding``, ``nn.LSTM`` called once per word
-  with its state, torch's own ``nn.AdaptiveLogSoftmaxWithLoss`` with the model's cut-offs and
-  weights copied in (``.log_prob`` then argmax, or ``torch.multinomial`` of the softmax), and for
-  scoring ``nn.LSTM`` over the whole text then ``.log_prob`` of every position;
-* **fast**: :mod:`lstm_core.inference` (a :class:`~lstm_core.inference.Cursor` per text, or
-  :meth:`~lstm_core.inference.FastLM.score_ids`);
-* **project**: today's :meth:`StepGenerator.regenerate` and :func:`score`.
+* **plain**: ``nn.Embedding``, ``nn.LSTM`` over the prime and then once per word with its state,
+  torch's own ``nn.AdaptiveLogSoftmaxWithLoss`` with the model's cut-offs and weights copied in
+  (``.log_prob`` then argmax, or ``torch.multinomial`` of the filtered softmax), and for scoring
+  ``nn.LSTM`` over the whole text then ``.log_prob`` of every position, each word's value and rank;
+* **generate**: :func:`generate` from the prime text (tokenising and priming included);
+* **regenerate**: :meth:`StepGenerator.regenerate`, from the cached post-prime state;
+* **score**: :func:`score` of the text.
 
-Every generator writes the same number of words from the same post-prime state and never
-``<unk>``; it prints ms per word (medians) and the ratio fast / plain (the median of the ratios of
-neighbouring runs). ``--profile`` prints where one sampled step of the project's path spends its
-time.
+Every generator writes the same number of words and never ``<unk>``; it prints ms per word
+(medians) and each entry point's ratio to plain (the median of the ratios of neighbouring runs),
+and the load average before and after. ``--profile`` prints where one sampled word of
+:func:`generate` spends its time.
 
 Run: ``python bench/bench_generate.py [--threads 1,2] [--repeats 7] [--checkpoint PATH]``
-or ``python bench/bench_generate.py --race [--repeats 15] [--words 200]``
+or ``python bench/bench_generate.py --race [--repeats 15] [--words 1000]``
 or ``python bench/bench_generate.py --profile``.
 """
 
@@ -42,6 +43,7 @@ import argparse
 import cProfile
 import functools
 import itertools
+import os
 import pstats
 import statistics
 import sys
@@ -59,14 +61,14 @@ from lstm_core.checkpoint import load_checkpoint
 from lstm_core.config import Config
 from lstm_core.corpus import bundled_plays
 from lstm_core.data import prepare
-from lstm_core.inference import fast_lm
-from lstm_core.model import LSTMLanguageModel, State, choose_cutoffs
+from lstm_core.model import LSTMLanguageModel, choose_cutoffs
 from lstm_core.sampling import SamplingOptions, StepGenerator, generate, score
 from lstm_core.text import tokenize
 from lstm_core.vocab import UNK_INDEX, Vocab
 
 PRIME = "to be or not to be that is the question"
 WORDS_PER_RUN = 200
+RACE_WORDS = 1000
 DEMO = Path(__file__).resolve().parents[1] / "models" / "demo.pt"
 
 
@@ -110,7 +112,7 @@ def measure(model: LSTMLanguageModel, vocab: Vocab, text: str, repeats: int) -> 
     return {name: seconds * 1000 for name, seconds in results.items()}
 
 
-# ---- the race: a plain PyTorch loop, the fast path and the project's path -------------------
+# ---- the race: a plain PyTorch loop against the project's entry points -----------------------
 
 
 class PlainLM(nn.Module):
@@ -154,13 +156,12 @@ class PlainLM(nn.Module):
         return torch.log_softmax(self.decoder(hidden), dim=-1)
 
 
-def plain_generate(
-    plain: PlainLM, start: tuple[Tensor, State], words: int, choose: Callable[[Tensor], int]
-) -> list[int]:
-    """``words`` words from ``start = (hidden (1, H), state)``: ``nn.LSTM`` once per word."""
-    hidden, state = start
+def plain_generate(plain: PlainLM, prime_ids: Tensor, words: int, choose: Callable[[Tensor], int]) -> list[int]:
+    """``words`` words after ``prime_ids (1, T)``: ``nn.LSTM`` over the prime, then once per word."""
     out: list[int] = []
     with torch.no_grad():
+        output, state = plain.lstm(plain.embedding(prime_ids))
+        hidden = output[:, -1]
         for position in range(words):
             log_probs = plain.log_probs(hidden)  # (1, V)
             log_probs[0, UNK_INDEX] = float("-inf")
@@ -197,70 +198,50 @@ def plain_score(plain: PlainLM, ids: Tensor) -> tuple[Tensor, Tensor]:
         return target[:, 0], (log_probs > target).sum(dim=1) + 1
 
 
-def fast_generate(model: LSTMLanguageModel, state: State, words: int, sample: SamplingOptions | None) -> list[int]:
-    """The same work through :mod:`lstm_core.inference`: one cursor, a choice and a feed per word."""
-    cursor = fast_lm(model).cursor(state)
-    generator = None if sample is None else torch.Generator().manual_seed(sample.seed or 0)
-    out: list[int] = []
-    for position in range(words):
-        if generator is None:
-            index = cursor.best_next((UNK_INDEX,))
-        else:
-            index = cursor.sample_next(generator, sample.temperature, sample.top_k, sample.top_p, (UNK_INDEX,))
-        out.append(index)
-        if position + 1 < words:
-            cursor.feed(index)
-    return out
+RACE_TASKS = {
+    "greedy": SamplingOptions(),
+    "sample T 0.8": SamplingOptions(method="sample", temperature=0.8, seed=1),
+    "sample T 0.8, top-k 40, top-p 0.95": SamplingOptions(
+        method="sample", temperature=0.8, top_k=40, top_p=0.95, seed=1
+    ),
+}
 
 
 def race_model(name: str, model: LSTMLanguageModel, vocab: Vocab, text: str, words: int, repeats: int) -> None:
-    """Print one model's race: per-word ms of plain, fast and project, and fast / plain."""
+    """Print one model's race: per-word ms of plain and of each entry point, and their ratios to plain."""
     plain = PlainLM(model)
-    fast_lm(model)  # built once per model, as a server would (the input table, if any, too)
     prime_ids = torch.tensor([vocab.encode(tokenize(PRIME))])
-    with torch.no_grad():
-        output, state = model(prime_ids)
-        plain_start = (output[:, -1], state)
     stepper = StepGenerator(model, vocab, PRIME)
     score_ids = torch.tensor(vocab.encode(tokenize(text)))
     scored_words = score_ids.numel() - 1
-    tasks = {
-        "greedy": SamplingOptions(),
-        "sample T 0.8": SamplingOptions(method="sample", temperature=0.8, seed=1),
-        "sample T 0.8, top-k 40, top-p 0.95": SamplingOptions(
-            method="sample", temperature=0.8, top_k=40, top_p=0.95, seed=1
-        ),
-    }
     print(f"\n{name}: {len(vocab):,} words, {model.num_layers} x {model.rnn_size}, {model.output_layer} softmax")
-    print("| task | plain ms/word | fast ms/word | project ms/word | fast / plain | project / plain |")
-    print("|---|---|---|---|---|---|")
-    for task, options in tasks.items():
-        sampled = options if options.method == "sample" else None
+    print("| task | plain ms/word | project ms/word | **project / plain** |")
+    print("|---|---|---|---|")
+    for task, options in RACE_TASKS.items():
 
         def plain_run(options: SamplingOptions = options) -> object:
             if options.method == "greedy":
-                return plain_generate(plain, plain_start, words, lambda row: int(row.argmax()))
+                return plain_generate(plain, prime_ids, words, lambda row: int(row.argmax()))
             generator = torch.Generator().manual_seed(options.seed or 0)
             choose = plain_sampler(options.temperature, options.top_k, options.top_p, generator)
-            return plain_generate(plain, plain_start, words, choose)
+            return plain_generate(plain, prime_ids, words, choose)
 
         runs = {
             "plain": plain_run,
-            "fast": functools.partial(fast_generate, model, state, words, sampled),
-            "project": functools.partial(stepper.regenerate, words, options),
+            "generate": functools.partial(generate, model, vocab, PRIME, words, options),
+            "regenerate": functools.partial(stepper.regenerate, words, options),
         }
-        same = fast_generate(model, state, words, sampled) == vocab.encode(stepper.regenerate(words, options).words)
-        report_race(task + ("" if same else " (fast and project words differ!)"), runs, repeats, words)
+        same = generate(model, vocab, PRIME, words, options) == stepper.regenerate(words, options)
+        report_race(task + ("" if same else " (generate and regenerate differ!)"), runs, repeats, words)
     runs = {
         "plain": functools.partial(plain_score, plain, score_ids),
-        "fast": functools.partial(fast_lm(model).score_ids, score_ids),
-        "project": functools.partial(score, model, vocab, text),
+        "score": functools.partial(score, model, vocab, text),
     }
     report_race(f"score {scored_words:,} words", runs, repeats, scored_words)
 
 
 def report_race(task: str, runs: dict[str, Callable[[], object]], repeats: int, words: int) -> None:
-    """Time each run ``repeats`` times, taking turns (the order rotates), and print one table row."""
+    """Time each run ``repeats`` times, taking turns (the order rotates), and print a table row per entry point."""
     for run in runs.values():
         run()  # warm-up
     names = list(runs)
@@ -270,19 +251,20 @@ def report_race(task: str, runs: dict[str, Callable[[], object]], repeats: int, 
             start = time.perf_counter()
             runs[name]()
             times[name].append(time.perf_counter() - start)
-    per_word = {name: statistics.median(values) * 1000 / words for name, values in times.items()}
-    ratios = {
-        name: statistics.median(mine / base for mine, base in zip(times[name], times["plain"], strict=True))
-        for name in ("fast", "project")
-    }
-    cells = [task, *(f"{per_word[name]:.3f}" for name in names), *(f"{ratios[name]:.2f}" for name in ratios)]
-    print("| " + " | ".join(cells) + " |", flush=True)
+    plain_ms = statistics.median(times["plain"]) * 1000 / words
+    for name in names[1:]:
+        ratio = statistics.median(mine / base for mine, base in zip(times[name], times["plain"], strict=True))
+        mine_ms = statistics.median(times[name]) * 1000 / words
+        print(f"| {task}: {name} | {plain_ms:.3f} | {mine_ms:.3f} | **{ratio:.2f}** |", flush=True)
 
 
 def race(args: argparse.Namespace, vocab: Vocab, text: str) -> None:
     """The demo model (or ``--checkpoint``), then a random 2 x 256 model per ``--race-layers``, 1 thread."""
     torch.set_num_threads(1)
-    print(f"torch threads: 1; medians of {args.repeats} runs of each contender, taken in turns")
+    print(
+        f"torch threads: 1; {args.words} generated words; medians of {args.repeats} runs of each contender, taken "
+        f"in turns; load average {os.getloadavg()[0]:.1f}"
+    )
     checkpoint = load_checkpoint(args.checkpoint or DEMO)
     race_model(
         str(args.checkpoint or "models/demo.pt"),
@@ -294,21 +276,22 @@ def race(args: argparse.Namespace, vocab: Vocab, text: str) -> None:
     )
     for output_layer in args.race_layers.split(","):
         race_model("random weights", build_model(vocab, output_layer), vocab, text, args.words, args.repeats)
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
 
 
 def profile_project_step(words: int) -> None:
-    """Where one sampled word of the project's path goes (demo model, 1 thread)."""
+    """Where one sampled word of :func:`generate` goes (demo model, 1 thread)."""
     torch.set_num_threads(1)
     checkpoint = load_checkpoint(DEMO)
-    stepper = StepGenerator(checkpoint.build_model(), checkpoint.vocab, PRIME)
+    model, vocab = checkpoint.build_model(), checkpoint.vocab
     options = SamplingOptions(method="sample", temperature=0.8, top_k=40, top_p=0.95, seed=1)
-    stepper.regenerate(words, options)
+    generate(model, vocab, PRIME, words, options)
     profiler = cProfile.Profile()
     profiler.enable()
-    stepper.regenerate(words, options)
+    generate(model, vocab, PRIME, words, options)
     profiler.disable()
-    print(f"the project's path, {words} sampled words (T 0.8, top-k 40, top-p 0.95), demo model, 1 thread:")
-    pstats.Stats(profiler).sort_stats("cumulative").print_stats(r"sampling.py|model.py|linear|lstm_cell|topk", 24)
+    print(f"generate(), {words} sampled words (T 0.8, top-k 40, top-p 0.95), demo model, 1 thread:")
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(r"sampling|inference.py|model.py|topk|addmv", 24)
 
 
 def main() -> None:
@@ -316,10 +299,10 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2", help="comma-separated torch thread counts (default 1,2)")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per figure (default 7)")
     parser.add_argument("--checkpoint", help="measure this trained model instead of the random 2 x 256 ones")
-    parser.add_argument("--race", action="store_true", help="race plain PyTorch, the fast path and the project")
+    parser.add_argument("--race", action="store_true", help="race plain PyTorch against the project's entry points")
     parser.add_argument("--race-layers", default="adaptive", help="output layers of the random race models")
-    parser.add_argument("--words", type=int, default=WORDS_PER_RUN, help="words per generation in the race")
-    parser.add_argument("--profile", action="store_true", help="profile the project's sampled steps")
+    parser.add_argument("--words", type=int, default=RACE_WORDS, help="words per generation in the race")
+    parser.add_argument("--profile", action="store_true", help="profile generate()'s sampled words")
     args = parser.parse_args()
 
     plays = bundled_plays().text
