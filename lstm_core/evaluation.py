@@ -104,12 +104,12 @@ SCORE_BLOCK = 2048
 def score(model: LanguageModel, vocab: Vocab, text: str) -> TextScore:
     """Score every word of ``text`` after the first.
 
-    The LSTM reads the text in one forward pass; its hidden features ``(N - 1, H)`` are then
-    scored a block of positions at a time, on the model's device, and only each word's log-prob
-    and rank come back to the CPU. For an :class:`LSTMLanguageModel` in float32 a block goes
-    through :meth:`~lstm_core.inference.FastLM.score_hidden`, which with the adaptive softmax
-    never forms the ``(block, V)`` distribution (a tail is computed only where it can hold a word
-    above the target); for any other model, through ``model.log_probs``.
+    The LSTM reads the text in one forward pass; its hidden features ``(N - 1, H)`` are then scored
+    a block of positions at a time, on the model's device, and only each word's log-prob and
+    rank come back to the CPU. For an :class:`LSTMLanguageModel` in float32 on the CPU a block
+    goes through :meth:`~lstm_core.inference.FastLM.score_hidden`, which with the adaptive
+    softmax never forms the ``(block, V)`` distribution (a tail is computed only where it can
+    hold a word above the target); for any other model, through ``model.log_probs``.
     """
     check_vocab_size(model, len(vocab))
     words = tokenize(text)

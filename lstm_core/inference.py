@@ -759,16 +759,19 @@ _REPLACEABLE = frozenset({"forward", "step", "log_probs"})
 
 
 def fast_path(model: object) -> FastLM | None:
-    """``model``'s :class:`FastLM` where it computes what the model computes, else None.
+    """``model``'s :class:`FastLM` where it computes what the model computes, and pays, else None.
 
     That is an :class:`LSTMLanguageModel` itself (a subclass may compute otherwise) with float32
-    weights, whose ``forward``, ``step`` and ``log_probs`` are the class's own (a test or a
-    wrapper may replace one on the instance). Anything else -- another
+    weights on the CPU, whose ``forward``, ``step`` and ``log_probs`` are the class's own (a test
+    or a wrapper may replace one on the instance). Anything else -- another
     :class:`~lstm_core.model.LanguageModel`, half-precision weights -- goes the protocol's way.
-    Goes through :func:`fast_lm`: call it once per generation or scoring.
+    So does a model on a GPU: :class:`FastLM` runs there and gives the same results, but a
+    cursor reads a few numbers back to the host per word, which has not been measured against
+    the model's own kernels there. Goes through :func:`fast_lm`: call it once per generation or
+    scoring.
     """
     if type(model) is not LSTMLanguageModel or not _REPLACEABLE.isdisjoint(vars(model)):
         return None
-    if any(parameter.dtype != torch.float32 for parameter in model.parameters()):
+    if any(parameter.dtype != torch.float32 or parameter.device.type != "cpu" for parameter in model.parameters()):
         return None
     return fast_lm(model)

@@ -411,6 +411,7 @@ def test_the_fast_path_is_for_the_lstm_model_itself_in_float32(monkeypatch):
     assert fast_path(model) is fast_lm(model)
     assert fast_path(make_model(**MODELS["1 layer, adaptive, tied"]).bfloat16()) is None
     assert fast_path(make_model(**MODELS["1 layer, adaptive, tied"]).half()) is None
+    assert fast_path(make_model(**MODELS["1 layer, adaptive, tied"]).to("meta")) is None  # not on the CPU
 
     class Variant(LSTMLanguageModel):
         pass

@@ -11,14 +11,15 @@ choice to the row's :class:`~lstm_core.sampling.history.History`::
 Shapes: ``V`` vocabulary size, ``B`` rows (one per beam; 1 for greedy and sampling).
 
 Greedy and sampled texts move a :class:`Position` along one word at a time and choose each word
-with a :class:`Chooser`. For an :class:`~lstm_core.model.LSTMLanguageModel` in float32 the
-position is a :class:`~lstm_core.inference.Cursor` (the fast path: fused gates, buffers reused,
-the adaptive softmax's tails computed only when they can hold the choice), and the chooser takes
-the processor list's exact :class:`~lstm_core.sampling.shortcut.Shortcut` when it has one, or runs
-the processors on the cursor's full log-probs when it has not (a repetition penalty). Any other
-:class:`~lstm_core.model.LanguageModel` -- or the same model in half precision -- gets a
-:class:`ModelPosition`, moved by the model's own ``step`` and ``log_probs`` through
-:func:`advance`, and the processors. The prime always goes through the model's forward pass.
+with a :class:`Chooser`. For an :class:`~lstm_core.model.LSTMLanguageModel` in float32 on the
+CPU the position is a :class:`~lstm_core.inference.Cursor` (the fast path: fused gates, buffers
+reused, the adaptive softmax's tails computed only when they can hold the choice), and the
+chooser takes the processor list's exact :class:`~lstm_core.sampling.shortcut.Shortcut` when it
+has one, or runs the processors on the cursor's full log-probs when it has not (a repetition
+penalty). Any other :class:`~lstm_core.model.LanguageModel` -- or the same model in half
+precision or on a GPU -- gets a :class:`ModelPosition`, moved by the model's own ``step`` and
+``log_probs`` through :func:`advance`, and the processors. The prime always goes through the
+model's forward pass.
 
 A step-by-step run (:class:`~lstm_core.sampling.step.StepGenerator`) and a one-shot run with the
 same seed produce the same text: they move the same kind of position from the same state, choose
