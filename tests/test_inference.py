@@ -8,6 +8,7 @@ the input table) and the shipped demo model; every comparison is against the mod
 from __future__ import annotations
 
 import gc
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -461,9 +462,12 @@ def test_fast_lm_ignores_the_models_training_mode():
 def test_the_cache_lets_the_model_go():
     model = make_model(**MODELS["1 layer, full, untied"])
     fast_lm(model)
+    alive = weakref.ref(model)
+    gc.collect()  # models of earlier tests that only wait for the collector go first
     count = len(inference._CACHE)
     del model
     gc.collect()
+    assert alive() is None
     assert len(inference._CACHE) == count - 1
 
 
