@@ -26,6 +26,8 @@ Shapes: ``V`` vocabulary size, ``E`` embedding size, ``H`` rnn_size, ``L`` layer
 :class:`FastLM` holds only read-only tensors and can be shared between threads; a
 :class:`Cursor` belongs to one caller. :func:`fast_lm` caches one :class:`FastLM` per model
 and rebuilds it when the model's weights change (training, ``load_state_dict``, ``.to()``).
+Generation and scoring (:mod:`lstm_core.sampling`, :func:`lstm_core.evaluation.score`) take
+this path through :func:`fast_path`, which says for which models it stands in.
 """
 
 from __future__ import annotations
