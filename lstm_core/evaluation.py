@@ -15,6 +15,7 @@ from torch import Tensor
 
 from lstm_core.batching import windows
 from lstm_core.errors import InputError
+from lstm_core.inference import fast_path
 from lstm_core.model import LanguageModel, LSTMLanguageModel, State, check_vocab_size, inference
 from lstm_core.runtime import autocast
 from lstm_core.text import tokenize
@@ -75,7 +76,12 @@ class WordScore:
     probability: float
     """For an unknown word: the probability of ``<unk>``, the class of all rare words together."""
     rank: int
-    """1 + the number of words the model found strictly more likely (1 = its top choice)."""
+    """1 + the number of words the model found strictly more likely (1 = its top choice).
+
+    Words within float rounding of this one (about 1e-6 in log-prob) may or may not be counted:
+    the fast path adds up the log-probs in another order than ``model.log_probs`` (and compares a
+    tail word's within-cluster log-prob against the target's minus its cluster token's), so at
+    such near-ties a rank can differ from a count over ``model.log_probs``."""
     surprisal: float
     """``-log2(probability)``, in bits."""
 
@@ -103,9 +109,12 @@ SCORE_BLOCK = 2048
 def score(model: LanguageModel, vocab: Vocab, text: str) -> TextScore:
     """Score every word of ``text`` after the first.
 
-    The LSTM reads the text in one forward pass; its hidden features ``(N - 1, H)`` then become
-    log-probs ``(block, V)`` a block of positions at a time, on the model's device, and only each
-    word's log-prob and rank come back to the CPU.
+    The LSTM reads the text in one forward pass; its hidden features ``(N - 1, H)`` are then scored
+    a block of positions at a time, on the model's device, and only each word's log-prob and
+    rank come back to the CPU. For an :class:`LSTMLanguageModel` in float32 on the CPU a block
+    goes through :meth:`~lstm_core.inference.FastLM.score_hidden`, which with the adaptive
+    softmax never forms the ``(block, V)`` distribution (a tail is computed only where it can
+    hold a word above the target); for any other model, through ``model.log_probs``.
     """
     check_vocab_size(model, len(vocab))
     words = tokenize(text)
@@ -119,9 +128,15 @@ def score(model: LanguageModel, vocab: Vocab, text: str) -> TextScore:
     picked: list[Tensor] = []
     ranks: list[Tensor] = []
     with inference(model):
+        lm = fast_path(model)
         hidden, _ = model(ids[:, :-1])  # (1, N - 1, H)
         for start in range(0, targets.numel(), SCORE_BLOCK):
             block = slice(start, start + SCORE_BLOCK)
+            if lm is not None:
+                target_log_probs, target_ranks = lm.score_hidden(hidden[0, block], targets[block])
+                picked.append(target_log_probs.cpu())
+                ranks.append(target_ranks.cpu())
+                continue
             log_probs = model.log_probs(hidden[0, block])  # (block, V)
             target_log_probs = log_probs.gather(1, targets[block, None])  # (block, 1)
             picked.append(target_log_probs[:, 0].cpu())

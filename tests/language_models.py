@@ -82,6 +82,44 @@ def favour_unknown(
     monkeypatch.setattr(model, "log_probs", log_probs)
 
 
+class ProtocolOnly:
+    """A model seen only through the ``LanguageModel`` protocol: what any other implementation gets.
+
+    Not an :class:`LSTMLanguageModel`, so generation and scoring take the protocol's way with it
+    (the model's own ``step``, ``log_probs`` and forward pass, and the processors): the reference
+    the fast path is compared with.
+    """
+
+    def __init__(self, model: LSTMLanguageModel) -> None:
+        self.model = model
+        self.vocab_size = model.vocab_size
+
+    @property
+    def training(self) -> bool:
+        return self.model.training
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def eval(self) -> ProtocolOnly:
+        self.model.eval()
+        return self
+
+    def train(self, mode: bool = True) -> ProtocolOnly:
+        self.model.train(mode)
+        return self
+
+    def __call__(self, ids: torch.Tensor, state=None):
+        return self.model(ids, state)
+
+    def step(self, ids: torch.Tensor, state=None):
+        return self.model.step(ids, state)
+
+    def log_probs(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.model.log_probs(hidden)
+
+
 class ForwardCounter:
     """Records the ``ids`` shape ``(B, T)`` of every model call: forward passes and single steps."""
 

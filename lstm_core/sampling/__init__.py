@@ -7,11 +7,13 @@ The files follow one word's way from the model to the text::
                     <unk> rule -> repetition penalty -> no-repeat n-grams      (every method)
                     -> temperature -> top-k -> top-p -> min-p                  (sampling only)
     history.py      what the word rules read: the text so far, its seen words and n-grams
+    shortcut.py     the same choice made on the fast path's cursor, for the lists it can follow
     decoding.py     greedy / sample / beam loops, generate(), beam_search(), Generation
     step.py         StepGenerator (step, undo, reset, regenerate) and the candidates a UI shows
 
-Everything starts from the model's normalised log-probabilities (``model.log_probs``), never
-from raw logits, so the full and the adaptive softmax behave the same. Scoring a text is an
+Everything starts from the model's normalised log-probabilities (``model.log_probs``, or for an
+LSTM model in float32 the same numbers from :mod:`lstm_core.inference`), never from raw logits,
+so the full and the adaptive softmax behave the same. Scoring a text is an
 evaluation, not sampling: it lives in :mod:`lstm_core.evaluation` (and is re-exported here).
 """
 

@@ -8,26 +8,40 @@ choice to the row's :class:`~lstm_core.sampling.history.History`::
                                                                  sample: one draw, seeded generator
                                                                  beam:   running sums, best beam_width
 
-Shapes: ``V`` vocabulary size, ``B`` rows (one per beam; 1 for greedy and sampling). Every model
-call goes through :func:`advance` and every single choice through :func:`choose`, so a
-step-by-step run (:class:`~lstm_core.sampling.step.StepGenerator`) and a one-shot run with the
-same seed produce the same text: they make the same calls and draw from the random stream in the
-same order.
+Shapes: ``V`` vocabulary size, ``B`` rows (one per beam; 1 for greedy and sampling).
+
+Greedy and sampled texts move a :class:`Position` along one word at a time and choose each word
+with a :class:`Chooser`. For an :class:`~lstm_core.model.LSTMLanguageModel` in float32 on the
+CPU the position is a :class:`~lstm_core.inference.Cursor` (the fast path: fused gates, buffers
+reused, the adaptive softmax's tails computed only when they can hold the choice), and the
+chooser takes the processor list's exact :class:`~lstm_core.sampling.shortcut.Shortcut` when it
+has one, or runs the processors on the cursor's full log-probs when it has not (a repetition
+penalty). Any other :class:`~lstm_core.model.LanguageModel` -- or the same model in half
+precision or on a GPU -- gets a :class:`ModelPosition`, moved by the model's own ``step`` and
+``log_probs`` through :func:`advance`, and the processors. The prime always goes through the
+model's forward pass.
+
+A step-by-step run (:class:`~lstm_core.sampling.step.StepGenerator`) and a one-shot run with the
+same seed produce the same text: they move the same kind of position from the same state, choose
+with the same chooser and draw from the random stream in the same order.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
 from lstm_core.errors import InputError
+from lstm_core.inference import Cursor, FastLM, fast_path
 from lstm_core.model import LanguageModel, State, check_vocab_size, inference
 from lstm_core.sampling.history import History
 from lstm_core.sampling.options import SamplingOptions
 from lstm_core.sampling.processors import ProcessorList, descending_order, is_whole_number
+from lstm_core.sampling.shortcut import Shortcut
 from lstm_core.text import tokenize
 from lstm_core.vocab import Vocab
 
@@ -100,32 +114,91 @@ class Primed:
     state: State
 
 
-def advance(model: LanguageModel, ids: Tensor, state: State | None) -> tuple[Tensor, State]:
+def advance(model: LanguageModel, ids: Tensor, state: State | None, lm: FastLM | None = None) -> tuple[Tensor, State]:
     """Feed ``ids (B, T)`` from ``state``: the next-word log-probs ``(B, V)`` (on the CPU) and the new state.
 
-    Every model call of generation (prime, steps, beams) goes through here, so one-shot and
-    step-by-step runs compute bit-identical log-probs. Single words go through the model's
-    ``step`` (the cheap LSTM-cell kernel), longer primes through its forward pass. Call it inside
-    :func:`~lstm_core.model.inference`.
+    Single words go through the model's ``step`` (the cheap LSTM-cell kernel), or through
+    ``lm``'s, the model's :class:`~lstm_core.inference.FastLM` (fused gates, and a head whose
+    weights are not concatenated afresh at every call); longer primes through the model's
+    forward pass. Call it inside :func:`~lstm_core.model.inference`.
     """
     ids = ids.to(model.device)
     if ids.size(1) == 1:
-        hidden, state = model.step(ids[:, 0], state)
+        hidden, state = (model if lm is None else lm).step(ids[:, 0], state)
     else:
         output, state = model(ids, state)
         hidden = output[:, -1]
-    return model.log_probs(hidden).cpu(), state
+    return (model if lm is None else lm).log_probs(hidden).cpu(), state
+
+
+class Position(Protocol):
+    """One text's place in a model: the next word's log-probs, the LSTM state, and a way one word on.
+
+    A :class:`~lstm_core.inference.Cursor` is one (the fast path); :class:`ModelPosition` is any
+    :class:`~lstm_core.model.LanguageModel`'s.
+    """
+
+    def log_probs(self) -> Tensor:
+        """The next word's log-probs ``(V,)`` (read them, do not change them)."""
+        ...
+
+    def state(self) -> State:
+        """``(h, c)``, each ``(L, 1, H)``."""
+        ...
+
+    def feed(self, word_id: int) -> None:
+        """Move on by ``word_id``: the model reads it, and the log-probs are the next word's."""
+        ...
+
+
+class ModelPosition:
+    """A :class:`Position` in any language model: its ``step`` and ``log_probs`` through :func:`advance`.
+
+    Feed it inside :func:`~lstm_core.model.inference`.
+    """
+
+    def __init__(self, model: LanguageModel, log_probs: Tensor, state: State) -> None:
+        self._model = model
+        self._log_probs = log_probs  # (1, V), on the CPU
+        self._state = state
+
+    def log_probs(self) -> Tensor:
+        return self._log_probs[0]
+
+    def state(self) -> State:
+        return self._state
+
+    def feed(self, word_id: int) -> None:
+        self._log_probs, self._state = advance(self._model, torch.tensor([[word_id]]), self._state)
+
+
+def open_position(model: LanguageModel, lm: FastLM | None, log_probs: Tensor, state: State) -> Position:
+    """The position at ``state`` whose next-word log-probs are ``log_probs (1, V)``: a cursor of ``lm`` if given.
+
+    A cursor computes its log-probs from ``state`` itself (lazily, and bit for bit what
+    :func:`prime_model` and a :class:`~lstm_core.sampling.step.StepGenerator` store for it).
+    """
+    return ModelPosition(model, log_probs, state) if lm is None else lm.cursor(state)
 
 
 def prime_model(model: LanguageModel, vocab: Vocab, prime: str) -> Primed:
-    """Clean ``prime`` as the training text was cleaned and feed it once; unknown words go in as ``<unk>``."""
+    """Clean ``prime`` as the training text was cleaned and feed it once; unknown words go in as ``<unk>``.
+
+    The prime goes through the model's forward pass. On the fast path the next word's log-probs
+    are the cursor's at the state after it, so what a UI shows is what the choice is made from.
+    """
     check_vocab_size(model, len(vocab))
     words = tokenize(prime)
     if not words:
         raise InputError(f"the prime {prime!r} has no words after cleaning; give it at least one word")
     ids = vocab.encode(words)
     with inference(model):
-        log_probs, state = advance(model, torch.tensor([ids]), None)
+        lm = fast_path(model)
+        if lm is None:
+            log_probs, state = advance(model, torch.tensor([ids]), None)
+        else:
+            _, state = model(torch.tensor([ids], device=model.device))
+            log_probs = lm.cursor(state).log_probs().to("cpu", copy=True).unsqueeze(0)
     return Primed(words, vocab.unknown_words(words), ids, log_probs, state)
 
 
@@ -141,43 +214,56 @@ def check_length(length: int) -> None:
 # ---- choosing words --------------------------------------------------------------------------
 
 
-def choose(
-    log_probs: Tensor,
-    history: History,
-    processors: ProcessorList,
-    method: str,
-    generator: torch.Generator | None,
-) -> int | None:
-    """The next word id for one text (``log_probs (1, V)``), or None where a stop word (``<unk>``) is chosen.
+class Chooser:
+    """How each next word of one text is chosen under ``options``.
 
-    ``sample`` consumes exactly one draw from ``generator``; ``greedy`` consumes none.
+    The :class:`~lstm_core.sampling.processors.ProcessorList` the options build defines the
+    choice: greedy takes the argmax of its output, sampling one draw from it. At a
+    :class:`~lstm_core.inference.Cursor` the list's exact
+    :class:`~lstm_core.sampling.shortcut.Shortcut` makes the same choice without the full
+    distribution when the list has one; otherwise the processors run on the position's log-probs.
     """
-    scores = processors(log_probs, [history])[0]
-    if method == "sample":
-        assert generator is not None, "internal error: sampling needs a random generator"
-        index = sample_index(scores, generator)
-    else:
-        index = int(scores.argmax())
-    return None if index in processors.stop_ids else index
+
+    def __init__(self, options: SamplingOptions) -> None:
+        self.method = options.method
+        self.processors = ProcessorList.from_options(options)
+        self.stop_ids = self.processors.stop_ids
+        self.shortcut = Shortcut.of(self.processors, options.method)
+
+    def __call__(self, position: Position, history: History, generator: torch.Generator | None) -> int | None:
+        """The next word id at ``position``, or None where a stop word (``<unk>``) is chosen.
+
+        ``sample`` consumes exactly one draw from ``generator``; ``greedy`` consumes none.
+        """
+        if self.shortcut is not None and isinstance(position, Cursor):
+            index = self.shortcut.choose(position, history, generator)
+        else:
+            scores = self.processors(position.log_probs().unsqueeze(0).cpu(), [history])[0]
+            if self.method == "sample":
+                assert generator is not None, "internal error: sampling needs a random generator"
+                index = sample_index(scores, generator)
+            else:
+                index = int(scores.argmax())
+        return None if index in self.stop_ids else index
 
 
 def _sample_continuation(
-    model: LanguageModel, primed: Primed, length: int, options: SamplingOptions
+    model: LanguageModel, lm: FastLM | None, primed: Primed, length: int, options: SamplingOptions
 ) -> tuple[list[int], bool]:
     """Greedy or sampled continuation from the primed state: (ids, stopped at a stop word)."""
-    log_probs, state = primed.log_probs, primed.state
-    processors = ProcessorList.from_options(options)
+    position = open_position(model, lm, primed.log_probs, primed.state)
+    choose = Chooser(options)
     generator = make_generator(options.seed) if options.method == "sample" else None
     history = History(primed.prime_ids)
     out: list[int] = []
-    for position in range(length):
-        index = choose(log_probs, history, processors, options.method, generator)
+    for step in range(length):
+        index = choose(position, history, generator)
         if index is None:
             return out, True
         out.append(index)
         history.append(index)
-        if position + 1 < length:  # the last word's successors are never needed
-            log_probs, state = advance(model, torch.tensor([[index]]), state)
+        if step + 1 < length:  # the last word's successors are never needed
+            position.feed(index)
     return out, False
 
 
@@ -189,7 +275,7 @@ def beam_score(total_log_prob: float, length: int, length_penalty: float) -> flo
 
 
 def _beam_continuation(
-    model: LanguageModel, primed: Primed, length: int, options: SamplingOptions
+    model: LanguageModel, lm: FastLM | None, primed: Primed, length: int, options: SamplingOptions
 ) -> tuple[list[int], bool]:
     """Keep the ``beam_width`` best continuations; return the best one's ids and whether it ended at a stop word.
 
@@ -201,7 +287,8 @@ def _beam_continuation(
     refilled from the next best extensions (up to ``2 * beam_width`` are looked at), and the
     search ends early once ``beam_width`` hypotheses have finished -- then only finished ones
     compete. Otherwise finished and live hypotheses are compared by :func:`beam_score`. With
-    width 1 this is exactly greedy.
+    width 1 this is greedy (to float rounding on the fast path, whose beams are rows of
+    :meth:`~lstm_core.inference.FastLM.step`, not a cursor).
     """
     width = options.beam_width
     processors = ProcessorList.from_options(options)
@@ -238,7 +325,7 @@ def _beam_continuation(
         scores = torch.tensor([total for _, _, total in live], dtype=torch.float64)
         if position + 1 < length:
             state = (state[0][:, rows], state[1][:, rows])
-            log_probs, state = advance(model, torch.tensor(words).view(-1, 1), state)
+            log_probs, state = advance(model, torch.tensor(words).view(-1, 1), state, lm)
     penalty = options.length_penalty
     hypotheses = [(beam_score(total, len(ids) + 1, penalty), ids, True) for total, ids in finished]
     if not ended_early or not hypotheses:
@@ -257,7 +344,7 @@ def continue_primed(
     check_length(length)
     with inference(model):
         continue_ = _beam_continuation if options.method == "beam" else _sample_continuation
-        ids, stopped = continue_(model, primed, length, options)
+        ids, stopped = continue_(model, fast_path(model), primed, length, options)
     return Generation(list(primed.prime_words), list(primed.unknown_words), vocab.decode(ids), stopped)
 
 

@@ -1,8 +1,9 @@
 """Word-by-word generation for a UI: :class:`StepGenerator`, and the candidates it shows.
 
 The candidates come from the same :class:`~lstm_core.sampling.processors.ProcessorList` that
-decoding uses, applied to the same history, so a chart of them shows exactly the distribution
-the next word is drawn from.
+decoding uses, applied to the same history and the same log-probs, so a chart of them shows the
+distribution the next word is drawn from (exactly; or, where the fast path's shortcut makes the
+choice, to float rounding).
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ import torch
 from torch import Tensor
 
 from lstm_core.errors import InputError
+from lstm_core.inference import fast_path
 from lstm_core.model import LanguageModel, State, inference
 from lstm_core.sampling.decoding import (
     MAX_LENGTH,
+    Chooser,
     Generation,
-    advance,
-    choose,
     continue_primed,
     make_generator,
+    open_position,
     prime_model,
 )
 from lstm_core.sampling.history import History
@@ -217,6 +219,9 @@ class StepGenerator:
                 self._generator_seed,
             )
             generator, generator_seed = self._generator, self._generator_seed
+            # The same kind of position as generate() moves along (a cursor on the fast path), so
+            # a step makes the choice generate() makes there.
+            position = open_position(self._model, fast_path(self._model), self._log_probs, self._state)
             if word is not None:
                 index = self._lookup(word)
             else:
@@ -225,15 +230,16 @@ class StepGenerator:
                     raise InputError("step() chooses one word at a time; beam search needs regenerate()")
                 if options.method == "sample" and (generator is None or generator_seed != options.seed):
                     generator, generator_seed = make_generator(options.seed), options.seed
-                processors = ProcessorList.from_options(options)
-                chosen = choose(self._log_probs, self._history(), processors, options.method, generator)
+                chosen = Chooser(options)(position, self._history(), generator)
                 if chosen is None:
                     self._restore_generator(before)
                     return UNK_TOKEN
                 index = chosen
             try:
                 with inference(self._model):
-                    log_probs, state = advance(self._model, torch.tensor([[index]]), self._state)
+                    position.feed(index)
+                    log_probs = position.log_probs().to("cpu", copy=True).unsqueeze(0)
+                    state = position.state()
             except BaseException:
                 self._restore_generator(before)
                 raise
