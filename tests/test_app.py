@@ -398,10 +398,14 @@ def tiny_checkpoint():
     return Trainer(config, prepare(TINY_TEXT, 0, (0.8, 0.1, 0.1))).fit().checkpoint.without_training_state()
 
 
+TINY_RUN = "20260101-000000-0a1b2c3d"
+
+
 @pytest.fixture
 def generate_page(app, tiny_checkpoint) -> AppTest:
-    put_run(workspace_of(app), tiny_checkpoint, "20260101-000000-0a1b2c3d")
-    return app.switch_page("app/pages/generate.py").run()
+    put_run(workspace_of(app), tiny_checkpoint, TINY_RUN)
+    app.switch_page("app/pages/generate.py").run()
+    return app.radio(key=state.MODEL_CHOICE).set_value(f"run:{TINY_RUN}").run()
 
 
 def open_tab(at: AppTest, label: str) -> AppTest:
@@ -409,10 +413,10 @@ def open_tab(at: AppTest, label: str) -> AppTest:
     return at.run()
 
 
-def test_the_visitors_runs_are_offered_first(generate_page):
+def test_the_demo_comes_first_then_the_visitors_runs(generate_page):
     labels = generate_page.radio(key=state.MODEL_CHOICE).options
-    assert labels[0].startswith("Your run of") and "validation perplexity 3.0" in labels[0]
-    assert labels[-1].startswith("Demo model")
+    assert labels[0].startswith("Demo model")  # the default, the same for everyone a link is sent to
+    assert labels[1].startswith("Your run of") and "validation perplexity 3.0" in labels[1]
 
 
 @pytest.mark.parametrize("method", ["greedy", "sample", "beam"])

@@ -21,9 +21,11 @@ from lstm_core.evaluation import TextScore, WordScore, score
 from lstm_core.sampling.decoding import (
     MAX_LENGTH,
     Generation,
+    NextWordModel,
     beam_score,
     beam_search,
     generate,
+    generate_next_word,
     make_generator,
     sample_index,
 )
@@ -70,6 +72,7 @@ __all__ = [
     "LogProbsProcessor",
     "Method",
     "MinP",
+    "NextWordModel",
     "NgramIndex",
     "NoRepeatNgram",
     "OptionProcessor",
@@ -93,6 +96,7 @@ __all__ = [
     "filter_top_k",
     "filter_top_p",
     "generate",
+    "generate_next_word",
     "make_generator",
     "penalize_repetition",
     "sample_index",
