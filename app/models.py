@@ -10,6 +10,7 @@ visitor, so a link that leaves the model out means the demo for whoever opens it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -93,6 +94,10 @@ def _shared_entry(share_id: str) -> ModelEntry | None:
         key = _file_key(f"shared:{share_id}", path)
     except OSError:
         return None
+    meta = folder / share.META_FILE
+    with contextlib.suppress(OSError):
+        if time.time() - meta.stat().st_mtime > 3600:
+            meta.touch()  # in use: the server's clean-up keeps what was opened recently
     label = f"Shared with you: {share.shared_label(folder)}"
     return ModelEntry(key, label, lambda: services.load_model(path), "shared", path)
 
