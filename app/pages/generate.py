@@ -9,6 +9,7 @@ import streamlit as st
 
 from app import charts, state, widgets
 from app.models import ModelEntry, model_choice
+from app.walkthrough import walkthrough_panel
 from lstm_core.checkpoint import CheckpointError
 from lstm_core.config import RECIPE_PRIME_TEXTS
 from lstm_core.errors import InputError
@@ -163,9 +164,13 @@ def step_tab(generator: StepGenerator, options: SamplingOptions) -> None:
     rest = "(all other words)"
     words = [c.word for c in distribution.candidates] + [rest]
     probabilities = [c.probability for c in distribution.candidates] + [distribution.rest]
-    st.altair_chart(charts.candidates_chart(words, probabilities, rest_label=rest), width="stretch")
-    stages = ", ".join(processor.name for processor in ProcessorList.from_options(sampled))
-    st.caption(f"What “Sample one” draws from, after: {stages} (the settings above).")
+    chart_column, inside_column = st.columns([2, 3], gap="medium")
+    with chart_column:
+        st.altair_chart(charts.candidates_chart(words, probabilities, rest_label=rest), width="stretch")
+        stages = ", ".join(processor.name for processor in ProcessorList.from_options(sampled))
+        st.caption(f"What “Sample one” draws from, after: {stages} (the settings above).")
+    with inside_column:
+        walkthrough_panel(generator, sampled)
 
 
 def scored(entry: ModelEntry, text: str) -> TextScore:
