@@ -18,10 +18,18 @@ from collections.abc import Sequence
 import altair as alt
 import pandas as pd
 import streamlit as st
+from pandas.io.formats.style import Styler
 
 from app.inside_charts import colour_scale
 from lstm_core.sampling import SamplingOptions, StepGenerator
-from lstm_core.walkthrough import LayerRead, Walkthrough, softmax_walkthrough, units_by_change, word_just_read
+from lstm_core.walkthrough import (
+    LayerRead,
+    Walkthrough,
+    WalkthroughRow,
+    softmax_walkthrough,
+    units_by_change,
+    word_just_read,
+)
 
 WALKTHROUGH_WORDS = 10
 """Rows of the walk-through table: the most likely words, enough to see the cuts at work."""
@@ -29,35 +37,37 @@ WALKTHROUGH_WORDS = 10
 CHANGED_UNITS = 32
 """Units drawn per layer for the word just read: those whose memory changed most."""
 
-KEPT, CUT = "✓", "cut"
+KEPT, CUT = "✓", "✗"
 
 # Column names of the walk-through table (the page's words for each number).
-RANK, WORD, MODEL, LOGIT, SCALED, TEMPERED = "#", "word", "log p (model)", "logit z", "z / T", "p after T"
-RUNNING, MIN_P_RATIO, FINAL = "running sum", "p / p top", "p (drawn)"
+WORD, MODEL, LOGIT, SCALED, TEMPERED = "word", "log p (model)", "logit z", "z / T", "p after T"
+RUNNING, MIN_P_RATIO, KEPT_COLUMN, FINAL = "running sum", "p / p top", "kept?", "p (drawn)"
 
-STRIP_STEP = 14
-"""Pixels per unit (column) and per row of the gate strips."""
+STRIP_STEP = 12
+"""Pixels per unit (column) of the gate strips."""
+
+STRIP_ROW = 18
+"""Pixels per row (quantity) of the gate strips."""
+
+
+def kept_label(row: WalkthroughRow) -> str:
+    """``✓`` for a word every filter kept, else ``✗`` and the filter that cut it (the first, in the sampler's order)."""
+    for name, kept in (("top-k", row.top_k_kept), ("top-p", row.top_p_kept), ("min-p", row.min_p_kept)):
+        if kept is False:
+            return f"{CUT} {name}"
+    return KEPT
 
 
 def walkthrough_frame(walk: Walkthrough) -> pd.DataFrame:
-    """One row per candidate, one column per number the sampler computes; a filter that is off has no column.
+    """One row per candidate (most likely first), one column per number the sampler computes.
 
-    A filter's column says kept or cut; a word an earlier filter cut is blank in the later ones,
-    so each word's row shows where it left.
-
-    The model's own log-probability gets a column only where the word rules changed more than a
-    constant (a repetition penalty or a banned n-gram): otherwise the logit is the model's
-    log-probability shifted by one constant, which no softmax can see.
+    A filter that is off adds nothing; with any cut on, ``kept?`` names the filter that cut each
+    word. The model's own log-probability gets a column only where the word rules changed more
+    than a constant (a repetition penalty or a banned n-gram): otherwise the logit is the
+    model's log-probability shifted by one constant, which no softmax can see.
     """
     rows = walk.rows
-    out = [False] * len(rows)  # cut by an earlier filter: later filters' columns stay blank for it
-
-    def flags(kept: list[bool | None]) -> list[str]:
-        shown = ["" if gone or k is None else (KEPT if k else CUT) for gone, k in zip(out, kept, strict=True)]
-        out[:] = [gone or k is False for gone, k in zip(out, kept, strict=True)]
-        return shown
-
-    data: dict[str, list] = {RANK: [r.rank for r in rows], WORD: [r.word for r in rows]}
+    data: dict[str, list] = {WORD: [r.word for r in rows]}
     shifts = [r.logit - r.model_log_prob for r in rows]
     if shifts and max(shifts) - min(shifts) > 1e-5:
         data[MODEL] = [r.model_log_prob for r in rows]
@@ -65,42 +75,86 @@ def walkthrough_frame(walk: Walkthrough) -> pd.DataFrame:
     if walk.temperature is not None:
         data[SCALED] = [r.scaled for r in rows]
         data[TEMPERED] = [r.tempered for r in rows]
-    if walk.top_k is not None:
-        data[f"top-k {walk.top_k}"] = flags([r.top_k_kept for r in rows])
     if walk.top_p is not None:
         data[RUNNING] = [r.running_sum for r in rows]
-        data[f"top-p {walk.top_p:g}"] = flags([r.top_p_kept for r in rows])
     if walk.min_p is not None:
         data[MIN_P_RATIO] = [r.min_p_ratio for r in rows]
-        data[f"min-p {walk.min_p:g}"] = flags([r.min_p_kept for r in rows])
+    if (walk.top_k, walk.top_p, walk.min_p) != (None, None, None):
+        data[KEPT_COLUMN] = [kept_label(r) for r in rows]
     data[FINAL] = [r.probability for r in rows]
     return pd.DataFrame(data)
 
 
+HELP = {
+    MODEL: "the model's log-probability, before the word rules",
+    LOGIT: "the log-probability after the word rules: what the temperature divides",
+    SCALED: "the logit divided by the temperature T",
+    TEMPERED: "softmax(z / T): the probability after the temperature, before the cuts",
+    RUNNING: "this word's probability plus those above it, after temperature and top-k (renormalised over "
+    "the k words kept); the nucleus ends at the first word where it reaches p",
+    MIN_P_RATIO: "the word's probability over the top word's, after the cuts before min-p",
+    KEPT_COLUMN: "✓ kept by every cut, or ✗ and the cut that removed the word",
+    FINAL: "the probability “Sample one” draws this word with",
+}
+
+
+PERCENT, DECIMALS = "{:.2%}", "{:.2f}"
+FORMATS = {MODEL: DECIMALS, LOGIT: DECIMALS, SCALED: DECIMALS, MIN_P_RATIO: DECIMALS}
+FORMATS |= {TEMPERED: PERCENT, RUNNING: PERCENT, FINAL: PERCENT}
+SOMETIMES_BLANK = (RUNNING, MIN_P_RATIO)
+"""Columns with no number for some words (the running sum of a word top-k cut): shown as text, blank there."""
+
+
+def styled(frame: pd.DataFrame) -> Styler:
+    """:func:`walkthrough_frame` for display: logits and ratios to 2 decimals, probabilities in percent to 2.
+
+    A missing number is a blank cell; a table shows a missing number as "None", so the columns
+    that can miss one are turned into formatted text first.
+    """
+    shown = frame.copy()
+    for name in SOMETIMES_BLANK:
+        if name in shown:
+            shown[name] = ["" if pd.isna(value) else FORMATS[name].format(value) for value in shown[name]]
+    return shown.style.format(
+        {name: FORMATS[name] for name in shown.columns if name in FORMATS and name not in SOMETIMES_BLANK}
+    )
+
+
 def column_config(frame: pd.DataFrame) -> dict[str, object]:
-    """Formats for :func:`walkthrough_frame`'s columns: logits to 2 decimals, probabilities in percent."""
-    help_texts = {
-        MODEL: "the model's log-probability, before the word rules",
-        LOGIT: "the log-probability after the word rules: what the temperature divides",
-        SCALED: "the logit divided by the temperature T",
-        TEMPERED: "softmax(z / T): the probability after the temperature, before the cuts",
-        RUNNING: "this word's probability plus those above it, after temperature and top-k; "
-        "the nucleus ends at the first word where it reaches p",
-        MIN_P_RATIO: "the word's probability over the top word's, after the cuts before min-p",
-        FINAL: "the probability “Sample one” draws this word with",
+    """Each column's explanation, shown when the header is hovered; numbers right-aligned."""
+    return {
+        name: st.column_config.Column(name, help=HELP[name], alignment="right" if name in FORMATS else None)
+        for name in frame.columns
+        if name in HELP
     }
-    config: dict[str, object] = {
-        RANK: st.column_config.NumberColumn(RANK, width="small"),
-        WORD: st.column_config.TextColumn(WORD),
-    }
-    for name in frame.columns:
-        if name in (MODEL, LOGIT, SCALED):
-            config[name] = st.column_config.NumberColumn(name, format="%.2f", help=help_texts[name])
-        elif name in (TEMPERED, RUNNING, FINAL):
-            config[name] = st.column_config.NumberColumn(name, format="percent", help=help_texts[name])
-        elif name == MIN_P_RATIO:
-            config[name] = st.column_config.NumberColumn(name, format="%.2f", help=help_texts[name])
-    return config
+
+
+def walkthrough_caption(walk: Walkthrough) -> str:
+    """What the columns on show mean, in the order the sampler goes; the cuts that are off, named."""
+    rules = f" after the word rules ({', '.join(walk.rules)})" if walk.rules else ""
+    parts = [
+        f"The {len(walk.rows)} most likely words. **logit z** is the model's log-probability{rules}. The model "
+        "outputs log-softmax, its raw logits minus one constant per step; a softmax ignores a constant, so "
+        "these give the same probabilities as raw logits would."
+    ]
+    if walk.temperature is not None:
+        parts.append(f"**p after T** = softmax(z / T) with T = {walk.temperature:g}.")
+    if walk.top_k is not None:
+        parts.append(f"**top-k** keeps the {walk.top_k} most likely and renormalises them.")
+    if walk.top_p is not None:
+        parts.append(
+            f"**top-p** adds them up from the top (**running sum**) and ends the nucleus at the first word "
+            f"where the sum reaches {walk.top_p:g}."
+        )
+    if walk.min_p is not None:
+        parts.append(f"**min-p** keeps the words with **p / p top** of at least {walk.min_p:g}.")
+    parts.append("**p (drawn)** is what “Sample one” draws with.")
+    off = [
+        name for name, value in (("top-k", walk.top_k), ("top-p", walk.top_p), ("min-p", walk.min_p)) if value is None
+    ]
+    if off and walk.temperature is not None:
+        parts.append(f"Off now: {', '.join(off)} (in More sampling options).")
+    return " ".join(parts)
 
 
 def gates_frame(layer: LayerRead, units: Sequence[int]) -> pd.DataFrame:
@@ -150,24 +204,38 @@ def gates_chart(layer: LayerRead, units: Sequence[int], title: str = "") -> alt.
     ]
 
     def strip(names: list[str], quantity: str, limit: float, legend: str, last: bool) -> alt.Chart:
-        axis = alt.Axis(labelAngle=-90, labelFontSize=10, ticks=False) if last else None
+        axis = alt.Axis(labelAngle=-90, labelFontSize=9, labelOverlap=False, ticks=False) if last else None
         return (
             alt.Chart(data)
             .transform_filter(alt.FieldOneOfPredicate(field="quantity", oneOf=names))
             .mark_rect(stroke="#fbf8f1", strokeWidth=0.5)
             .encode(
                 x=alt.X("unit:N", sort=order, axis=axis, title="unit" if last else None),
-                y=alt.Y("quantity:N", sort=names, title=None, axis=alt.Axis(minExtent=28, labelFontSize=12)),
+                y=alt.Y(
+                    "quantity:N",
+                    sort=names,
+                    title=None,
+                    axis=alt.Axis(minExtent=28, labelFontSize=12, labelOverlap=False, ticks=False),
+                ),
                 color=alt.Color(
                     "value:Q",
                     scale=colour_scale(quantity, limit),
+                    # Horizontal, title to the left: about as tall as one strip, so the strips stay close.
                     legend=alt.Legend(
-                        title=legend, orient="right", gradientLength=max(36, STRIP_STEP * len(names)), titleFontSize=11
+                        title=legend,
+                        orient="right",
+                        direction="horizontal",
+                        titleOrient="left",
+                        gradientLength=64,
+                        gradientThickness=9,
+                        labelFontSize=10,
+                        titleFontSize=11,
+                        tickCount=3,
                     ),
                 ),
                 tooltip=tooltip,
             )
-            .properties(width=width, height=STRIP_STEP * len(names))
+            .properties(width=width, height=STRIP_ROW * len(names))
         )
 
     chart = alt.vconcat(
@@ -183,19 +251,8 @@ def walkthrough_section(generator: StepGenerator, options: SamplingOptions) -> N
     walk = softmax_walkthrough(generator, options, n=WALKTHROUGH_WORDS)
     st.markdown("**The softmax, step by step**")
     frame = walkthrough_frame(walk)
-    st.dataframe(frame, hide_index=True, column_config=column_config(frame))
-    off = [
-        name for name, value in (("top-k", walk.top_k), ("top-p", walk.top_p), ("min-p", walk.min_p)) if value is None
-    ]
-    rules = f" after the word rules ({', '.join(walk.rules)})" if walk.rules else ""
-    st.caption(
-        f"The {len(walk.rows)} most likely words. **logit z** is the model's log-probability{rules}: the model "
-        "outputs log-softmax, which differs from its raw logits by one constant per step, and a softmax ignores a "
-        "constant, so z / T gives the same probabilities as raw logits would. **p after T** = softmax(z / T)"
-        + (f", T = {walk.temperature:g}" if walk.temperature is not None else "")
-        + "; then the cuts, in the order the sampler makes them; **p (drawn)** is what “Sample one” draws with. "
-        + (f"Off now: {', '.join(off)} (see More sampling options)." if off else "")
-    )
+    st.dataframe(styled(frame), hide_index=True, column_config=column_config(frame))
+    st.caption(walkthrough_caption(walk))
 
 
 def gates_section(generator: StepGenerator) -> None:

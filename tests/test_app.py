@@ -512,7 +512,7 @@ def test_the_candidates_are_what_sample_one_draws_from(generate_page):
 def test_the_step_tab_walks_through_the_softmax_and_the_temperature_moves_its_numbers(generate_page):
     at = open_tab(generate_page, "Step by step")
     table = at.dataframe[0].value
-    assert list(table.columns) == ["#", "word", "logit z", "z / T", "p after T", "p (drawn)"]
+    assert list(table.columns) == ["word", "logit z", "z / T", "p after T", "p (drawn)"]
     drawn = chart_rows(at.get("vega_lite_chart")[0]).set_index("word")["probability"]
     for word, probability in zip(table["word"], table["p (drawn)"], strict=True):
         assert probability == pytest.approx(drawn[word], abs=1e-6)  # the table's last column is the chart
@@ -525,7 +525,7 @@ def test_the_step_tab_walks_through_the_softmax_and_the_temperature_moves_its_nu
     assert colder["p (drawn)"][0] > table["p (drawn)"][0]
     at.select_slider(key="top_k").set_value(3).run()
     cut = at.dataframe[0].value
-    assert cut["top-k 3"].tolist() == ["✓"] * 3 + ["cut"] * (len(cut) - 3)
+    assert cut["kept?"].tolist() == ["✓"] * 3 + ["✗ top-k"] * (len(cut) - 3)
     assert (cut["p (drawn)"][3:] == 0).all() and cut["p (drawn)"][:3].sum() == pytest.approx(1.0, abs=1e-6)
     assert not at.exception
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from app.inside_charts import BLUE_ORANGE, VIRIDIS
-from app.walkthrough import CUT, KEPT, gates_chart, gates_frame, walkthrough_frame
+from app.walkthrough import CUT, KEPT, gates_chart, gates_frame, styled, walkthrough_caption, walkthrough_frame
 from lstm_core.walkthrough import LayerRead, Walkthrough, WalkthroughRow
 
 
@@ -32,21 +32,33 @@ def row(rank: int, logit: float, model_log_prob: float | None = None, **flags) -
     )
 
 
-def test_a_filter_that_is_off_has_no_column_and_one_that_is_on_says_kept_or_cut():
+def test_a_filter_that_is_off_has_no_column_and_kept_names_the_cut_that_removed_each_word():
     plain = Walkthrough([row(1, -1.0), row(2, -2.0)], ["<unk>: skip"], 0.5, None, None, None)
-    assert list(walkthrough_frame(plain).columns) == ["#", "word", "logit z", "z / T", "p after T", "p (drawn)"]
+    assert list(walkthrough_frame(plain).columns) == ["word", "logit z", "z / T", "p after T", "p (drawn)"]
     rows = [
         row(1, -1.0, top_k_kept=True, running_sum=0.6, top_p_kept=True, min_p_ratio=1.0, min_p_kept=True),
         row(2, -2.0, top_k_kept=True, running_sum=0.9, top_p_kept=True, min_p_ratio=0.2, min_p_kept=False),
-        row(3, -2.5, top_k_kept=True, running_sum=0.95, top_p_kept=False, min_p_ratio=None, min_p_kept=False),
-        row(3, -3.0, top_k_kept=False, top_p_kept=False, min_p_kept=False),
+        row(3, -2.5, top_k_kept=True, running_sum=0.95, top_p_kept=False, min_p_kept=False),
+        row(4, -3.0, top_k_kept=False, top_p_kept=False, min_p_kept=False),
     ]
     frame = walkthrough_frame(Walkthrough(rows, [], 0.5, 3, 0.8, 0.3))
-    # Each word is marked cut by the filter that cut it, and blank in the filters after.
-    assert frame["top-k 3"].tolist() == [KEPT, KEPT, KEPT, CUT]
-    assert frame["top-p 0.8"].tolist() == [KEPT, KEPT, CUT, ""]
-    assert frame["min-p 0.3"].tolist() == [KEPT, CUT, "", ""]
+    columns = ["word", "logit z", "z / T", "p after T", "running sum", "p / p top", "kept?", "p (drawn)"]
+    assert list(frame.columns) == columns
+    assert frame["kept?"].tolist() == [KEPT, f"{CUT} min-p", f"{CUT} top-p", f"{CUT} top-k"]
     assert frame["running sum"].tolist()[:3] == [0.6, 0.9, 0.95] and frame["running sum"].isna().tolist()[3]
+    only_top_k = walkthrough_frame(Walkthrough(rows[3:], [], 0.5, 3, None, None))
+    assert list(only_top_k.columns) == ["word", "logit z", "z / T", "p after T", "kept?", "p (drawn)"]
+
+
+def test_a_number_a_filter_left_undefined_is_shown_blank_and_the_caption_names_what_is_off():
+    rows = [row(1, -1.0, top_k_kept=True, running_sum=0.6, top_p_kept=True), row(2, -2.0, top_k_kept=False)]
+    walk = Walkthrough(rows, ["<unk>: skip"], 0.5, 1, 0.8, None)
+    shown = styled(walkthrough_frame(walk))
+    assert shown.data["running sum"].tolist() == ["60.00%", ""]  # not "None"
+    assert shown.data["logit z"].tolist() == [-1.0, -2.0]  # always defined: stays a number
+    caption = walkthrough_caption(walk)
+    assert "T = 0.5" in caption and "keeps the 1 most likely" in caption and "reaches 0.8" in caption
+    assert "Off now: min-p" in caption and "(<unk>: skip)" in caption
 
 
 def test_the_models_log_prob_is_shown_only_where_the_word_rules_changed_more_than_a_constant():

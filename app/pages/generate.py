@@ -164,7 +164,7 @@ def step_tab(generator: StepGenerator, options: SamplingOptions) -> None:
     rest = "(all other words)"
     words = [c.word for c in distribution.candidates] + [rest]
     probabilities = [c.probability for c in distribution.candidates] + [distribution.rest]
-    chart_column, inside_column = st.columns([2, 3], gap="medium")
+    chart_column, inside_column = st.columns([1, 2], gap="medium")
     with chart_column:
         st.altair_chart(charts.candidates_chart(words, probabilities, rest_label=rest), width="stretch")
         stages = ", ".join(processor.name for processor in ProcessorList.from_options(sampled))
