@@ -257,14 +257,20 @@ def walkthrough_section(generator: StepGenerator, options: SamplingOptions) -> N
 
 def gates_section(generator: StepGenerator) -> None:
     read = word_just_read(generator)
-    where = "the last word of the prime" if not generator.words else "the word just added"
-    st.markdown(f"**What reading “{read.word}” did to the memory**")
+    where = "the word just added"
+    shown = read.word
+    if not generator.words:
+        where = "the last word of the prime"
+        typed = generator.prime_words[-1]
+        if typed != read.word:  # a word outside the vocabulary: the model read <unk>
+            shown, where = typed, f"the last word of the prime, read as {read.word}"
+    st.markdown(f"**What reading “{shown}” did to the memory**")
     for number, layer in enumerate(read.layers, start=1):
         units = units_by_change(layer, CHANGED_UNITS)
         title = f"layer {number}" if len(read.layers) > 1 else ""
         st.altair_chart(gates_chart(layer, units, title), width="content")
     st.caption(
-        f"“{read.word}” is {where}. Per layer, the {CHANGED_UNITS} units whose memory changed most "
+        f"“{shown}” is {where}. Per layer, the {CHANGED_UNITS} units whose memory changed most "
         "(largest |Δc| first; hover a cell for its numbers): Δc = c_t − c_t−1 = i·g − (1 − f)·c_t−1, what was "
         "written minus what was forgotten. Colours: i, f, o on **viridis** (dark purple 0 = closed, yellow 1 = "
         "open); g and Δc on **blue-orange** (blue below 0, near white at 0, orange above; Δc's scale reaches the "

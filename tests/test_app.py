@@ -553,6 +553,9 @@ def test_picking_a_word_shows_the_gates_of_that_word(generate_page):
     button(at, "Undo").click().run()
     assert heading() == "**What reading “more” did to the memory**"
     assert gates()["value"].tolist() == pytest.approx(at_prime["value"].tolist(), abs=1e-6)
+    at.text_input(key="prime_text").input("thou art zounds").run()  # the model reads <unk> for it
+    assert heading() == "**What reading “zounds” did to the memory**"
+    assert any("the last word of the prime, read as <unk>" in c.value for c in at.caption)
     assert not at.exception
 
 
