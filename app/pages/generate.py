@@ -14,6 +14,7 @@ import streamlit as st
 from app import charts, services, share, state, widgets
 from app.models import ModelEntry, available_models, model_choice
 from app.visitor import KEY_PARAM, data_root
+from app.walkthrough import walkthrough_panel
 from lstm_core import runs as run_files
 from lstm_core.checkpoint import CheckpointError
 from lstm_core.config import RECIPE_PRIME_TEXTS
@@ -218,9 +219,13 @@ def step_tab(generator: StepGenerator, options: SamplingOptions) -> None:
     rest = "(all other words)"
     words = [c.word for c in distribution.candidates] + [rest]
     probabilities = [c.probability for c in distribution.candidates] + [distribution.rest]
-    st.altair_chart(charts.candidates_chart(words, probabilities, rest_label=rest), width="stretch")
-    stages = ", ".join(processor.name for processor in ProcessorList.from_options(sampled))
-    st.caption(f"What “Sample one” draws from, after: {stages} (the settings above).")
+    chart_column, inside_column = st.columns([1, 2], gap="medium")
+    with chart_column:
+        st.altair_chart(charts.candidates_chart(words, probabilities, rest_label=rest), width="stretch")
+        stages = ", ".join(processor.name for processor in ProcessorList.from_options(sampled))
+        st.caption(f"What “Sample one” draws from, after: {stages} (the settings above).")
+    with inside_column:
+        walkthrough_panel(generator, sampled)
 
 
 def scored(entry: ModelEntry, text: str) -> TextScore:

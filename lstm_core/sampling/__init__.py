@@ -54,7 +54,14 @@ from lstm_core.sampling.processors import (
     filter_top_p,
     penalize_repetition,
 )
-from lstm_core.sampling.step import UNDO_LIMIT, Candidate, Distribution, StepGenerator, word_distribution
+from lstm_core.sampling.step import (
+    UNDO_LIMIT,
+    Candidate,
+    Distribution,
+    LastWord,
+    StepGenerator,
+    word_distribution,
+)
 
 __all__ = [
     "GREEDY_TEMPERATURE",
@@ -69,6 +76,7 @@ __all__ = [
     "Distribution",
     "Generation",
     "History",
+    "LastWord",
     "LogProbsProcessor",
     "Method",
     "MinP",
