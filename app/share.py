@@ -118,11 +118,8 @@ def _check_options(key: str, raw: str) -> tuple[str | None, str | None]:
         return raw, None
     values = list(options.values())
     if all(isinstance(v, (int, float)) for v in values):  # a select slider of numbers: the nearest one
-        try:
-            wanted = float(raw)
-            if not math.isfinite(wanted):
-                raise ValueError(raw)
-        except ValueError:
+        wanted = _finite(raw)
+        if wanted is None:
             return None, f"{label} {raw!r} is not a number"
         nearest = min(values, key=lambda v: (abs(float(v) - wanted), float(v)))
         text = address_text(key, nearest)
@@ -131,12 +128,18 @@ def _check_options(key: str, raw: str) -> tuple[str | None, str | None]:
     return None, f"{label} {raw!r} is not one of: {choices}"
 
 
-def _check_number(raw: str, low: float, high: float, step: float, label: str) -> tuple[str | None, str | None]:
+def _finite(raw: str) -> float | None:
+    """The number an address's text says, or None if it says none (or an infinite or NaN one)."""
     try:
-        wanted = float(raw)
-        if not math.isfinite(wanted):
-            raise ValueError(raw)
+        value = float(raw)
     except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _check_number(raw: str, low: float, high: float, step: float, label: str) -> tuple[str | None, str | None]:
+    wanted = _finite(raw)
+    if wanted is None:
         return None, f"{label} {raw!r} is not a number"
     value: float = min(high, max(low, round((wanted - low) / step) * step + low))
     value = round(value) if isinstance(low, int) and isinstance(step, int) else round(value, 10)

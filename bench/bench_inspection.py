@@ -25,10 +25,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -36,6 +33,7 @@ import torch
 # `python bench/bench_inspection.py` puts bench/, not the repository root, on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.bench_generate import median_seconds
 from lstm_core.checkpoint import load_checkpoint
 from lstm_core.config import Config
 from lstm_core.corpus import bundled_plays
@@ -53,17 +51,6 @@ from lstm_core.sampling import SamplingOptions, StepGenerator
 from lstm_core.text import tokenize
 from lstm_core.vocab import Vocab
 from lstm_core.walkthrough import softmax_walkthrough, word_just_read
-
-
-def median_seconds(run: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``run`` over ``repeats`` calls, after one warm-up call."""
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def build_model(vocab: Vocab, output_layer: str) -> LSTMLanguageModel:

@@ -19,7 +19,7 @@ from playwright.sync_api import Page, expect
 
 from app.visitor import Workspace
 from lstm_core import runs as run_files
-from tests.browser.conftest import ARTIFACTS, Server
+from tests.browser.conftest import Server, new_visitor
 
 
 @pytest.fixture
@@ -34,16 +34,9 @@ def own_server(tmp_path: Path) -> Iterator[Server]:
 
 @pytest.fixture
 def page(browser, request: pytest.FixtureRequest) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    visitor = context.new_page()
-    try:
+    """A new visitor (of the test's own server)."""
+    with new_visitor(browser, request.node.name) as visitor:
         yield visitor
-    finally:
-        ARTIFACTS.mkdir(exist_ok=True)
-        try:
-            visitor.screenshot(path=ARTIFACTS / f"{request.node.name}.png", full_page=True)
-        finally:
-            context.close()
 
 
 def key_of(page: Page) -> str:
