@@ -8,10 +8,16 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from lstm_core.baselines import Baseline
+from lstm_core.standing import format_duration, format_perplexity
 from lstm_core.trainer import EvalEvent, Event, StepEvent
 
 MAX_POINTS = 500
+"""The most points a chart draws of one line: longer histories are thinned evenly."""
 ACCENT = "#8b1e3f"
+BASELINE_COLOR = "#6b6259"
+RUN_COLORS = ["#1f5f8b", ACCENT, "#3c8d2f", "#c77c02", "#6a3d9a", "#b15928", "#1b9e77", "#e7298a"]
+PERPLEXITY_AXIS = alt.Y("perplexity:Q", title="perplexity (log scale)", scale=alt.Scale(type="log"))
 # Steps are whole numbers: no "200.000000" ticks when a chart has a single point.
 STEP_AXIS = alt.X(
     "step:Q", title="training step", axis=alt.Axis(format=",d", tickMinStep=1), scale=alt.Scale(domainMin=0)
@@ -27,6 +33,13 @@ def smooth(values: Sequence[float], weight: float = 0.9) -> list[float]:
     return out
 
 
+def thinned(count: int, limit: int = MAX_POINTS) -> list[int]:
+    """Indices of at most ``limit`` of ``count`` points, evenly spread, always the first and the newest."""
+    if count <= limit:
+        return list(range(count))
+    return np.unique(np.linspace(0, count - 1, limit).astype(int)).tolist()
+
+
 def loss_frame(events: Sequence[Event]) -> pd.DataFrame:
     """Long-form ``step, loss, series`` rows: raw and smoothed training loss, validation loss."""
     steps = [e for e in events if isinstance(e, StepEvent)]
@@ -35,7 +48,7 @@ def loss_frame(events: Sequence[Event]) -> pd.DataFrame:
     raw = [e.loss for e in steps]
     smoothed = smooth(raw)
     if len(x) > MAX_POINTS:  # thin evenly, always keeping the newest point
-        keep = np.unique(np.linspace(0, len(x) - 1, MAX_POINTS).astype(int))
+        keep = thinned(len(x))
         x, raw, smoothed = ([seq[i] for i in keep] for seq in (x, raw, smoothed))
     frames = [
         pd.DataFrame({"step": x, "loss": raw, "series": "training (raw)"}),
@@ -61,19 +74,120 @@ def loss_chart(events: Sequence[Event], height: int = 280) -> alt.Chart:
     return (lines + validation).properties(height=height)
 
 
-def perplexity_chart(events: Sequence[Event], height: int = 280) -> alt.Chart:
+def baseline_layers(baselines: Sequence[Baseline]) -> list[alt.Chart]:
+    """Each baseline as a dashed horizontal rule across the chart, labelled with its name and
+    perplexity at the right edge, for a chart whose y is ``perplexity`` (log scale).
+
+    Labels sit above their rule, the lowest baseline's below it: on the plays the bigram (283)
+    and the 5-gram (263) are a few pixels apart, and their labels would overlap otherwise.
+    """
+    if not baselines:
+        return []
+    ordered = sorted(baselines, key=lambda baseline: baseline.perplexity)
+    data = pd.DataFrame(
+        {
+            "baseline": [baseline.label for baseline in ordered],
+            "perplexity": [baseline.perplexity for baseline in ordered],
+            "text": [f"{baseline.label}: {format_perplexity(baseline.perplexity)}" for baseline in ordered],
+            "below": [i == 0 for i in range(len(ordered))],
+        }
+    )
+    rules = (
+        alt.Chart(data)
+        .mark_rule(color=BASELINE_COLOR, strokeDash=[5, 4], strokeWidth=1)
+        .encode(
+            y=PERPLEXITY_AXIS,
+            tooltip=[alt.Tooltip("baseline:N"), alt.Tooltip("perplexity:Q", format=",.1f")],
+        )
+    )
+
+    def labels(below: bool) -> alt.Chart:
+        return (
+            alt.Chart(data)
+            .transform_filter("datum.below" if below else "!datum.below")
+            .mark_text(align="right", baseline="top" if below else "bottom", dx=-4, dy=3 if below else -3, fontSize=11)
+            .encode(x=alt.value("width"), y=PERPLEXITY_AXIS, text="text:N", color=alt.value(BASELINE_COLOR))
+        )
+
+    return [rules, labels(below=False), labels(below=True)]
+
+
+def perplexity_chart(events: Sequence[Event], baselines: Sequence[Baseline] = (), height: int = 280) -> alt.Chart:
+    """Validation perplexity by step, on a log axis, with the baselines as labelled rules."""
     evals = [e for e in events if isinstance(e, EvalEvent)]
-    data = pd.DataFrame({"step": [e.step for e in evals], "perplexity": [e.perplexity for e in evals]})
-    return (
+    keep = thinned(len(evals))
+    data = pd.DataFrame({"step": [evals[i].step for i in keep], "perplexity": [evals[i].perplexity for i in keep]})
+    line = (
         alt.Chart(data)
         .mark_line(point=True, color="#1f5f8b")
-        .encode(
-            x=STEP_AXIS,
-            y=alt.Y("perplexity:Q", title="perplexity (log scale)", scale=alt.Scale(type="log")),
-            tooltip=["step:Q", alt.Tooltip("perplexity:Q", format=".1f")],
-        )
-        .properties(height=height)
+        .encode(x=STEP_AXIS, y=PERPLEXITY_AXIS, tooltip=["step:Q", alt.Tooltip("perplexity:Q", format=",.1f")])
     )
+    return alt.layer(line, *baseline_layers(baselines)).properties(height=height)
+
+
+def runs_frame(curves: Sequence[tuple[str, Sequence[EvalEvent]]], minutes: bool = True) -> pd.DataFrame:
+    """Long-form ``run, step, time, training time, perplexity`` rows of each run's evaluations.
+
+    ``curves`` holds ``(run label, its evaluations)``; ``time`` is the training time in minutes
+    (or seconds) for the axis, ``training time`` the same in words for the hover read-out. A
+    run's evaluations are thinned to :data:`MAX_POINTS`.
+    """
+    frames = []
+    for label, evals in curves:
+        keep = thinned(len(evals))
+        chosen = [evals[i] for i in keep]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "run": label,
+                    "step": [e.step for e in chosen],
+                    "time": [e.elapsed_s / (60 if minutes else 1) for e in chosen],
+                    "training time": [format_duration(max(0.0, e.elapsed_s)) for e in chosen],
+                    "perplexity": [e.perplexity for e in chosen],
+                }
+            )
+        )
+    columns = ["run", "step", "time", "training time", "perplexity"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def runs_chart(
+    curves: Sequence[tuple[str, Sequence[EvalEvent]]], baselines: Sequence[Baseline] = (), height: int = 320
+) -> alt.Chart:
+    """Several runs' validation perplexity against training time on one chart, one colour a run.
+
+    Training time, not steps: a step's size (batch x sequence length) and cost differ between
+    settings, and time is what a run costs its visitor. Hovering a point reads out its run,
+    step, training time and perplexity.
+    """
+    longest = max((e.elapsed_s for _, evals in curves for e in evals), default=0.0)
+    minutes = longest >= 120
+    data = runs_frame(curves, minutes)
+    labels = [label for label, _ in curves]
+    lines = (
+        alt.Chart(data)
+        .mark_line(point=alt.OverlayMarkDef(filled=True, size=40), strokeWidth=2)
+        .encode(
+            x=alt.X(
+                "time:Q",
+                title=f"training time ({'minutes' if minutes else 'seconds'})",
+                scale=alt.Scale(domainMin=0),
+            ),
+            y=PERPLEXITY_AXIS,
+            color=alt.Color(
+                "run:N",
+                scale=alt.Scale(domain=labels, range=RUN_COLORS),
+                legend=alt.Legend(orient="bottom", title=None, columns=1, labelLimit=600),
+            ),
+            tooltip=[
+                alt.Tooltip("run:N"),
+                alt.Tooltip("step:Q", format=",d"),
+                alt.Tooltip("training time:N"),
+                alt.Tooltip("perplexity:Q", format=",.1f"),
+            ],
+        )
+    )
+    return alt.layer(lines, *baseline_layers(baselines)).properties(height=height)
 
 
 def top_words_chart(words: Sequence[str], counts: Sequence[int], height: int = 420) -> alt.Chart:

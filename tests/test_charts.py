@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from app import charts
+from lstm_core.baselines import Baseline
 from lstm_core.trainer import EvalEvent, StepEvent
 
 
@@ -35,3 +36,33 @@ def test_candidates_keep_their_order_with_the_rest_last_in_grey():
     kinds = {row["word"]: row["kind"] for row in next(iter(spec["datasets"].values()))}
     assert kinds == {"than": "word", "thou": "word", "(rest)": "rest"}
     assert spec["encoding"]["color"]["scale"]["range"][1] != charts.ACCENT
+
+
+def evaluation(n: int, perplexity: float) -> EvalEvent:
+    return EvalEvent(epoch=1, step=n, val_loss=math.log(perplexity), perplexity=perplexity, best=False, elapsed_s=n / 2)
+
+
+def test_baselines_are_labelled_rules_the_lowest_labelled_below_its_line():
+    baselines = [
+        Baseline(2, "bigram", "bigram (Kneser-Ney)", 283.3, 10),
+        Baseline(0, "uniform", "uniform", 7025.0, 10),
+        Baseline(5, "5-gram", "5-gram (Kneser-Ney)", 263.1, 10),
+    ]
+    spec = charts.perplexity_chart([evaluation(100, 400.0)], baselines).to_dict()
+    rules = [layer for layer in spec["layer"] if layer["mark"]["type"] == "rule"]
+    texts = [layer for layer in spec["layer"] if layer["mark"]["type"] == "text"]
+    assert len(rules) == 1 and rules[0]["encoding"]["y"]["scale"]["type"] == "log"
+    rows = spec["datasets"][rules[0]["data"]["name"]]
+    labels = {row["text"]: row["below"] for row in rows}
+    assert labels == {"5-gram (Kneser-Ney): 263": True, "bigram (Kneser-Ney): 283": False, "uniform: 7,025": False}
+    assert {layer["mark"]["baseline"] for layer in texts} == {"top", "bottom"}
+    assert charts.perplexity_chart([evaluation(100, 400.0)]).to_dict()["layer"][0]["mark"]["type"] == "line"
+
+
+def test_compared_runs_are_thinned_per_run_keeping_the_first_and_newest_evaluation():
+    long = [evaluation(n, 1000.0 / n) for n in range(1, 2001)]
+    frame = charts.runs_frame([("long", long), ("short", long[:3])])
+    runs = dict(tuple(frame.groupby("run")))
+    assert len(runs["long"]) <= charts.MAX_POINTS and runs["long"].step.iloc[[0, -1]].tolist() == [1, 2000]
+    assert runs["short"].step.tolist() == [1, 2, 3]
+    assert runs["long"].time.iloc[-1] == 1000 / 60  # 2000 steps at half a second each, in minutes
