@@ -63,12 +63,12 @@ BEST_CHECKPOINT = "best.pt"
 BASELINES_FILE = "baselines.json"
 SNAPSHOTS_DIR = "snapshots"
 MAX_SNAPSHOTS = 8
-"""Snapshots a run keeps. A snapshot is the model alone in float16: 2 bytes a parameter, so 3.9 MB
-for the Quick preset on all the plays (1.9 M parameters) and 11.4 MB for Best (5.7 M), plus the
-vocabulary and the history (under 0.5 MB); eight of them add about 31 MB to a Quick run and 91 MB
-to a Best run, whose ``last.pt`` (weights and Adam's two moments in float32) and ``best.pt``
-already take about 68 and 23 MB. The server's disk cap (2 GB for all visitors) then still holds
-about ten Best runs."""
+"""Snapshots a run keeps. A snapshot is the model alone in float16, 2 bytes a parameter plus the
+vocabulary and the history: on all the plays 4.0 MB for the Quick preset (1.9 M parameters) and
+11.6 MB for Best (5.7 M). Eight add about 32 MB to a Quick run and 92 MB to a Best run, beside
+their ``last.pt`` (weights and Adam's two moments in float32: 23 and 69 MB), ``best.pt`` (8 and
+23 MB) and ``dataset/`` (3 MB): about 67 MB a Quick run and 190 MB a Best run in all, so the app's
+disk cap (2 GB for all visitors) holds about ten Best runs or thirty Quick ones."""
 RUN_FILES = (
     RUN_FILE,
     STATUS_FILE,
