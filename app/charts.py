@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import altair as alt
@@ -16,8 +17,16 @@ MAX_POINTS = 500
 """The most points a chart draws of one line: longer histories are thinned evenly."""
 ACCENT = "#8b1e3f"
 BASELINE_COLOR = "#6b6259"
+BACKGROUND = "#fbf8f1"
+"""The app's page colour (``.streamlit/config.toml``), for the halo under chart labels."""
 RUN_COLORS = ["#1f5f8b", ACCENT, "#3c8d2f", "#c77c02", "#6a3d9a", "#b15928", "#1b9e77", "#e7298a"]
-PERPLEXITY_AXIS = alt.Y("perplexity:Q", title="perplexity (log scale)", scale=alt.Scale(type="log"))
+PERPLEXITY_TITLE = "perplexity (log scale)"
+LABEL_HEIGHT = 13
+"""Pixels a baseline's label takes, an 11-pixel font with its leading."""
+LABEL_GAP = 3
+"""Pixels between a baseline's rule and its label."""
+X_AXIS_HEIGHT = 64
+"""Pixels an x axis with its title takes below the plot (measured in Chromium)."""
 # Steps are whole numbers: no "200.000000" ticks when a chart has a single point.
 STEP_AXIS = alt.X(
     "step:Q", title="training step", axis=alt.Axis(format=",d", tickMinStep=1), scale=alt.Scale(domainMin=0)
@@ -74,42 +83,80 @@ def loss_chart(events: Sequence[Event], height: int = 280) -> alt.Chart:
     return (lines + validation).properties(height=height)
 
 
-def baseline_layers(baselines: Sequence[Baseline]) -> list[alt.Chart]:
-    """Each baseline as a dashed horizontal rule across the chart, labelled with its name and
-    perplexity at the right edge, for a chart whose y is ``perplexity`` (log scale).
+def _perplexity_axis(domain: Sequence[float], field: str = "perplexity") -> alt.Y:
+    return alt.Y(f"{field}:Q", title=PERPLEXITY_TITLE, scale=alt.Scale(type="log", domain=list(domain)))
 
-    Labels sit above their rule, the lowest baseline's below it: on the plays the bigram (283)
-    and the 5-gram (263) are a few pixels apart, and their labels would overlap otherwise.
+
+def log_domain(values: Sequence[float]) -> list[float]:
+    """The powers of ten around ``values``, as Vega rounds a log axis ("nice"); made explicit so
+    that :func:`baseline_labels` knows how many pixels a decade takes."""
+    positive = [value for value in values if value > 0 and math.isfinite(value)] or [1.0]
+    low, high = math.floor(math.log10(min(positive))), math.ceil(math.log10(max(positive)))
+    return [10.0**low, 10.0 ** max(high, low + 1)]
+
+
+def baseline_labels(
+    baselines: Sequence[Baseline], latest: float | None, domain: Sequence[float], height: float
+) -> pd.DataFrame:
+    """Where each baseline's label goes: on the side of its rule away from the newest evaluation
+    (above a baseline the run is below, below one it is not yet below), stacked when two rules
+    lie closer than a label's height (on the plays the bigram and the 5-gram are a few pixels
+    apart). ``label_y`` is the label's edge nearest its rule, in perplexity, on a log axis of
+    ``domain`` and ``height`` pixels. The labels sit at the right edge, where the newest point is.
     """
+    per_decade = height / math.log10(domain[1] / domain[0])
+    rows = []
+    for baseline in baselines:
+        above = latest is None or latest < baseline.perplexity
+        text = f"{baseline.label}: {format_perplexity(baseline.perplexity)}"
+        rows.append({"baseline": baseline.label, "perplexity": baseline.perplexity, "text": text, "above": above})
+    for above in (True, False):
+        side = sorted((row for row in rows if row["above"] == above), key=lambda row: row["perplexity"])
+        edge: float | None = None  # the far edge of the last label placed, in pixels up from the bottom
+        for row in side if above else side[::-1]:
+            y = math.log10(row["perplexity"] / domain[0]) * per_decade
+            start = y + LABEL_GAP if above else y - LABEL_GAP
+            if edge is not None:
+                start = max(start, edge + 1) if above else min(start, edge - 1)
+            edge = start + LABEL_HEIGHT if above else start - LABEL_HEIGHT
+            row["label_y"] = domain[0] * 10 ** (start / per_decade)
+    columns = ["baseline", "perplexity", "text", "above", "label_y"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def baseline_layers(
+    baselines: Sequence[Baseline], latest: float | None, domain: Sequence[float], height: float
+) -> list[alt.Chart]:
+    """Each baseline as a dashed horizontal rule across the chart, labelled with its name and
+    perplexity at the right edge (:func:`baseline_labels`), for a chart whose y is ``perplexity``
+    on a log axis of ``domain``."""
     if not baselines:
         return []
-    ordered = sorted(baselines, key=lambda baseline: baseline.perplexity)
-    data = pd.DataFrame(
-        {
-            "baseline": [baseline.label for baseline in ordered],
-            "perplexity": [baseline.perplexity for baseline in ordered],
-            "text": [f"{baseline.label}: {format_perplexity(baseline.perplexity)}" for baseline in ordered],
-            "below": [i == 0 for i in range(len(ordered))],
-        }
-    )
+    data = baseline_labels(baselines, latest, domain, height)
     rules = (
         alt.Chart(data)
         .mark_rule(color=BASELINE_COLOR, strokeDash=[5, 4], strokeWidth=1)
         .encode(
-            y=PERPLEXITY_AXIS,
-            tooltip=[alt.Tooltip("baseline:N"), alt.Tooltip("perplexity:Q", format=",.1f")],
+            y=_perplexity_axis(domain), tooltip=[alt.Tooltip("baseline:N"), alt.Tooltip("perplexity:Q", format=",.1f")]
         )
     )
 
-    def labels(below: bool) -> alt.Chart:
+    def labels(above: bool, halo: bool) -> alt.Chart:
+        # A halo of the page's colour under each label keeps it legible where a curve runs through it.
+        outline = {"stroke": BACKGROUND, "strokeWidth": 4, "strokeJoin": "round"} if halo else {}
         return (
             alt.Chart(data)
-            .transform_filter("datum.below" if below else "!datum.below")
-            .mark_text(align="right", baseline="top" if below else "bottom", dx=-4, dy=3 if below else -3, fontSize=11)
-            .encode(x=alt.value("width"), y=PERPLEXITY_AXIS, text="text:N", color=alt.value(BASELINE_COLOR))
+            .transform_filter("datum.above" if above else "!datum.above")
+            .mark_text(align="right", baseline="bottom" if above else "top", dx=-4, fontSize=11, **outline)
+            .encode(
+                x=alt.value("width"),
+                y=_perplexity_axis(domain, "label_y"),
+                text="text:N",
+                color=alt.value(BACKGROUND if halo else BASELINE_COLOR),
+            )
         )
 
-    return [rules, labels(below=False), labels(below=True)]
+    return [rules, *(labels(above, halo) for halo in (True, False) for above in (True, False))]
 
 
 def perplexity_chart(events: Sequence[Event], baselines: Sequence[Baseline] = (), height: int = 280) -> alt.Chart:
@@ -117,12 +164,21 @@ def perplexity_chart(events: Sequence[Event], baselines: Sequence[Baseline] = ()
     evals = [e for e in events if isinstance(e, EvalEvent)]
     keep = thinned(len(evals))
     data = pd.DataFrame({"step": [evals[i].step for i in keep], "perplexity": [evals[i].perplexity for i in keep]})
+    domain = log_domain([*data["perplexity"], *(b.perplexity for b in baselines)])
     line = (
         alt.Chart(data)
         .mark_line(point=True, color="#1f5f8b")
-        .encode(x=STEP_AXIS, y=PERPLEXITY_AXIS, tooltip=["step:Q", alt.Tooltip("perplexity:Q", format=",.1f")])
+        .encode(
+            x=STEP_AXIS,
+            y=_perplexity_axis(domain),
+            tooltip=["step:Q", alt.Tooltip("perplexity:Q", format=",.1f")],
+        )
     )
-    return alt.layer(line, *baseline_layers(baselines)).properties(height=height)
+    latest = evals[-1].perplexity if evals else None
+    # Streamlit fits the whole chart, x axis included, into ``height`` (so that it lines up with the
+    # loss chart beside it); the plot itself is what the axis leaves.
+    layers = baseline_layers(baselines, latest, domain, height - X_AXIS_HEIGHT)
+    return alt.layer(line, *layers).properties(height=height)
 
 
 def runs_frame(curves: Sequence[tuple[str, Sequence[EvalEvent]]], minutes: bool = True) -> pd.DataFrame:
@@ -152,7 +208,7 @@ def runs_frame(curves: Sequence[tuple[str, Sequence[EvalEvent]]], minutes: bool 
 
 
 def runs_chart(
-    curves: Sequence[tuple[str, Sequence[EvalEvent]]], baselines: Sequence[Baseline] = (), height: int = 320
+    curves: Sequence[tuple[str, Sequence[EvalEvent]]], baselines: Sequence[Baseline] = (), height: int = 260
 ) -> alt.Chart:
     """Several runs' validation perplexity against training time on one chart, one colour a run.
 
@@ -160,10 +216,12 @@ def runs_chart(
     settings, and time is what a run costs its visitor. Hovering a point reads out its run,
     step, training time and perplexity.
     """
-    longest = max((e.elapsed_s for _, evals in curves for e in evals), default=0.0)
-    minutes = longest >= 120
+    ends = [evals[-1] for _, evals in curves if evals]
+    newest = max(ends, key=lambda e: e.elapsed_s, default=None)  # the point nearest the labels
+    minutes = newest is not None and newest.elapsed_s >= 120
     data = runs_frame(curves, minutes)
     labels = [label for label, _ in curves]
+    domain = log_domain([*data["perplexity"], *(b.perplexity for b in baselines)])
     lines = (
         alt.Chart(data)
         .mark_line(point=alt.OverlayMarkDef(filled=True, size=40), strokeWidth=2)
@@ -173,7 +231,7 @@ def runs_chart(
                 title=f"training time ({'minutes' if minutes else 'seconds'})",
                 scale=alt.Scale(domainMin=0),
             ),
-            y=PERPLEXITY_AXIS,
+            y=_perplexity_axis(domain),
             color=alt.Color(
                 "run:N",
                 scale=alt.Scale(domain=labels, range=RUN_COLORS),
@@ -187,7 +245,11 @@ def runs_chart(
             ],
         )
     )
-    return alt.layer(lines, *baseline_layers(baselines)).properties(height=height)
+    latest = newest.perplexity if newest is not None else None
+    # "fit-x": the plot is ``height`` pixels high and the legend comes below it, one run a line.
+    return alt.layer(lines, *baseline_layers(baselines, latest, domain, height)).properties(
+        height=height, autosize=alt.AutoSizeParams(type="fit-x", contains="padding")
+    )
 
 
 def top_words_chart(words: Sequence[str], counts: Sequence[int], height: int = 420) -> alt.Chart:
