@@ -21,7 +21,8 @@ restart or a crashed training process all find the same truth::
       heartbeat      touched by the pages that show the run: a run started with an idle limit
                      stops when nobody has looked at it for that long
 
-Nothing here imports a UI or torch, so reading a run is cheap.
+Nothing here imports a UI or torch (only :func:`read_baselines` brings in torch, when it is called),
+so reading a run is cheap.
 """
 
 from __future__ import annotations
