@@ -293,8 +293,10 @@ def recipe(config: dict[str, Any]) -> str:
     """A run's settings as a visitor chose them: the nearest preset, with what was changed
     ("Quick", "Best, epochs 2, dropout 0.2"); the model itself when more than three changed."""
     try:
-        chosen = Config.from_dict(config)
+        chosen = Config.from_dict(config) if config else None
     except InputError:
+        chosen = None
+    if chosen is None:
         return "?"
     changes = {
         name: [field for field in state.UI_FIELDS if getattr(chosen, field) != getattr(preset, field)]
