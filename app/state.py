@@ -40,6 +40,7 @@ SCORE = "score"  # ScoreEntry | None: the last scored text and its result
 SETTINGS_SAVED = "settings_saved"  # the settings as last written to disk
 WAS_RUNNING = "was_running"  # whether the current run was training at the last refresh
 INSIDE_MODEL = "inside_model"  # the Inside page's model (a widget)
+COMPARE_RUNS = "compare_runs"  # list of run ids the Train page draws on one chart (a widget)
 # Generate page widgets; the ones in GENERATE_PARAMS are bound to the page address (a share link)
 PRIME_TEXT, PRIME_PILL = "prime_text", "prime_pill"
 METHOD, LENGTH, SEED = "method", "length", "seed"

@@ -292,3 +292,15 @@ def test_old_runs_go_first_and_running_ones_never(data, dataset):
     assert old in deleted and upload in deleted and shared in deleted  # past the keeping time
     assert week in deleted and day in deleted  # the oldest, until everything fits in 7 MB
     assert fresh.exists() and running.exists()
+
+
+def test_snapshots_count_towards_the_disk_cap(data, dataset):
+    visitors = data / "visitors"
+    older = make_finished_run(visitors / "a" / "runs" / "older", dataset, age_days=2)
+    newer = make_finished_run(visitors / "a" / "runs" / "newer", dataset, age_days=1)
+    for step in (10, 20, 30):  # 3 MB of snapshots, and no other large file
+        path = run_files.snapshot_path(older, step)
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(bytes(1_000_000))
+    assert runs.sweep(data, RunLimits(keep_days=7, disk_mb=2)) == [older]
+    assert newer.exists()
