@@ -25,6 +25,7 @@ from app import runs, state
 from app.visitor import KEY_PARAM, Workspace
 from lstm_core import runs as run_files
 from lstm_core.baselines import Baseline
+from lstm_core.checkpoint import load_checkpoint, save_checkpoint
 from lstm_core.config import PRESETS, Config
 from lstm_core.data import prepare
 from lstm_core.fields import describe_field, describe_fields
@@ -118,7 +119,9 @@ def chart_rows(element) -> pd.DataFrame:
 
 
 def generated_texts(at: AppTest) -> list[str]:
-    return [re.sub(r"<[^>]+>", "", m.value).strip() for m in at.markdown if 'class="generated"' in m.value]
+    return [
+        html.unescape(re.sub(r"<[^>]+>", "", m.value)).strip() for m in at.markdown if 'class="generated"' in m.value
+    ]
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -728,3 +731,40 @@ def test_a_damaged_demo_model_is_reported_not_hidden(app, monkeypatch, tmp_path)
     assert not app.exception
     assert any("The shipped demo model cannot be used" in w.value and "demo.pt" in w.value for w in app.warning)
     assert any("There is no model yet" in i.value for i in app.info)
+
+
+# ---- training through time: snapshots on the Generate page ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def early_and_late():
+    """The tiny model after one epoch (a snapshot) and after four (the run's best)."""
+    config = Config(rnn_size=32, batch_size=4, training_seq_len=8, epochs=4, learning_rate=0.01, eval_every=0)
+    dataset = prepare(TINY_TEXT, 0, (0.8, 0.1, 0.1))
+    early = Trainer(config.replace(epochs=1), dataset).fit().checkpoint
+    late = Trainer(config, dataset, resume=early).fit().checkpoint
+    return early.without_training_state(half=True), late.without_training_state()
+
+
+def test_a_snapshot_writes_beside_the_latest_model_and_scores_beside_it(app, early_and_late):
+    from lstm_core.sampling import SamplingOptions, generate
+
+    early, late = early_and_late
+    folder = put_run(workspace_of(app), late, TINY_RUN)
+    save_checkpoint(early, run_files.snapshot_path(folder, early.step))
+    at = app.switch_page("app/pages/generate.py").run()
+    at.radio(key=state.MODEL_CHOICE).set_value(f"run:{TINY_RUN}").run()
+    at.segmented_control(key=state.BESIDE).set_value("snapshot").run()
+    assert at.select_slider(key=state.SNAPSHOT_STEP).options == [f"step {early.step:,}"]
+    then, now = generated_texts(at)
+    options = SamplingOptions(method="sample", temperature=0.8, seed=7)
+    snapshot = load_checkpoint(run_files.snapshot_path(folder, early.step))
+    expected = generate(snapshot.build_model(), snapshot.vocab, "thou art more", 30, options)
+    assert then == expected.text and now != then  # the same prime, settings and seed, an earlier model
+    assert any(f"At step {early.step:,}" in c.value for c in at.caption)
+    at = open_tab(at, "Score a text")
+    at.toggle(key=state.SCORE_THEN).set_value(True).run()
+    labels = [m.label for m in at.metric]
+    assert labels == [f"Perplexity at step {early.step:,}", f"Perplexity now (step {late.step:,})"]
+    then_ppl, now_ppl = (float(m.value.replace(",", "")) for m in at.metric)
+    assert now_ppl < then_ppl  # more training, a better fit of the sonnet
