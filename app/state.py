@@ -155,7 +155,7 @@ def init() -> Workspace:
     workspace: Workspace | None = state.get(WORKSPACE)
     if workspace is None:
         key = st.query_params.get(KEY_PARAM)
-        workspace = Workspace.for_key(key if valid_key(key) else new_key())
+        workspace = Workspace.for_key(key if key is not None and valid_key(key) else new_key())
         state[WORKSPACE] = workspace
         saved = workspace.load_settings()
         for name, check in PERSISTED.items():

@@ -95,7 +95,9 @@ def sampling_options_from_args(args: argparse.Namespace, warn: TextIO | None = N
     one-line warning on ``warn`` (stderr), rather than silently doing nothing.
     """
     given = given_flags(args, SamplingOptions)
-    applies_to = {info.name: info.extra.get("applies_to") for info in describe_fields(SamplingOptions)}
+    applies_to: dict[str, tuple[str, ...]] = {
+        info.name: info.extra.get("applies_to") or () for info in describe_fields(SamplingOptions)
+    }
     if "method" not in given:
         sampling = [name for name in given if applies_to[name] == ("sample",)]
         if given.get("temperature") == 0:
@@ -104,7 +106,7 @@ def sampling_options_from_args(args: argparse.Namespace, warn: TextIO | None = N
         elif sampling:
             given["method"] = "sample"
     method = given.get("method", describe_field(SamplingOptions, "method").default)
-    ignored = [name for name in given if applies_to[name] is not None and method not in applies_to[name]]
+    ignored = [name for name in given if applies_to[name] and method not in applies_to[name]]
     if ignored:
         flags = ", ".join(_flag(name) for name in ignored)
         wanted = " or ".join(sorted({m for name in ignored for m in applies_to[name]}))

@@ -276,8 +276,8 @@ def read_run(folder: Path | str) -> RunSummary | None:
         return None
     status = read_json(folder / STATUS_FILE) or {"state": "starting", "updated": record.get("created")}
     state, message, pid = _effective_state(folder, status)
-    config = record.get("config") if isinstance(record.get("config"), dict) else {}
-    dataset = record.get("dataset") if isinstance(record.get("dataset"), dict) else {}
+    config = record["config"] if isinstance(record.get("config"), dict) else {}
+    dataset = record["dataset"] if isinstance(record.get("dataset"), dict) else {}
     best, last = status.get("best_perplexity"), status.get("last_perplexity")
     return RunSummary(
         id=folder.name,
