@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import altair as alt
 import numpy as np
@@ -13,6 +14,8 @@ from lstm_core.baselines import Baseline
 from lstm_core.standing import format_duration, format_perplexity
 from lstm_core.trainer import EvalEvent, Event, StepEvent
 
+Chart = alt.Chart | alt.LayerChart | alt.FacetChart
+"""What the chart functions return: a chart, or charts drawn over one another."""
 MAX_POINTS = 500
 """The most points a chart draws of one line: longer histories are thinned evenly."""
 ACCENT = "#8b1e3f"
@@ -58,7 +61,7 @@ def loss_frame(events: Sequence[Event]) -> pd.DataFrame:
     smoothed = smooth(raw)
     if len(x) > MAX_POINTS:  # thin evenly, always keeping the newest point
         keep = thinned(len(x))
-        x, raw, smoothed = ([seq[i] for i in keep] for seq in (x, raw, smoothed))
+        x, raw, smoothed = [x[i] for i in keep], [raw[i] for i in keep], [smoothed[i] for i in keep]
     frames = [
         pd.DataFrame({"step": x, "loss": raw, "series": "training (raw)"}),
         pd.DataFrame({"step": x, "loss": smoothed, "series": "training (smoothed)"}),
@@ -67,7 +70,7 @@ def loss_frame(events: Sequence[Event]) -> pd.DataFrame:
     return pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
 
 
-def loss_chart(events: Sequence[Event], height: int = 280) -> alt.Chart:
+def loss_chart(events: Sequence[Event], height: int = 280) -> Chart:
     data = loss_frame(events)
     colors = alt.Scale(
         domain=["training (raw)", "training (smoothed)", "validation"], range=["#d9c3b0", ACCENT, "#1f5f8b"]
@@ -105,7 +108,7 @@ def baseline_labels(
     ``domain`` and ``height`` pixels. The labels sit at the right edge, where the newest point is.
     """
     per_decade = height / math.log10(domain[1] / domain[0])
-    rows = []
+    rows: list[dict[str, Any]] = []
     for baseline in baselines:
         above = latest is None or latest < baseline.perplexity
         text = f"{baseline.label}: {format_perplexity(baseline.perplexity)}"
@@ -141,9 +144,9 @@ def baseline_layers(
         )
     )
 
-    def labels(above: bool, halo: bool) -> alt.Chart:
+    def labels(above: bool, halo: bool) -> Chart:
         # A halo of the page's colour under each label keeps it legible where a curve runs through it.
-        outline = {"stroke": BACKGROUND, "strokeWidth": 4, "strokeJoin": "round"} if halo else {}
+        outline: dict[str, Any] = {"stroke": BACKGROUND, "strokeWidth": 4, "strokeJoin": "round"} if halo else {}
         return (
             alt.Chart(data)
             .transform_filter("datum.above" if above else "!datum.above")
@@ -159,7 +162,7 @@ def baseline_layers(
     return [rules, *(labels(above, halo) for halo in (True, False) for above in (True, False))]
 
 
-def perplexity_chart(events: Sequence[Event], baselines: Sequence[Baseline] = (), height: int = 280) -> alt.Chart:
+def perplexity_chart(events: Sequence[Event], baselines: Sequence[Baseline] = (), height: int = 280) -> Chart:
     """Validation perplexity by step, on a log axis, with the baselines as labelled rules."""
     evals = [e for e in events if isinstance(e, EvalEvent)]
     keep = thinned(len(evals))
@@ -209,7 +212,7 @@ def runs_frame(curves: Sequence[tuple[str, Sequence[EvalEvent]]], minutes: bool 
 
 def runs_chart(
     curves: Sequence[tuple[str, Sequence[EvalEvent]]], baselines: Sequence[Baseline] = (), height: int = 260
-) -> alt.Chart:
+) -> Chart:
     """Several runs' validation perplexity against training time on one chart, one colour a run.
 
     Training time, not steps: a step's size (batch x sequence length) and cost differ between
@@ -252,7 +255,7 @@ def runs_chart(
     )
 
 
-def top_words_chart(words: Sequence[str], counts: Sequence[int], height: int = 420) -> alt.Chart:
+def top_words_chart(words: Sequence[str], counts: Sequence[int], height: int = 420) -> Chart:
     data = pd.DataFrame({"word": list(words), "count": list(counts)})
     return (
         alt.Chart(data)
@@ -266,7 +269,7 @@ def top_words_chart(words: Sequence[str], counts: Sequence[int], height: int = 4
     )
 
 
-def zipf_chart(counts: np.ndarray, min_word_freq: int, height: int = 420) -> alt.Chart:
+def zipf_chart(counts: np.ndarray, min_word_freq: int, height: int = 420) -> Chart:
     """Frequency against rank on log axes, with the vocabulary cut-off marked."""
     ranks = np.unique(np.geomspace(1, len(counts), num=min(len(counts), 400)).astype(int))
     data = pd.DataFrame({"rank": ranks, "count": counts[ranks - 1]})
@@ -289,7 +292,7 @@ def zipf_chart(counts: np.ndarray, min_word_freq: int, height: int = 420) -> alt
 
 def candidates_chart(
     words: Sequence[str], probabilities: Sequence[float], rest_label: str | None = None, height: int = 320
-) -> alt.Chart:
+) -> Chart:
     """Bars in the order given (most likely first); ``rest_label`` names a bar drawn in grey, last."""
     data = pd.DataFrame({"word": list(words), "probability": list(probabilities)})
     data["kind"] = ["rest" if word == rest_label else "word" for word in data["word"]]

@@ -10,6 +10,7 @@ import dataclasses
 import html
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Literal
 
 import streamlit as st
 
@@ -23,10 +24,11 @@ from lstm_core.config import RECIPE_PRIME_TEXTS
 from lstm_core.errors import InputError
 from lstm_core.evaluation import TextScore, score
 from lstm_core.fields import describe_field, describe_fields
+from lstm_core.ngram import KneserNey
 from lstm_core.sampling import ProcessorList, SamplingOptions, StepGenerator, generate, generate_next_word
 from lstm_core.text import tokenize
 
-BIND = "query-params"
+BIND: Literal["query-params"] = "query-params"
 MAX_SCORE_WORDS = 1_000
 MAX_SCORE_CHARS = 8_000
 
@@ -76,10 +78,10 @@ def options_section() -> SamplingOptions | None:
     """Every SamplingOptions field as a widget built from its metadata: method, seed and temperature
     up front, the others in the expander (a new option appears there by itself)."""
     # The page's own starting values (the dataclass's defaults are greedy and a fresh seed each time).
-    starting = {"method": "sample", "temperature": 0.8, "seed": 7}
+    starting: dict[str, Any] = {"method": "sample", "temperature": 0.8, "seed": 7}
     keys = {name: key for key, name in share.OPTION_KEYS.items()}
 
-    def option(name: str, method: str, container) -> object:
+    def option(name: str, method: str, container: Any) -> Any:
         info = describe_field(SamplingOptions, name)
         methods = info.extra.get("applies_to")
         return widgets.field_widget(
@@ -95,19 +97,20 @@ def options_section() -> SamplingOptions | None:
     with st.container(border=True):
         method_column, length_column, seed_column = st.columns([2, 1, 1])
         methods = describe_field(SamplingOptions, "method")
-        method = (
+        method: str = (
             method_column.segmented_control(
                 methods.label,
                 list(methods.choices),
-                format_func=methods.choice_labels.get,
+                format_func=lambda key: methods.choice_labels.get(key, key),
                 key=state.METHOD,
                 default=starting["method"],
                 bind=BIND,
             )
             or "greedy"
         )
-        length_column.slider("Words to write", *share.LENGTH_RANGE, 30, key=state.LENGTH, bind=BIND)
-        values: dict[str, object] = {"method": method}
+        low, high = share.LENGTH_RANGE
+        length_column.slider("Words to write", min_value=low, max_value=high, value=30, key=state.LENGTH, bind=BIND)
+        values: dict[str, Any] = {"method": method}
         values["seed"] = int(option("seed", method, seed_column))
         values["temperature"] = option("temperature", method, st)
         with st.expander("More sampling options"):
@@ -145,6 +148,7 @@ def how_chosen(options: SamplingOptions) -> str:
 
 def ngram_text(entry: ModelEntry, prime: str, length: int, options: SamplingOptions) -> None:
     """The n-gram model of the same training words, continuing the same prime with the same settings."""
+    ngram: KneserNey | None
     if entry.source == "run" and entry.run is not None:
         ngram = services.run_ngram(entry.run.path / run_files.DATASET_DIR)
     elif entry.source == "demo":
@@ -203,7 +207,7 @@ def continue_tab(entry: ModelEntry, generator: StepGenerator, prime: str, option
     beside = st.segmented_control(
         "Set beside it",
         [key for key in BESIDE if key != "snapshot" or snapshots_of(entry)],
-        format_func=BESIDE.get,
+        format_func=lambda key: BESIDE[key],
         default="nothing",
         key=state.BESIDE,
         help=f"A Kneser-Ney {services.NGRAM_ORDER}-gram counts the same training words and looks at the last "
@@ -235,6 +239,11 @@ def continue_tab(entry: ModelEntry, generator: StepGenerator, prime: str, option
     )
 
 
+def step_with(generator: StepGenerator, options: SamplingOptions) -> None:
+    """One step of the text, the word chosen by ``options`` (a button's callback)."""
+    generator.step(options=options)
+
+
 def pick_candidate(generator: StepGenerator) -> None:
     word = st.session_state.get("candidate_pick")
     if word:
@@ -251,11 +260,11 @@ def step_tab(generator: StepGenerator, options: SamplingOptions) -> None:
     buttons = st.columns(4)
     buttons[0].button(
         "Take the top word",
-        on_click=generator.step,
-        kwargs={"options": dataclasses.replace(options, method="greedy")},
+        on_click=step_with,
+        args=(generator, dataclasses.replace(options, method="greedy")),
         width="stretch",
     )
-    buttons[1].button("Sample one", on_click=generator.step, kwargs={"options": sampled}, width="stretch")
+    buttons[1].button("Sample one", on_click=step_with, args=(generator, sampled), width="stretch")
     buttons[2].button("Undo", on_click=generator.undo, disabled=not generator.can_undo, width="stretch")
     buttons[3].button("Reset", on_click=generator.reset, disabled=not generator.words, width="stretch")
     st.pills(

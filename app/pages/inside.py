@@ -8,6 +8,8 @@ a unit choice redraws without tracing again.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import streamlit as st
 from torch import Tensor
@@ -32,6 +34,7 @@ from lstm_core.inspection import (
 )
 from lstm_core.sampling import SamplingOptions, generate
 from lstm_core.text import tokenize
+from lstm_core.vocab import Vocab
 
 # A typed text is refused beyond these, so tracing and drawing stay well under a second. (Bare
 # strings would be drawn on the page by Streamlit's magic: these notes are comments.)
@@ -137,7 +140,12 @@ def text_problem(text: str) -> str | None:
 def text_section(entry: ModelEntry) -> str | None:
     st.session_state.setdefault("inside_source", "generated")
     source = st.segmented_control(
-        "Text", list(SOURCES), format_func=SOURCES.get, required=True, key="inside_source", persist_state="session"
+        "Text",
+        list(SOURCES),
+        format_func=lambda key: SOURCES[key],
+        required=True,
+        key="inside_source",
+        persist_state="session",
     )
     if source == "generated":
         st.session_state.setdefault("inside_prime", RECIPE_PRIME_TEXTS[0])
@@ -185,19 +193,22 @@ def quantity_section(layers: int) -> tuple[int, str]:
         if st.session_state.get("inside_layer", 0) >= layers:
             st.session_state["inside_layer"] = 0
         st.session_state.setdefault("inside_layer", 0)
-        layer = left.segmented_control(
-            "Layer", list(range(layers)), format_func=lambda k: f"layer {k + 1}", required=True, key="inside_layer"
+        layer = (
+            left.segmented_control(
+                "Layer", list(range(layers)), format_func=lambda k: f"layer {k + 1}", required=True, key="inside_layer"
+            )
+            or 0
         )
     with right:
         quantity = st.segmented_control(
             "Quantity",
             list(QUANTITIES),
-            format_func=QUANTITIES.get,
+            format_func=lambda key: QUANTITIES[key],
             required=True,
             key="inside_quantity",
             persist_state="session",
         )
-    return layer, quantity
+    return layer, quantity or "hidden"
 
 
 def current_unit(values: Tensor) -> int:
@@ -267,7 +278,7 @@ def stored_span(steps: int) -> tuple[int, int] | None:
     """
     if steps < 2:
         return None
-    stored = st.session_state.get("inside_span")
+    stored: Any = st.session_state.get("inside_span")
     fits = isinstance(stored, tuple | list) and len(stored) == 2 and 0 <= stored[0] <= stored[1] < steps
     if not fits or stored[1] - stored[0] >= steps - 1:
         st.session_state["inside_span"] = stored = (0, min(2, steps - 2))
@@ -300,13 +311,13 @@ def feature_finder(values: Tensor, features: WordFeatures, quantity: str) -> Non
     st.markdown(f"**Units that follow a feature** (by the correlation of {QUANTITIES[quantity]} with it)")
     st.session_state.setdefault("inside_feature", "line_position")
     name = st.segmented_control(
-        "Feature", list(FEATURES), format_func=FEATURES.get, required=True, key="inside_feature"
+        "Feature", list(FEATURES), format_func=lambda key: FEATURES[key], required=True, key="inside_feature"
     )
     word = None
     if name == "after_word":
         word = st.text_input("The word before", "thou", key="inside_after_word")
     try:
-        found = units_for_feature(values, features.vector(name, word), k=10)
+        found = units_for_feature(values, features.vector(name or "line_position", word), k=10)
     except ValueError as error:
         st.info(str(error))
         return
@@ -361,7 +372,7 @@ def span_finder(values: Tensor, words: tuple[str, ...], quantity: str, span: tup
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def word_map(model_key: str, _embedding: Tensor, _vocab: object) -> pd.DataFrame:
+def word_map(model_key: str, _embedding: Tensor, _vocab: Vocab) -> pd.DataFrame:
     """The word-vector map of a model (``model_key`` names it; the weights are not hashed)."""
     return charts.pca_frame(_embedding, _vocab, charts.MAX_MAP_WORDS)
 

@@ -353,7 +353,7 @@ def runs_section(current: run_files.RunSummary | None) -> None:
     chosen = st.multiselect(
         "Compare runs on one chart",
         ids,
-        format_func=labels.get,
+        format_func=lambda key: labels[key],
         key=state.COMPARE_RUNS,
         placeholder="Choose two or more runs",
     )
