@@ -178,11 +178,11 @@ def test_choosing_plays_changes_the_text(app):
 )
 def test_a_bad_upload_shows_a_clear_error_and_keeps_the_app_working(app, name, data, message):
     app.radio(key=state.CORPUS_SOURCE).set_value("upload").run()
-    app.file_uploader(key="upload_widget").upload(name, data, "text/plain").run()
+    app.file_uploader(key=state.UPLOAD_WIDGET).upload(name, data, "text/plain").run()
     assert not app.exception
     assert any(message in e.value for e in app.error)
     assert any("No text is uploaded yet" in i.value for i in app.info)
-    app.file_uploader(key="upload_widget").set_value(("good.txt", TINY_TEXT.encode(), "text/plain")).run()
+    app.file_uploader(key=state.UPLOAD_WIDGET).set_value(("good.txt", TINY_TEXT.encode(), "text/plain")).run()
     assert not app.error
     assert metric(app, "Words in the text") == "1,368"
 
@@ -288,7 +288,7 @@ def test_a_training_run_charts_its_progress_and_offers_the_model(app):
     assert at.dataframe, "the table of prime-text samples is shown"
     assert "thou art more" in at.dataframe[0].value.columns
     assert any("Finished" in s.value for s in at.success)
-    assert at.download_button(key="download_model")
+    assert at.download_button(key=state.DOWNLOAD_MODEL)
     assert (run.path / run_files.BEST_CHECKPOINT).is_file() and (run.path / run_files.LAST_CHECKPOINT).is_file()
 
 
@@ -389,7 +389,7 @@ def test_a_bad_model_file_is_refused_once_and_remembered(app, monkeypatch):
     calls = []
     real = lstm_core.checkpoint.load_checkpoint
     monkeypatch.setattr(lstm_core.checkpoint, "load_checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
-    at.file_uploader(key="model_upload").upload("model.pt", b"not a checkpoint at all", "application/octet-stream")
+    at.file_uploader(key=state.MODEL_UPLOAD).upload("model.pt", b"not a checkpoint at all", "application/octet-stream")
     at.run()
     assert any("cannot load checkpoint model.pt" in e.value for e in at.error)
     at.run()  # the file stays in the uploader: it is not read again

@@ -245,10 +245,10 @@ def step_with(generator: StepGenerator, options: SamplingOptions) -> None:
 
 
 def pick_candidate(generator: StepGenerator) -> None:
-    word = st.session_state.get("candidate_pick")
+    word = st.session_state.get(state.CANDIDATE_PICK)
     if word:
         generator.step(word=word)
-        st.session_state["candidate_pick"] = None
+        st.session_state[state.CANDIDATE_PICK] = None
 
 
 def step_tab(generator: StepGenerator, options: SamplingOptions) -> None:
@@ -270,7 +270,7 @@ def step_tab(generator: StepGenerator, options: SamplingOptions) -> None:
     st.pills(
         "Or pick the next word",
         [c.word for c in distribution.candidates],
-        key="candidate_pick",
+        key=state.CANDIDATE_PICK,
         on_change=pick_candidate,
         args=(generator,),
     )

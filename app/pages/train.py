@@ -274,7 +274,7 @@ def result_section(run: run_files.RunSummary | None) -> None:
             f"final validation perplexity {perplexity}."
         )
         (st.success if run.state == "finished" else st.info)(summary)
-    if st.button("✒️ Write with this model", key="write_with_run", type="primary"):
+    if st.button("✒️ Write with this model", key=state.WRITE_WITH_RUN, type="primary"):
         st.switch_page(
             "app/pages/generate.py",
             query_params={state.MODEL_CHOICE: f"run:{run.id}", KEY_PARAM: state.workspace().key},
@@ -284,7 +284,7 @@ def result_section(run: run_files.RunSummary | None) -> None:
         data=lambda: _model_file(run),
         file_name=f"lstm-playhouse-{run.id}.pt",
         mime="application/octet-stream",
-        key="download_model",
+        key=state.DOWNLOAD_MODEL,
         help="The best weights of this run (model only), with its config and vocabulary.",
     )
 
@@ -345,8 +345,8 @@ def runs_section(current: run_files.RunSummary | None) -> None:
         ids,
         index=ids.index(current.id) if current is not None and current.id in ids else 0,
         format_func=lambda run_id: f"{labels[run_id]} ({rows[ids.index(run_id)]['state']})",
-        key="run_choice",
-        on_change=lambda: state.set_current_run(st.session_state["run_choice"]),
+        key=state.RUN_CHOICE,
+        on_change=lambda: state.set_current_run(st.session_state[state.RUN_CHOICE]),
     )
     if state.COMPARE_RUNS in st.session_state:  # runs deleted since (kept for a limited time) drop out
         st.session_state[state.COMPARE_RUNS] = [i for i in st.session_state[state.COMPARE_RUNS] if i in ids]
@@ -388,7 +388,7 @@ def compare_chart(chosen: list[run_files.RunSummary], labels: dict[str, str]) ->
 
 def upload_model_section() -> None:
     with st.expander("Load a model you downloaded before"):
-        uploaded = st.file_uploader("Model file (.pt)", type=["pt"], key="model_upload")
+        uploaded = st.file_uploader("Model file (.pt)", type=["pt"], key=state.MODEL_UPLOAD)
         if uploaded is None:
             return
         data = uploaded.getvalue()
