@@ -93,6 +93,7 @@ def test_a_link_opened_elsewhere_shows_the_same_continuation(data):
     link = link_of(first)
     query = {key: values[0] for key, values in parse_qs(urlparse(link).query).items()}
     assert KEY_PARAM not in query and query["seed"] == "3" and query["model"] == "demo"
+    assert query["length"] == "30" and query["top_p"] == "1"  # defaults too: a link outlives a change of defaults
     stranger = open_generate(query)  # another browser: a new workspace
     assert workspace_of(stranger).key != workspace_of(first).key
     assert generated_texts(stranger)[0] == text

@@ -425,7 +425,11 @@ def share_section(entry: ModelEntry) -> None:
             else:
                 choice = share.SHARE_PREFIX + shared
         if choice is not None:
-            link = share.share_link(st.context.url, dict(st.query_params), choice)
+            # Every setting spelled out, defaults too: the link means the same if the page's defaults change.
+            settings = {
+                key: share.address_text(key, st.session_state[key]) for key in share.PARAMS if key in st.session_state
+            }
+            link = share.share_link(st.context.url, settings, choice)
             st.write("Anyone who opens this link sees this result, word for word (the seed is in it):")
             st.code(link, language=None, wrap_lines=True)
         st.caption(
@@ -455,9 +459,9 @@ show_prime(generator)
 options = options_section()
 if options is None:
     st.stop()
+share_section(entry)
 # Only the open tab runs: a slider move redoes the text on show, not all three.
 write, step, scoring = st.tabs(list(share.MODES), key=state.GENERATE_MODE, on_change="rerun", bind=BIND)
-share_section(entry)
 if write.open:
     with write:
         continue_tab(entry, generator, prime, options)
