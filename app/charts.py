@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import altair as alt
 import numpy as np
 import pandas as pd
 
-from lstm_core.trainer import EvalEvent, Event, StepEvent
+if TYPE_CHECKING:  # the trainer imports torch, which the Data page's charts never need
+    from lstm_core.trainer import Event
 
 MAX_POINTS = 500
 ACCENT = "#8b1e3f"
@@ -29,6 +31,8 @@ def smooth(values: Sequence[float], weight: float = 0.9) -> list[float]:
 
 def loss_frame(events: Sequence[Event]) -> pd.DataFrame:
     """Long-form ``step, loss, series`` rows: raw and smoothed training loss, validation loss."""
+    from lstm_core.trainer import EvalEvent, StepEvent
+
     steps = [e for e in events if isinstance(e, StepEvent)]
     evals = [e for e in events if isinstance(e, EvalEvent)]
     x = [e.step for e in steps]
@@ -62,6 +66,8 @@ def loss_chart(events: Sequence[Event], height: int = 280) -> alt.Chart:
 
 
 def perplexity_chart(events: Sequence[Event], height: int = 280) -> alt.Chart:
+    from lstm_core.trainer import EvalEvent
+
     evals = [e for e in events if isinstance(e, EvalEvent)]
     data = pd.DataFrame({"step": [e.step for e in evals], "perplexity": [e.perplexity for e in evals]})
     return (

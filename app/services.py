@@ -4,30 +4,36 @@ One server holds these once for all its visitors, bounded in bytes (:class:`app.
 keyed by what identifies their content (a text's digest, a file's path, modification time and
 size), so that no cache can serve one visitor's entry to another by mistake, and a code reload
 that forgets the caches only costs the work again. Values are shared: callers never change them.
+
+Importing this module does not import torch (about a second of a fresh server's first page,
+which only counts words): what needs torch imports it when it is called.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
-import torch
 
 from app.cache import ByteLRU
 from app.runs import RunLimits, SettingError, active_runs, sweep
 from app.visitor import data_root
-from lstm_core.checkpoint import Checkpoint, CheckpointError, LoadLimits, load_checkpoint
 from lstm_core.config import Config
-from lstm_core.corpus import Corpus, bundled_plays, list_plays, play_title
-from lstm_core.data import Dataset, EncodedText
-from lstm_core.model import LSTMLanguageModel
+from lstm_core.corpus import Corpus, bundled_plays_head, list_plays, play_title
+from lstm_core.encoded import EncodedText
+from lstm_core.plays_cache import EncodedPlays, encoded_plays
 from lstm_core.runs import EventTail
-from lstm_core.trainer import event_from_dict
 from lstm_core.vocab import Vocab
+
+if TYPE_CHECKING:
+    from lstm_core.checkpoint import Checkpoint, LoadLimits
+    from lstm_core.data import Dataset
+    from lstm_core.model import LSTMLanguageModel
 
 DEMO_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "demo.pt"
 SAMPLE_CHARS = 20_000
@@ -52,8 +58,22 @@ def _secret(key: str) -> object:
 def limits() -> RunLimits:
     """The server's caps (environment variables, else ``.streamlit/secrets.toml``, else defaults)."""
     found = RunLimits.from_environment(_secret)
-    torch.set_num_threads(found.threads)
+    if "torch" in sys.modules:  # else torch_threads() sets them when torch is first needed
+        torch_threads(found)
     return found
+
+
+def torch_threads(found: RunLimits | None = None) -> None:
+    """Import torch and give it the server's thread count (cheap once torch is imported).
+
+    Called by everything here that computes with torch (loading a model), so a page's model
+    never runs with torch's default of one thread per core.
+    """
+    import torch
+
+    threads = (found or limits()).threads
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 @st.cache_resource(show_spinner=False)
@@ -136,9 +156,23 @@ def play_names() -> dict[str, str]:
     return dict(sorted(((name, play_title(name)) for name in list_plays()), key=lambda item: item[1]))
 
 
+@st.cache_resource(show_spinner=False)
+def all_plays() -> EncodedPlays:
+    """Every bundled play encoded, read from the data folder's cache (built there once, about a second)."""
+    return encoded_plays(data_root())
+
+
+def _plays_text(key: str, names: tuple[str, ...]) -> Text:
+    plays = all_plays()
+    chosen = names or None
+    name, description = plays.describe(chosen)
+    return Text(key, name, description, bundled_plays_head(chosen, SAMPLE_CHARS), plays.select(chosen))
+
+
 def plays_text(names: tuple[str, ...]) -> Text:
+    """The chosen plays (all for ``()``): a slice of :func:`all_plays`, with a sample of the first play's text."""
     key = "plays:" + (",".join(names) or "all")
-    return caches().texts.get(key, lambda: _text(key, bundled_plays(names or None)))
+    return caches().texts.get(key, lambda: _plays_text(key, names))
 
 
 def file_text(key: str, read: Any) -> Text:
@@ -161,12 +195,21 @@ def digest(data: bytes) -> str:
 def upload_limits() -> LoadLimits:
     """What a visitor's model file may ask for: the server's parameter cap, and no more bytes than
     such a model with its training state takes."""
+    from lstm_core.checkpoint import LoadLimits
+
     cap = limits().max_parameters
     return LoadLimits(max_bytes=16 * cap + 32 * MB, max_parameters=cap)
 
 
 def _loaded(checkpoint: Checkpoint) -> LoadedModel:
+    torch_threads()
     return LoadedModel(checkpoint.build_model(), checkpoint.vocab, checkpoint.config, checkpoint.step)
+
+
+def _load(path: Path, limits: LoadLimits | None = None) -> LoadedModel:
+    from lstm_core.checkpoint import load_checkpoint
+
+    return _loaded(load_checkpoint(path, limits=limits))
 
 
 def load_model(path: Path) -> LoadedModel:
@@ -177,7 +220,7 @@ def load_model(path: Path) -> LoadedModel:
     """
     stat = path.stat()
     key = (str(path), stat.st_mtime_ns, stat.st_size)
-    return caches().models.get(key, lambda: _loaded(load_checkpoint(path, limits=upload_limits())))
+    return caches().models.get(key, lambda: _load(path, upload_limits()))
 
 
 @st.cache_resource(show_spinner="Loading the demo model...")
@@ -186,10 +229,12 @@ def demo_model() -> tuple[LoadedModel | None, str | None]:
 
     No file is a normal case (no message); a damaged one is said, so it is not mistaken for none.
     """
+    from lstm_core.checkpoint import CheckpointError
+
     if not DEMO_MODEL_PATH.is_file():
         return None, None
     try:
-        return _loaded(load_checkpoint(DEMO_MODEL_PATH)), None
+        return _load(DEMO_MODEL_PATH), None
     except CheckpointError as error:
         return None, f"The shipped demo model cannot be used: {error}"
 
@@ -197,6 +242,8 @@ def demo_model() -> tuple[LoadedModel | None, str | None]:
 @st.cache_resource(show_spinner=False, max_entries=64)
 def event_tail(path: str) -> EventTail:
     """One incremental reader per run's events file, shared by the tabs that show the run."""
+    from lstm_core.trainer import event_from_dict
+
     return EventTail(path, event_from_dict)
 
 
