@@ -2,14 +2,20 @@
 
 Sets up the page and the visitor's workspace (from the ``?k=`` key in the address), shows the
 training status in the sidebar on every page, hands over to the page the visitor chose, and saves
-the visitor's settings when the page is done.
+the visitor's settings when the page is done. Then it starts the background imports for the
+other pages (:mod:`app.warmup`) and, when ``LSTM_PLAYHOUSE_TIMING_LOG`` is set, logs the run's
+times (:mod:`app.timing`). Nothing imported here imports torch: the first page needs none.
 """
+
+import time
 
 import streamlit as st
 
-from app import services, state
+from app import services, state, timing, warmup
 from app.runs import SettingError
 from app.sidebar import training_status
+
+started = time.time()  # after the imports, which only the server's first run pays
 
 st.set_page_config(page_title="LSTM Playhouse", page_icon="🎭", layout="wide")
 try:
@@ -40,3 +46,5 @@ try:
     page.run()
 finally:
     state.save_settings()
+    warmup.start()
+    timing.record(page.title, started, time.time())
