@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 
 from app.cache import ByteLRU
-from app.runs import RunLimits, SettingError, active_runs, sweep
+from app.runs import RunLimits, SettingError, active_runs
 from app.visitor import data_root
 from lstm_core.config import Config
 from lstm_core.corpus import Corpus, bundled_plays_head, list_plays, play_title
@@ -74,12 +74,6 @@ def torch_threads(found: RunLimits | None = None) -> None:
     threads = (found or limits()).threads
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-
-
-@st.cache_resource(show_spinner=False)
-def swept_at_start() -> int:
-    """Clear out old runs once when the server starts (and then at every run start)."""
-    return len(sweep(data_root(), limits()))
 
 
 @st.cache_data(ttl=5, show_spinner=False)

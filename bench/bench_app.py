@@ -474,12 +474,12 @@ def load(args: argparse.Namespace) -> None:
     header += ["memory mean MB", "memory peak MB", "runs' words/s (both)", "runs ended"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
+
+    def spread(values: list[float]) -> list[str]:
+        return [f"{statistics.median(values):.0f}", f"{percentile(values, 0.95):.0f}"] if values else ["", ""]
+
     for w in windows:
-        browser = [f"{statistics.median(w.latencies_ms):.0f}", f"{percentile(w.latencies_ms, 0.95):.0f}"]
-        server = [f"{statistics.median(w.server_ms):.0f}", f"{percentile(w.server_ms, 0.95):.0f}"]
-        cells = [str(w.nice), str(w.visitors), str(len(w.latencies_ms))]
-        cells += browser if w.latencies_ms else ["", ""]
-        cells += server if w.server_ms else ["", ""]
+        cells = [str(w.nice), str(w.visitors), str(len(w.latencies_ms)), *spread(w.latencies_ms), *spread(w.server_ms)]
         cells += [f"{w.pss_mean:.0f}", f"{w.pss_peak:.0f}", f"{w.words_per_s:,.0f}", ", ".join(w.ended) or "none"]
         print("| " + " | ".join(cells) + " |")
 

@@ -57,7 +57,7 @@ def test_the_data_and_about_pages_never_import_torch(tmp_path: Path) -> None:
     script = f"""
         import sys
         from app import warmup
-        warmup.start = lambda: None
+        warmup.start = lambda *chores: None
         from streamlit.testing.v1 import AppTest
         at = AppTest.from_file({str(ROOT / "streamlit_app.py")!r}, default_timeout=240)
         at.run()
@@ -104,6 +104,28 @@ def test_the_first_pages_modules_import_no_torch(tmp_path: Path) -> None:
     result = run_python(script, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_old_runs_are_cleared_out_after_the_first_page(tmp_path: Path) -> None:
+    # The sweep of every visitor's folder follows the first page instead of delaying it.
+    old = tmp_path / "data" / "visitors" / "someone" / "uploads" / "old.txt"
+    old.parent.mkdir(parents=True)
+    old.write_text("uploaded long ago")
+    os.utime(old, (1.0, 1.0))
+    script = f"""
+        import os, threading
+        from streamlit.testing.v1 import AppTest
+        at = AppTest.from_file({str(ROOT / "streamlit_app.py")!r}, default_timeout=240)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        for thread in threading.enumerate():
+            if thread.name == "after the first page":
+                thread.join(timeout=240)
+        print("kept" if os.path.exists({str(old)!r}) else "swept")
+    """
+    result = run_python(script, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "swept"
 
 
 def test_the_background_imports_all_exist() -> None:
@@ -334,7 +356,7 @@ def test_without_the_setting_nothing_is_logged(tmp_path: Path, monkeypatch: pyte
 def test_the_entry_script_logs_its_runs_when_asked(tmp_path: Path) -> None:
     script = f"""
         from app import warmup
-        warmup.start = lambda: None
+        warmup.start = lambda *chores: None
         from streamlit.testing.v1 import AppTest
         at = AppTest.from_file({str(ROOT / "streamlit_app.py")!r}, default_timeout=240)
         at.run()
