@@ -46,6 +46,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import statistics
@@ -239,9 +240,12 @@ def cold(args: argparse.Namespace) -> None:
     data = Path(tempfile.mkdtemp(prefix="bench-app-"))
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
-        first = one_start(browser, data, switches=False)  # an empty data folder: builds the plays' cache
-        starts = [one_start(browser, data) for _ in range(args.repeats)]
-        browser.close()
+        try:
+            first = one_start(browser, data, switches=False)  # an empty data folder: builds the plays' cache
+            starts = [one_start(browser, data) for _ in range(args.repeats)]
+        finally:
+            browser.close()
+            shutil.rmtree(data, ignore_errors=True)
 
     def row(label: str, s: ColdStart) -> str:
         cells = [f"{s.healthy:.2f}", f"{s.content:.2f}", f"{s.page:.2f}"]
@@ -460,6 +464,12 @@ def load_for_nice(args: argparse.Namespace, nice: int) -> list[Window]:
         for pid in [pid for _, _, pid in run_steps(folders) if pid]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while any(state in ("running", "starting") for _, state, _ in run_steps(folders)):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        shutil.rmtree(data, ignore_errors=True)
     return windows
 
 

@@ -12,7 +12,8 @@ the source of the modules in :data:`CODE_FILES`. A file whose key differs (a new
 play, a changed cleaning rule) or that cannot be read is built again and replaced; it is written
 atomically (a reader sees the old file or the new one), holds only numbers and UTF-8 bytes, and is
 read with ``allow_pickle=False``. A folder that cannot be written only costs the saving: the
-plays are still returned.
+plays are still returned. ``python -m lstm_core.plays_cache`` builds it ahead of time (a deploy
+step, so that even a host's very first page finds it).
 
 Per-play offsets into the one encoding make any choice of plays a slice of it
 (:meth:`EncodedPlays.select`), exactly what encoding those plays' text would give.
@@ -185,3 +186,9 @@ def encoded_plays(cache_dir: Path | str | None = None) -> EncodedPlays:
     with contextlib.suppress(OSError):
         save(plays, path, key)
     return plays
+
+
+if __name__ == "__main__":
+    found = encoded_plays()
+    where = corpus.default_cache_dir() / "cache" / CACHE_FILE
+    print(f"{len(found.names)} plays, {found.encoded.tokens:,} words, {len(found.encoded.words):,} distinct: {where}")
