@@ -3,9 +3,9 @@
 Sets up the page and the visitor's workspace (from the ``?k=`` key in the address), shows the
 training status in the sidebar on every page, hands over to the page the visitor chose, and saves
 the visitor's settings when the page is done. Then it starts the server's once-only background
-work (:mod:`app.warmup`: clearing out old runs, importing what the other pages need) and, when
-``LSTM_PLAYHOUSE_TIMING_LOG`` is set, logs the run's times (:mod:`app.timing`). Nothing imported
-here imports torch: the first page needs none.
+work (:mod:`app.warmup`: importing what the other pages need, loading the demo model, clearing
+out old runs) and, when ``LSTM_PLAYHOUSE_TIMING_LOG`` is set, logs the run's times
+(:mod:`app.timing`). Nothing imported here imports torch: the first page needs none.
 """
 
 import time
@@ -48,7 +48,7 @@ try:
     page.run()
 finally:
     state.save_settings()
-    # Once per server, after its first page: clear out old runs (a walk over every visitor's
-    # folder), then import what the other pages need.
-    warmup.start(partial(sweep, data_root(), limits))
+    # Once per server, after its first page: import what the other pages need, load the demo
+    # model, clear out old runs (a walk over every visitor's folder).
+    warmup.start(services.shipped_model, partial(sweep, data_root(), limits))
     timing.record(page.title, started, time.time())

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,16 +55,22 @@ def _secret(key: str) -> object:
         return None  # no secrets file: that is the normal case
 
 
+_threads: int | None = None
+"""The server's thread setting, once :func:`limits` has read it (a background thread may need it)."""
+
+
 @st.cache_resource(show_spinner=False)
 def limits() -> RunLimits:
     """The server's caps (environment variables, else ``.streamlit/secrets.toml``, else defaults)."""
+    global _threads
     found = RunLimits.from_environment(_secret)
+    _threads = found.threads
     if "torch" in sys.modules:  # else torch_threads() sets them when torch is first needed
-        torch_threads(found)
+        torch_threads()
     return found
 
 
-def torch_threads(found: RunLimits | None = None) -> None:
+def torch_threads() -> None:
     """Import torch and give it the server's thread count (cheap once torch is imported).
 
     Called by everything here that computes with torch (loading a model), so a page's model
@@ -71,7 +78,7 @@ def torch_threads(found: RunLimits | None = None) -> None:
     """
     import torch
 
-    threads = (found or limits()).threads
+    threads = _threads if _threads is not None else limits().threads
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 
@@ -217,20 +224,43 @@ def load_model(path: Path) -> LoadedModel:
     return caches().models.get(key, lambda: _load(path, upload_limits()))
 
 
+_demo_lock = threading.Lock()
+_demo_models: dict[Path, tuple[LoadedModel | None, str | None]] = {}
+
+
+def shipped_model(path: Path | None = None) -> tuple[LoadedModel | None, str | None]:
+    """The model shipped at ``path`` (``models/demo.pt``), read once per server process.
+
+    Not a Streamlit cache, so that the server's background work after its first page
+    (:mod:`app.warmup`) can load it before a visitor opens the Generate page; a page that asks
+    meanwhile waits for that load instead of doing it again. The file is part of the install and
+    does not change while the server runs.
+    """
+    path = path or DEMO_MODEL_PATH
+    with _demo_lock:
+        if path not in _demo_models:
+            _demo_models[path] = _read_shipped(path)
+        return _demo_models[path]
+
+
+def _read_shipped(path: Path) -> tuple[LoadedModel | None, str | None]:
+    from lstm_core.checkpoint import CheckpointError
+
+    if not path.is_file():
+        return None, None
+    try:
+        return _load(path), None
+    except CheckpointError as error:
+        return None, f"The shipped demo model cannot be used: {error}"
+
+
 @st.cache_resource(show_spinner="Loading the demo model...")
 def demo_model() -> tuple[LoadedModel | None, str | None]:
     """The model shipped in ``models/demo.pt`` and None, or None and why it cannot be used.
 
     No file is a normal case (no message); a damaged one is said, so it is not mistaken for none.
     """
-    from lstm_core.checkpoint import CheckpointError
-
-    if not DEMO_MODEL_PATH.is_file():
-        return None, None
-    try:
-        return _load(DEMO_MODEL_PATH), None
-    except CheckpointError as error:
-        return None, f"The shipped demo model cannot be used: {error}"
+    return shipped_model(DEMO_MODEL_PATH)
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)

@@ -1,14 +1,14 @@
-"""What a fresh server does once, after its first page has been sent: its start-up chores, and
-importing what the other pages need, in a thread of their own.
+"""What a fresh server does once, after its first page has been sent: importing what the other
+pages need, then its start-up chores, in a thread of their own.
 
 A fresh server's first visitor sees the Data page, which needs neither torch nor the trainer
 (see :mod:`app.services`). The Train, Generate and Inside pages do, and importing torch and the
 modules around it takes about a second and a half: done when a visitor clicks there, that is a
 slow page switch; done before the first page, a slow first page. So the entry script calls
-:func:`start` after each script run, and the first call runs the chores it is given (clearing
-out old runs) and then imports :data:`MODULES` while the visitor reads the page; a page that
-needs one of them before it is ready waits for that import (Python's import lock) instead of
-doing it again.
+:func:`start` after each script run, and the first call imports :data:`MODULES` and then runs
+the chores it is given (loading the demo model, clearing out old runs) while the visitor reads
+the page. A page that needs one of them before it is ready waits for it (Python's import lock,
+the demo model's own lock) instead of doing it again.
 """
 
 from __future__ import annotations
@@ -36,17 +36,20 @@ _started = False
 
 
 def _run(chores: tuple[Callable[[], object], ...]) -> None:
-    for chore in chores:
-        chore()
     for name in MODULES:
         try:
             importlib.import_module(name)
         except Exception:
             continue  # the page that needs it shows the error itself
+    for chore in chores:
+        try:
+            chore()
+        except Exception:
+            continue  # each chore is also done where it is needed (a run's start sweeps; a page loads the model)
 
 
 def start(*chores: Callable[[], object]) -> None:
-    """Run ``chores``, then the imports, in a thread, once per server process (later calls do nothing)."""
+    """The imports, then ``chores``, in a thread, once per server process (later calls do nothing)."""
     global _started
     with _lock:
         if _started:

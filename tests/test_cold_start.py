@@ -106,8 +106,9 @@ def test_the_first_pages_modules_import_no_torch(tmp_path: Path) -> None:
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_old_runs_are_cleared_out_after_the_first_page(tmp_path: Path) -> None:
-    # The sweep of every visitor's folder follows the first page instead of delaying it.
+def test_after_the_first_page_old_runs_are_cleared_out_and_the_demo_model_loaded(tmp_path: Path) -> None:
+    # The sweep of every visitor's folder and the demo model's loading follow the first page
+    # instead of delaying it, and the Generate page then finds the model loaded.
     old = tmp_path / "data" / "visitors" / "someone" / "uploads" / "old.txt"
     old.parent.mkdir(parents=True)
     old.write_text("uploaded long ago")
@@ -122,10 +123,16 @@ def test_old_runs_are_cleared_out_after_the_first_page(tmp_path: Path) -> None:
             if thread.name == "after the first page":
                 thread.join(timeout=240)
         print("kept" if os.path.exists({str(old)!r}) else "swept")
+        from app import services
+        def read_again(path):
+            raise AssertionError("the demo model was read a second time")
+        services._read_shipped = read_again
+        model, problem = services.shipped_model()
+        print(model is not None and problem is None)
     """
     result = run_python(script, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1] == "swept"
+    assert result.stdout.strip().splitlines()[-2:] == ["swept", "True"]
 
 
 def test_the_background_imports_all_exist() -> None:
