@@ -14,7 +14,8 @@ run before; the first start on the empty folder (which also builds the plays' ca
 the health endpoint's first ``ok``; from it, the first content of the first page (the Data
 page's metrics) and the whole page (its two charts drawn, the script run over); then the page
 switches Data -> Train -> Generate -> Inside -> About, each from the click on the link to the
-new page's title shown and its script run over. Then the server's memory: the sum of PSS over
+new page's title shown and its script run over (``--read-seconds``: a pause on each page before
+the click, a visitor reading; none by default, the hardest case). Then the server's memory: the sum of PSS over
 its processes (``/proc/PID/smaps_rollup``; RSS would count the shared libraries once per
 process).
 
@@ -203,7 +204,7 @@ def page_done(page: Any, title: str, timeout_ms: float = 120_000) -> None:
     page.locator(IDLE).wait_for(timeout=timeout_ms)
 
 
-def one_start(browser: Any, data: Path, switches: bool = True) -> ColdStart:
+def one_start(browser: Any, data: Path, switches: bool = True, read_seconds: float = 0.0) -> ColdStart:
     port = free_port()
     started = time.perf_counter()
     server = start_server(port, data)
@@ -219,6 +220,7 @@ def one_start(browser: Any, data: Path, switches: bool = True) -> ColdStart:
         page_done(page, "Data")
         result = ColdStart(healthy, content, time.perf_counter() - started - healthy)
         for title in SWITCHES if switches else ():
+            time.sleep(read_seconds)  # a visitor reading the page before clicking on
             clicked = time.perf_counter()
             page.get_by_role("link", name=title).click()
             page_done(page, title)
@@ -242,7 +244,7 @@ def cold(args: argparse.Namespace) -> None:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         try:
             first = one_start(browser, data, switches=False)  # an empty data folder: builds the plays' cache
-            starts = [one_start(browser, data) for _ in range(args.repeats)]
+            starts = [one_start(browser, data, read_seconds=args.read_seconds) for _ in range(args.repeats)]
         finally:
             browser.close()
             shutil.rmtree(data, ignore_errors=True)
@@ -260,7 +262,8 @@ def cold(args: argparse.Namespace) -> None:
         statistics.median(s.pss_mb for s in starts),
     )
     print(f"App cold start, {args.repeats} fresh server starts on one data folder, seconds (server memory in MB).")
-    print("First page: from the health endpoint's first ok. Switches: from the click to the page done.")
+    print("First page: from the health endpoint's first ok. Switches: from the click to the page done, each click")
+    print(f"{args.read_seconds:g} s after the previous page was done.")
     print()
     header = ["start", "to health ok", "first content (metrics)", "first page done"]
     header += [f"-> {t}" for t in SWITCHES] + ["server PSS, MB"]
@@ -499,6 +502,9 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     cold_parser = commands.add_parser("cold", help="first page after a fresh start, and page switches")
     cold_parser.add_argument("--repeats", type=int, default=3)
+    cold_parser.add_argument(
+        "--read-seconds", type=float, default=0.0, help="pause on each page before the next click (default: none)"
+    )
     memory_parser = commands.add_parser("memory", help="server memory as visitors start training")
     memory_parser.add_argument("--visitors", type=int, default=2, help="training visitors, one after another")
     memory_parser.add_argument("--train-seconds", type=float, default=30.0)
