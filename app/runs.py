@@ -344,55 +344,61 @@ def _launch(data_root: Path, folder: Path, limits: RunLimits) -> None:
 
 def _last_activity(folder: Path) -> float:
     times = []
-    for name in (runs.STATUS_FILE, runs.HEARTBEAT_FILE, runs.RUN_FILE):
+    for name in (runs.STATUS_FILE, runs.HEARTBEAT_FILE, runs.RUN_FILE, "meta.json"):
         with contextlib.suppress(OSError):
             times.append((folder / name).stat().st_mtime)
     return max(times, default=0.0)
 
 
-def _size(folder: Path) -> int:
-    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """One thing kept on disk for visitors: a run, an upload, an uploaded or a shared model."""
+
+    path: Path
+    used: float  # when it was last used (seconds since the epoch)
+    size: int
+    training: bool  # a run that trains now: never deleted
+
+
+def _stored(data_root: Path) -> list[_Stored]:
+    found = []
+    for visitor in (data_root / "visitors").glob("*"):
+        for path in visitor.glob("runs/*"):
+            run = runs.read_run(path)
+            used = _last_activity(path) if run is not None else path.stat().st_mtime
+            found.append(_Stored(path, used, _size(path), run is not None and run.active))
+        for path in [*visitor.glob("uploads/*"), *visitor.glob("models/*")]:
+            found.append(_Stored(path, path.stat().st_mtime, _size(path), False))
+    for path in (data_root / "shared").glob("*"):  # used when a page last opened it (its meta.json)
+        found.append(_Stored(path, _last_activity(path), _size(path), False))
+    return found
 
 
 def sweep(data_root: Path, limits: RunLimits, now: float | None = None) -> list[Path]:
-    """Delete runs (and visitors' uploads) not used for ``keep_days``, then the oldest runs while
-    everything together passes ``disk_mb``. A run that is training is never deleted. Returns what
-    was deleted."""
+    """Delete what visitors keep (runs, uploads, uploaded and shared models) unused for
+    ``keep_days``, then the least recently used while everything together passes ``disk_mb``.
+    A run that is training is never deleted. Returns what was deleted."""
     now = time.time() if now is None else now
-    visitors = data_root / "visitors"
-    if not visitors.is_dir():
-        return []
-    deleted: list[Path] = []
-    candidates: list[tuple[float, int, Path]] = []
-    total = 0
-    for visitor in visitors.iterdir():
-        for folder in [*visitor.glob("runs/*"), *visitor.glob("uploads/*"), *visitor.glob("models/*")]:
-            size = _size(folder) if folder.is_dir() else folder.stat().st_size
-            if folder.is_dir():
-                run = runs.read_run(folder)
-                if run is not None and run.active:
-                    total += size
-                    continue
-                used = _last_activity(folder) if run is not None else folder.stat().st_mtime
-            else:
-                used = folder.stat().st_mtime
-            if now - used > limits.keep_days * 86400:
-                _remove(folder)
-                deleted.append(folder)
-            else:
-                total += size
-                candidates.append((used, size, folder))
-    for _, size, folder in sorted(candidates):
+    stored = _stored(data_root)
+    expired = [item for item in stored if not item.training and now - item.used > limits.keep_days * 86400]
+    kept = sorted((item for item in stored if item not in expired), key=lambda item: item.used)
+    total = sum(item.size for item in kept)
+    over: list[_Stored] = []
+    for item in kept:
         if total <= limits.disk_mb * 1_000_000:
             break
-        _remove(folder)
-        deleted.append(folder)
-        total -= size
-    for visitor in visitors.iterdir():
-        with contextlib.suppress(OSError):
-            for sub in ("runs", "uploads", "models"):
-                (visitor / sub).rmdir()  # only when empty
-    return deleted
+        if not item.training:
+            over.append(item)
+            total -= item.size
+    for item in [*expired, *over]:
+        _remove(item.path)
+    return [item.path for item in [*expired, *over]]
 
 
 def _remove(path: Path) -> None:

@@ -25,7 +25,7 @@ from app.cache import ByteLRU
 from app.runs import RunLimits, SettingError, active_runs
 from app.visitor import data_root
 from lstm_core.config import Config
-from lstm_core.corpus import Corpus, bundled_plays_head, list_plays, play_title
+from lstm_core.corpus import Corpus, bundled_plays, bundled_plays_head, list_plays, play_title
 from lstm_core.encoded import EncodedText
 from lstm_core.plays_cache import EncodedPlays, encoded_plays
 from lstm_core.runs import EventTail
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from lstm_core.checkpoint import Checkpoint, LoadLimits
     from lstm_core.data import Dataset
     from lstm_core.model import LSTMLanguageModel
+    from lstm_core.ngram import KneserNey
 
 DEMO_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "demo.pt"
 SAMPLE_CHARS = 20_000
@@ -133,17 +134,21 @@ class Caches:
     texts: ByteLRU[Text]
     datasets: ByteLRU[Dataset]
     models: ByteLRU[LoadedModel]
+    ngrams: ByteLRU[KneserNey | None]
 
 
 @st.cache_resource(show_spinner=False)
 def caches() -> Caches:
     """The server's caches: texts and datasets share ``LSTM_PLAYHOUSE_CACHE_MB`` (default 200 MB),
-    models have ``LSTM_PLAYHOUSE_MODEL_CACHE_MB`` (default 150 MB)."""
+    models and the n-gram models set beside them ``LSTM_PLAYHOUSE_MODEL_CACHE_MB`` (default 150 MB,
+    a quarter of it for n-grams: the plays' 3-gram takes 24 MB)."""
     data_budget = _budget("CACHE_MB", 200)
+    model_budget = _budget("MODEL_CACHE_MB", 150)
     return Caches(
         texts=ByteLRU(data_budget // 2, lambda text: text.nbytes),
         datasets=ByteLRU(data_budget // 2, lambda dataset: dataset.nbytes),
-        models=ByteLRU(_budget("MODEL_CACHE_MB", 150), lambda loaded: loaded.nbytes),
+        models=ByteLRU(model_budget - model_budget // 4, lambda loaded: loaded.nbytes),
+        ngrams=ByteLRU(model_budget // 4, lambda model: model.nbytes if model is not None else 1),
     )
 
 
@@ -275,3 +280,53 @@ def config_summary(config: Config) -> str:
     layers = f"{config.num_layers} x {config.rnn_size}"
     output = "adaptive softmax" if config.output_layer == "adaptive" else "full softmax"
     return f"LSTM {layers}, embeddings {config.embedding_dim}, {output}"
+
+
+# ---- n-gram models beside the LSTM ---------------------------------------------------------------
+
+NGRAM_ORDER = 3
+"""The order of the n-gram set beside a model on the Generate page: on the plays a 3-gram is within
+1% of the 5-gram's perplexity (bench/RESULTS.md) in a third of the memory."""
+DEMO_HELD_OUT = ("hamlet", "the-tempest", "julius-caesar")
+"""The plays the demo model never saw (README: how it was trained)."""
+
+
+def _fit_ngram(train_ids: Any, vocab_size: int) -> KneserNey:
+    from lstm_core.ngram import fit_kneser_ney
+
+    return fit_kneser_ney(train_ids, vocab_size, (NGRAM_ORDER,))[NGRAM_ORDER]
+
+
+def run_ngram(dataset_folder: Path) -> KneserNey:
+    """A Kneser-Ney n-gram on a run's own training words and vocabulary."""
+    stamp = (dataset_folder / "meta.json").stat().st_mtime_ns
+    key = ("run", str(dataset_folder), stamp)
+
+    def build() -> KneserNey:
+        from lstm_core.data import Dataset
+
+        dataset = Dataset.load(dataset_folder)
+        return _fit_ngram(dataset.train, len(dataset.vocab))
+
+    found = caches().ngrams.get(key, build)
+    assert found is not None, "a run's n-gram is always built"
+    return found
+
+
+def demo_ngram(demo: LoadedModel) -> KneserNey | None:
+    """The n-gram on the demo model's training words (the plays but the held-out ones, as it was
+    trained), or None if that text no longer gives the demo's vocabulary."""
+
+    def build() -> KneserNey | None:
+        from lstm_core.data import prepare_holdout
+
+        training = [name for name in list_plays() if name not in DEMO_HELD_OUT]
+        config = demo.config
+        dataset = prepare_holdout(
+            bundled_plays(training).text, "", config.min_word_freq, config.valid_fraction, name="demo"
+        )
+        if dataset.vocab.itos != demo.vocab.itos:
+            return None
+        return _fit_ngram(dataset.train, len(dataset.vocab))
+
+    return caches().ngrams.get(("demo", len(demo.vocab)), build)

@@ -14,7 +14,6 @@ which it changed (:func:`save_settings`) and restored when a new session opens t
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,13 +39,37 @@ GENERATOR = "generator"  # GeneratorEntry | None: the step-by-step generator of 
 SCORE = "score"  # ScoreEntry | None: the last scored text and its result
 SETTINGS_SAVED = "settings_saved"  # the settings as last written to disk
 WAS_RUNNING = "was_running"  # whether the current run was training at the last refresh
-# Generate page widgets
+INSIDE_MODEL = "inside_model"  # the Inside page's model (a widget)
+# Generate page widgets; the ones in GENERATE_PARAMS are bound to the page address (a share link)
 PRIME_TEXT, PRIME_PILL = "prime_text", "prime_pill"
 METHOD, LENGTH, SEED = "method", "length", "seed"
-TEMPERATURE, TOP_K, TOP_P = "temperature", "top_k", "top_p"
-REPETITION, NO_REPEAT, BEAM_WIDTH, UNKNOWN = "repetition", "no_repeat", "beam_width", "unknown"
+TEMPERATURE, TOP_K, TOP_P, MIN_P = "temperature", "top_k", "top_p", "min_p"
+REPETITION, NO_REPEAT, UNKNOWN = "repetition", "no_repeat", "unknown"
+BEAM_WIDTH, LENGTH_PENALTY = "beam_width", "length_penalty"
 CANDIDATE_PICK, SCORE_TEXT = "candidate_pick", "score_text"
 GENERATE_MODE = "generate_mode"
+NGRAM_BESIDE = "ngram_beside"  # whether the Continue tab sets an n-gram's text beside the LSTM's
+SNAPSHOT_STEP = "snapshot_step"  # the step of the run's snapshot set beside its latest model
+MODEL_IN_ADDRESS = "model_in_address"  # the model choice this page last wrote to the address
+GENERATE_PARAMS = (
+    PRIME_TEXT,
+    LENGTH,
+    METHOD,
+    SEED,
+    TEMPERATURE,
+    TOP_K,
+    TOP_P,
+    MIN_P,
+    REPETITION,
+    NO_REPEAT,
+    BEAM_WIDTH,
+    LENGTH_PENALTY,
+    UNKNOWN,
+    GENERATE_MODE,
+)
+SAVED_GENERATE = "saved_generate"  # the Generate settings saved for this visitor, until the page applies them
+OPENED_SHARES = "opened_shares"  # the shared models this visitor opened by a link, while the session lasts
+ADDRESS_NOTES = "address_notes"  # what a link's settings needed changed, shown once the page has them
 
 # The config fields the Train page shows; the rest keep the preset's value.
 UI_FIELDS = (
@@ -99,15 +122,6 @@ class ScoreEntry:
     result: Any
 
 
-def _number_in(low: float, high: float) -> Callable[[Any], bool]:
-    def check(value: Any) -> bool:
-        return (
-            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and low <= value
-        ) and value <= high
-
-    return check
-
-
 def _is_str(value: Any) -> bool:
     return isinstance(value, str)
 
@@ -119,20 +133,11 @@ PERSISTED: dict[str, Callable[[Any], bool]] = {
     PRESET: lambda v: v in PRESETS,
     CONFIG: lambda v: isinstance(v, dict),
     CURRENT_RUN: lambda v: v is None or isinstance(v, str),
-    MODEL_CHOICE: _is_str,
-    PRIME_TEXT: lambda v: isinstance(v, str) and len(v) <= 500,
-    METHOD: lambda v: v in ("greedy", "sample", "beam"),
-    LENGTH: _number_in(1, 100),
-    SEED: _number_in(0, 2**31 - 1),
-    TEMPERATURE: _number_in(0.05, 2.0),
-    TOP_K: _number_in(0, 100),
-    TOP_P: _number_in(0.05, 1.0),
-    REPETITION: _number_in(1.0, 3.0),
-    NO_REPEAT: _number_in(0, 5),
-    BEAM_WIDTH: _number_in(1, 10),
-    UNKNOWN: lambda v: v in ("skip", "stop", "allow"),
-    SCORE_TEXT: lambda v: isinstance(v, str) and len(v) <= 5000,
+    INSIDE_MODEL: _is_str,
+    SCORE_TEXT: lambda v: isinstance(v, str) and len(v) <= 8000,
 }
+"""The Generate page's settings are saved too, under ``"generate"``, and checked like a link's
+(``app/share.py``) when the page applies them."""
 
 
 # ---- the session -------------------------------------------------------------------------------
@@ -154,6 +159,8 @@ def init() -> Workspace:
         for name, check in PERSISTED.items():
             if name in saved and check(saved[name]):
                 state[name] = saved[name]
+        generate = saved.get("generate")
+        state[SAVED_GENERATE] = {k: str(v) for k, v in generate.items()} if isinstance(generate, dict) else {}
         upload = saved.get(UPLOAD)
         if isinstance(upload, dict) and _is_str(upload.get("name")) and _is_str(upload.get("digest")):
             path = workspace.uploads / f"{upload['digest']}.txt"
@@ -178,7 +185,9 @@ def workspace() -> Workspace:
 def settings() -> dict[str, Any]:
     """What would be saved for this visitor now."""
     state = st.session_state
-    values = {name: state[name] for name in PERSISTED if name in state}
+    values: dict[str, Any] = {name: state[name] for name in PERSISTED if name in state}
+    generate = {name: state[name] for name in (MODEL_CHOICE, *GENERATE_PARAMS) if state.get(name) is not None}
+    values["generate"] = generate or state.get(SAVED_GENERATE, {})
     upload = upload_choice()
     if upload is not None:
         values[UPLOAD] = {"name": upload.name, "digest": upload.digest}

@@ -10,7 +10,10 @@ medians over 500 words of raw play text (the same text a visitor might paste):
 * features + search: :func:`word_features` of the raw text, then :func:`units_for_feature` on
   ``h`` for each of the three features and :func:`units_for_span` for a 10-word span;
 * neighbours + PCA: :func:`nearest_words` of one word and :func:`pca_2d` of the 300 most
-  frequent words.
+  frequent words;
+* step panel: what the step-by-step tab recomputes when a slider moves -- the softmax
+  walk-through of the top 10 words with temperature, top-k, top-p and min-p on
+  (:func:`softmax_walkthrough`), and the gates of the word just read (:func:`word_just_read`).
 
 The weights are random: the cost does not depend on them. ``--checkpoint PATH`` measures a
 trained model instead (its own vocabulary and size).
@@ -22,10 +25,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -33,6 +33,7 @@ import torch
 # `python bench/bench_inspection.py` puts bench/, not the repository root, on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.bench_generate import median_seconds
 from lstm_core.checkpoint import load_checkpoint
 from lstm_core.config import Config
 from lstm_core.corpus import bundled_plays
@@ -46,19 +47,10 @@ from lstm_core.inspection import (
     word_features,
 )
 from lstm_core.model import LSTMLanguageModel, choose_cutoffs
+from lstm_core.sampling import SamplingOptions, StepGenerator
 from lstm_core.text import tokenize
 from lstm_core.vocab import Vocab
-
-
-def median_seconds(run: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``run`` over ``repeats`` calls, after one warm-up call."""
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from lstm_core.walkthrough import softmax_walkthrough, word_just_read
 
 
 def build_model(vocab: Vocab, output_layer: str) -> LSTMLanguageModel:
@@ -101,6 +93,14 @@ def measure(model: LSTMLanguageModel, vocab: Vocab, text: str, words: int, repea
         units_for_span(hidden, 100, 110)
 
     word = vocab.itos[10]
+    stepper = StepGenerator(model, vocab, " ".join(features.words[:20]))
+    stepper.step(options=SamplingOptions())
+    options = SamplingOptions(method="sample", temperature=0.8, top_k=40, top_p=0.9, min_p=0.05)
+
+    def step_panel() -> None:
+        softmax_walkthrough(stepper, options, n=10)
+        word_just_read(stepper)
+
     results = {
         "forward ms": median_seconds(forward, repeats),
         "trace ms": median_seconds(lambda: trace(model, ids), repeats),
@@ -109,6 +109,7 @@ def measure(model: LSTMLanguageModel, vocab: Vocab, text: str, words: int, repea
         "neighbours + PCA ms": median_seconds(
             lambda: (nearest_words(embedding, vocab, word), pca_2d(embedding, frequent)), repeats
         ),
+        "step panel ms": median_seconds(step_panel, repeats),
     }
     return {name: seconds * 1000 for name, seconds in results.items()}
 

@@ -88,21 +88,23 @@ def set_seed(seed: int) -> None:
 # ---- memory limits for a training process -----------------------------------------------------
 
 
-def resident_bytes() -> int | None:
-    """This process's resident memory in bytes (Linux ``/proc``), or None where it is not known."""
+def _statm_bytes(field: int) -> int | None:
+    """Field ``field`` of ``/proc/self/statm`` (0: address space, 1: resident) in bytes, or None
+    where the system does not say (not Linux)."""
     try:
         with open("/proc/self/statm", encoding="ascii") as file:
-            return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            return int(file.read().split()[field]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return None
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory in bytes (Linux ``/proc``), or None where it is not known."""
+    return _statm_bytes(1)
 
 
 def _virtual_bytes() -> int | None:
-    try:
-        with open("/proc/self/statm", encoding="ascii") as file:
-            return int(file.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
+    return _statm_bytes(0)
 
 
 class MemoryWatchdog:

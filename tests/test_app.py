@@ -398,10 +398,14 @@ def tiny_checkpoint():
     return Trainer(config, prepare(TINY_TEXT, 0, (0.8, 0.1, 0.1))).fit().checkpoint.without_training_state()
 
 
+TINY_RUN = "20260101-000000-0a1b2c3d"
+
+
 @pytest.fixture
 def generate_page(app, tiny_checkpoint) -> AppTest:
-    put_run(workspace_of(app), tiny_checkpoint, "20260101-000000-0a1b2c3d")
-    return app.switch_page("app/pages/generate.py").run()
+    put_run(workspace_of(app), tiny_checkpoint, TINY_RUN)
+    app.switch_page("app/pages/generate.py").run()
+    return app.radio(key=state.MODEL_CHOICE).set_value(f"run:{TINY_RUN}").run()
 
 
 def open_tab(at: AppTest, label: str) -> AppTest:
@@ -409,10 +413,10 @@ def open_tab(at: AppTest, label: str) -> AppTest:
     return at.run()
 
 
-def test_the_visitors_runs_are_offered_first(generate_page):
+def test_the_demo_comes_first_then_the_visitors_runs(generate_page):
     labels = generate_page.radio(key=state.MODEL_CHOICE).options
-    assert labels[0].startswith("Your run of") and "validation perplexity 3.0" in labels[0]
-    assert labels[-1].startswith("Demo model")
+    assert labels[0].startswith("Demo model")  # the default, the same for everyone a link is sent to
+    assert labels[1].startswith("Your run of") and "validation perplexity 3.0" in labels[1]
 
 
 @pytest.mark.parametrize("method", ["greedy", "sample", "beam"])
@@ -507,6 +511,56 @@ def test_the_candidates_are_what_sample_one_draws_from(generate_page):
         offered = at.pills(key="candidate_pick").options
         button(at, "Sample one").click().run()
         assert html.unescape(generated_texts(at)[0]).split()[-1] in offered
+
+
+def test_the_step_tab_walks_through_the_softmax_and_the_temperature_moves_its_numbers(generate_page):
+    at = open_tab(generate_page, "Step by step")
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["word", "logit z", "z / T", "p after T", "p (drawn)"]
+    drawn = chart_rows(at.get("vega_lite_chart")[0]).set_index("word")["probability"]
+    for word, probability in zip(table["word"], table["p (drawn)"], strict=True):
+        assert probability == pytest.approx(drawn[word], abs=1e-6)  # the table's last column is the chart
+    at.slider(key="temperature").set_value(0.3).run()
+    colder = at.dataframe[0].value
+    assert colder["word"].tolist() == table["word"].tolist()  # dividing by T keeps the order
+    assert colder["logit z"].tolist() == table["logit z"].tolist()
+    assert colder["z / T"].tolist() == pytest.approx((colder["logit z"] / 0.3).tolist())
+    assert colder["z / T"].tolist() != table["z / T"].tolist()
+    assert colder["p (drawn)"][0] > table["p (drawn)"][0]
+    at.select_slider(key="top_k").set_value(3).run()
+    cut = at.dataframe[0].value
+    assert cut["kept?"].tolist() == ["✓"] * 3 + ["✗ top-k"] * (len(cut) - 3)
+    assert (cut["p (drawn)"][3:] == 0).all() and cut["p (drawn)"][:3].sum() == pytest.approx(1.0, abs=1e-6)
+    assert not at.exception
+
+
+def test_picking_a_word_shows_the_gates_of_that_word(generate_page):
+    at = open_tab(generate_page, "Step by step")
+
+    def heading() -> str:
+        (found,) = [m.value for m in at.markdown if m.value.startswith("**What reading")]
+        return found
+
+    def gates() -> pd.DataFrame:
+        return chart_rows(at.get("vega_lite_chart")[1])
+
+    assert heading() == "**What reading “more” did to the memory**"  # the prime's last word
+    at_prime = gates()
+    assert set(at_prime["quantity"]) == {"i", "f", "g", "o", "Δc"}
+    choice = at.pills(key="candidate_pick").options[1]
+    at.pills(key="candidate_pick").set_value(choice).run()
+    assert heading() == f"**What reading “{choice}” did to the memory**"
+    picked = gates()
+    assert not picked["value"].equals(at_prime["value"])
+    changes = picked.loc[picked["quantity"] == "Δc", "value"].abs().tolist()
+    assert changes == sorted(changes, reverse=True)  # the units that changed most come first
+    button(at, "Undo").click().run()
+    assert heading() == "**What reading “more” did to the memory**"
+    assert gates()["value"].tolist() == pytest.approx(at_prime["value"].tolist(), abs=1e-6)
+    at.text_input(key="prime_text").input("thou art zounds").run()  # the model reads <unk> for it
+    assert heading() == "**What reading “zounds” did to the memory**"
+    assert any("the last word of the prime, read as <unk>" in c.value for c in at.caption)
+    assert not at.exception
 
 
 def test_the_train_settings_take_their_ranges_from_the_config(app):

@@ -1,8 +1,10 @@
 import io
 import json
 import math
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +13,8 @@ from lstm_core.checkpoint import load_checkpoint
 from lstm_core.cli import UsageError, build_parser, main, sampling_options_from_args
 from lstm_core.sampling import SamplingOptions
 from tests.conftest import TINY_TEXT
+
+DEMO = Path(__file__).resolve().parent.parent / "models" / "demo.pt"
 
 SMALL = ["--rnn-size", "16", "--batch-size", "4", "--training-seq-len", "8", "--epochs", "2", "--learning-rate", "0.01"]
 SMALL += ["--eval-every", "0", "--min-word-freq", "0", "--sample-length", "3", "--threads", "1"]
@@ -79,10 +83,19 @@ def test_resume_continues_the_run(tmp_path, texts, capsys):
         (["train", "--plays", "macbeth", "--batch-size", "512", "--training-seq-len", "400"], "205,312 words"),
         (["evaluate", "--checkpoint", "nope.pt", "--plays", "hamlet"], "cannot load checkpoint nope.pt"),
         (["generate", "--checkpoint", "nope.pt"], "the file does not exist"),
+        (["train", "--plays", "hamlet", "--threads", "-1"], "--threads must be 1 or more, got -1"),
+        (["train", "--plays", "hamlet", "--nice", "40"], "--nice must be between 0 and 19"),
+        (["train", "--plays", "hamlet", "--max-minutes", "0"], "--max-minutes must be a positive number"),
+        (["train", "--plays", "hamlet", "--rnn-size", "100000000"], "TB (model, gradients and optimizer"),
+        (["train", "--plays", "hamlet", "--out", "afile.txt"], "--out afile.txt is a file"),
+        (["train", "--resume", "nowhere"], "--resume nowhere: no such run folder or checkpoint"),
+        (["train", "--plays", "hamlet", "--config", "missing.json"], "--config missing.json: no such file"),
+        (["export", "--checkpoint", str(DEMO), "--out", "."], "--out . is a folder"),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_line(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile.txt").write_text("a file where a run folder should be")
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1].startswith("error: ") and message in err
@@ -204,3 +217,56 @@ def test_generate_samples_when_given_a_temperature_and_warns_on_stderr(tmp_path,
         captured.err.strip() == "warning: --temperature ignored with --method greedy (only --method sample uses them)"
     )
     assert continuation("--temperature", "0") == greedy
+
+
+def test_an_unreadable_text_file_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "locked.txt"
+    path.write_text("words " * 10)
+    real = Path.read_bytes
+
+    def refuse(self):
+        if self == path:
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    assert main(["train", "--corpus", "file", "--text-file", str(path)]) == 2
+    assert f"error: cannot read {path}: Permission denied" in capsys.readouterr().err
+
+
+def test_an_existing_run_is_not_overwritten_unless_asked(tmp_path, texts, capsys):
+    code, out = train(tmp_path, texts, "--epochs", "1")
+    assert code == 0
+    before = (out / "last.pt").read_bytes()
+    code, _ = train(tmp_path, texts, "--epochs", "1")  # the same --out again
+    assert code == 2
+    assert "already holds a run; continue it with --resume" in capsys.readouterr().err
+    assert (out / "last.pt").read_bytes() == before  # refused before any training: nothing touched
+    code, _ = train(tmp_path, texts, "--epochs", "1", "--overwrite", "--seed", "9")
+    assert code == 0 and (out / "last.pt").read_bytes() != before
+
+
+def test_default_run_folders_are_unique_even_within_one_second(tmp_path, monkeypatch, texts, capsys):
+    monkeypatch.chdir(tmp_path)
+    train_file, valid_file = texts
+    args = ["train", "--preset", "cookbook", "--train-file", str(train_file), "--valid-file", str(valid_file)]
+    for _ in range(2):
+        assert main([*args, *SMALL, "--epochs", "1", "--quiet"]) == 0
+    folders = sorted((tmp_path / "runs").iterdir())
+    assert len(folders) == 2 and all(re.match(r"run-\d{8}-\d{6}-[0-9a-f]{6}$", f.name) for f in folders)
+
+
+def test_a_bug_inside_the_core_is_not_reported_as_bad_input(monkeypatch, tmp_path, texts):
+    def broken(*args, **kwargs):
+        raise ValueError("an internal invariant broke")
+
+    monkeypatch.setattr("lstm_core.cli._admit", broken)
+    with pytest.raises(ValueError, match="an internal invariant broke"):  # a traceback, not "error: ..." and 2
+        train(tmp_path, texts)
+
+
+def test_bf16_where_it_is_not_supported_is_said(monkeypatch, tmp_path, texts, capsys):
+    monkeypatch.setattr("lstm_core.trainer.resolve_precision", lambda precision, device: None)
+    code, _ = train(tmp_path, texts, "--precision", "bf16", "--epochs", "1")
+    assert code == 0
+    assert "note: bf16 is not supported on cpu; training in fp32" in capsys.readouterr().err

@@ -292,3 +292,50 @@ def test_beam_with_no_repeat_and_unknown_rules(looping_model, counting_vocab):
     result = generate(looping_model, counting_vocab, "one two", 15, options)
     assert len(result.words) == 15 and UNK_TOKEN not in result.words
     assert repeated_ngrams(result.prime_words + result.words, 2) == []
+
+
+# ---- a next-word model (an n-gram) through the same samplers -------------------------------------
+
+
+class _Table:
+    """A next-word model whose distribution depends on the last word only, as a bigram's does."""
+
+    def __init__(self, log_probs):
+        self.table = log_probs  # (V, V): row = previous word
+        self.contexts = []
+
+    def next_log_probs(self, context_ids):
+        self.contexts.append(list(context_ids))
+        return self.table[context_ids[-1]]
+
+
+def test_a_next_word_model_writes_through_the_same_rules_and_draws():
+    from lstm_core.sampling import SamplingOptions, generate_next_word, sample_index
+    from lstm_core.sampling.decoding import make_generator
+    from lstm_core.vocab import Vocab
+
+    vocab = Vocab(["<unk>", "thou", "art", "more", "fair"], [0, 4, 3, 2, 1])
+    torch.manual_seed(0)
+    table = torch.randn(5, 5).log_softmax(dim=-1)
+    model = _Table(table)
+    greedy = generate_next_word(model, vocab, "thou art", 6, SamplingOptions())
+    expected, previous = [], vocab.index("art")
+    for _ in range(6):
+        scores = table[previous].clone()
+        scores[0] = float("-inf")  # <unk> is skipped by default
+        previous = int(scores.argmax())
+        expected.append(vocab.itos[previous])
+    assert greedy.words == expected and greedy.prime_words == ["thou", "art"]
+    assert model.contexts[0] == [1, 2]  # the model sees the whole text so far
+    sampled = generate_next_word(model, vocab, "thou art", 6, SamplingOptions(method="sample", seed=3))
+    again = generate_next_word(model, vocab, "thou art", 6, SamplingOptions(method="sample", seed=3))
+    assert sampled.words == again.words
+    generator, previous, drawn = make_generator(3), 2, []
+    for _ in range(6):
+        scores = table[previous].clone()
+        scores[0] = float("-inf")
+        previous = sample_index(scores.log_softmax(dim=-1), generator)
+        drawn.append(vocab.itos[previous])
+    assert sampled.words == drawn  # one draw per word, as the LSTM's sampler makes
+    with pytest.raises(ValueError, match="beam search works with the LSTM only"):
+        generate_next_word(model, vocab, "thou", 3, SamplingOptions(method="beam"))

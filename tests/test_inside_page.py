@@ -59,7 +59,7 @@ def with_models(at: AppTest, checkpoint, *choices: str) -> AppTest:
 
 def open_page(at: AppTest, model: str = "demo", text: str | None = None) -> AppTest:
     at.switch_page(PAGE).run()
-    at.radio(key=state.MODEL_CHOICE).set_value(CHOICES.get(model, model)).run()
+    at.radio(key=state.INSIDE_MODEL).set_value(CHOICES.get(model, model)).run()
     if text is not None:
         at.segmented_control(key="inside_source").set_value("typed").run()
         at.text_area(key="inside_text").input(text).run()

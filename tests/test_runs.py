@@ -284,7 +284,11 @@ def test_old_runs_go_first_and_running_ones_never(data, dataset):
     upload.parent.mkdir(parents=True)
     upload.write_text("words")
     os.utime(upload, (time.time() - 9 * 86400,) * 2)
+    shared = data / "shared" / "a-shared-model-id-0123"
+    shared.mkdir(parents=True)
+    (shared / "meta.json").write_text("{}")
+    os.utime(shared / "meta.json", (time.time() - 10 * 86400,) * 2)
     deleted = runs.sweep(data, RunLimits(keep_days=7, disk_mb=7))
-    assert old in deleted and upload in deleted  # past the keeping time
+    assert old in deleted and upload in deleted and shared in deleted  # past the keeping time
     assert week in deleted and day in deleted  # the oldest, until everything fits in 7 MB
     assert fresh.exists() and running.exists()

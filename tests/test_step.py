@@ -239,6 +239,28 @@ def test_stages_end_with_the_candidates_distribution(sonnet_model, sonnet_vocab)
         assert candidate.probability == pytest.approx(float(final[candidate.index]), abs=1e-7)
 
 
+def test_last_word_is_the_word_read_last_and_the_state_before_it(sonnet_model, sonnet_vocab, monkeypatch):
+    monkeypatch.setattr("lstm_core.sampling.step.UNDO_LIMIT", 2)
+    stepper = StepGenerator(sonnet_model, sonnet_vocab, PRIME)
+    prime_ids = sonnet_vocab.encode(PRIME.split())
+    at_prime = stepper.last_word()
+    assert at_prime.ids == prime_ids and at_prime.state is None and at_prime.index == prime_ids[-1]
+    before = stepper.state
+    stepper.step("summer's")
+    read = stepper.last_word()
+    assert read.ids == [sonnet_vocab.index("summer's")]
+    assert torch.equal(read.state[0], before[0]) and torch.equal(read.state[1], before[1])
+    read.state[1].add_(1.0)  # a copy: the generator's undo state is untouched
+    stepper.undo()
+    assert torch.equal(stepper.state[1], before[1])
+    for word in ("thou", "art", "more"):
+        stepper.step(word)
+    stepper.undo()
+    stepper.undo()  # the stack (2 steps) is spent; "thou" was read from a state no longer kept
+    whole = stepper.last_word()
+    assert whole.ids == [*prime_ids, sonnet_vocab.index("thou")] and whole.state is None
+
+
 # ---- caps ----------------------------------------------------------------------------------------
 
 

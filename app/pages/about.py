@@ -16,8 +16,16 @@ word at a time and learns to predict the next word. Then it writes.
    every parameter yourself, press *Start training*, and watch the loss fall and the samples turn
    from noise into verse. You can move to the other pages while it trains.
 3. **Generate**: continue a prime text such as *thou art more*, move the temperature and see the same
-   continuation go from safe to wild, pick words one at a time, or score how "Shakespearean" a
-   sentence is.
+   continuation go from safe to wild, set an n-gram model's text beside it, pick words one at a time
+   while the softmax's numbers and the LSTM's gates show why, or score how "Shakespearean" a
+   sentence is. **Copy link** gives anyone the same result, word for word.
+4. **Inside the LSTM**: the LSTM's equations, and every gate, memory cell and output of the model
+   for a text you choose, as a heatmap; the units that follow a feature of the text; the words whose
+   vectors lie closest to a word.
+
+**Your workspace** is this page's address: its `?k=` part is a private key. Keep it (a bookmark) to
+come back to your runs and models, also after the server restarts; share only the links the
+Generate page's *Copy link* gives, which leave it out.
 
 **Where it comes from.** A well-known TensorFlow cookbook recipe trained an embedding + LSTM +
 softmax on the Complete Works (128 units, batch 100 x 50 words, Adam 0.001, gradient clipping 4.5,

@@ -13,7 +13,8 @@ import streamlit as st
 from torch import Tensor
 
 from app import inside_charts as charts
-from app.models import ModelEntry, model_choice
+from app import state
+from app.models import ModelEntry, available_models, model_choice
 from lstm_core.config import RECIPE_PRIME_TEXTS
 from lstm_core.inspection import (
     FEATURES,
@@ -402,7 +403,8 @@ st.markdown(
 )
 st.session_state.setdefault("inside_quantity", "hidden")
 equations_section(st.session_state["inside_quantity"])
-entry = model_choice()
+st.session_state.setdefault(state.INSIDE_MODEL, st.session_state.get(state.MODEL_CHOICE))  # start from Generate's
+entry = model_choice(available_models(), key=state.INSIDE_MODEL, persist_state="session")
 if entry is None:
     st.stop()
 text = text_section(entry)

@@ -15,7 +15,7 @@ import streamlit as st
 
 from app import charts, runs, services, state, widgets
 from app.corpus_state import chosen_text
-from app.visitor import data_root
+from app.visitor import KEY_PARAM, data_root
 from lstm_core import runs as run_files
 from lstm_core.batching import min_tokens
 from lstm_core.checkpoint import CheckpointError, load_checkpoint
@@ -248,9 +248,14 @@ def result_section(run: run_files.RunSummary | None) -> None:
     if not run.ended_unexpectedly:
         summary = (
             f"{STATUS_TEXT.get(run.state, run.state)} {run.step:,} steps in {_duration(run.elapsed_s)}; "
-            f"final validation perplexity {perplexity}. The Generate page can write with this model."
+            f"final validation perplexity {perplexity}."
         )
         (st.success if run.state == "finished" else st.info)(summary)
+    if st.button("✒️ Write with this model", key="write_with_run", type="primary"):
+        st.switch_page(
+            "app/pages/generate.py",
+            query_params={state.MODEL_CHOICE: f"run:{run.id}", KEY_PARAM: state.workspace().key},
+        )
     st.download_button(
         "Download the model (.pt)",
         data=lambda: _model_file(run),

@@ -21,9 +21,11 @@ from lstm_core.evaluation import TextScore, WordScore, score
 from lstm_core.sampling.decoding import (
     MAX_LENGTH,
     Generation,
+    NextWordModel,
     beam_score,
     beam_search,
     generate,
+    generate_next_word,
     make_generator,
     sample_index,
 )
@@ -52,7 +54,14 @@ from lstm_core.sampling.processors import (
     filter_top_p,
     penalize_repetition,
 )
-from lstm_core.sampling.step import UNDO_LIMIT, Candidate, Distribution, StepGenerator, word_distribution
+from lstm_core.sampling.step import (
+    UNDO_LIMIT,
+    Candidate,
+    Distribution,
+    LastWord,
+    StepGenerator,
+    word_distribution,
+)
 
 __all__ = [
     "GREEDY_TEMPERATURE",
@@ -67,9 +76,11 @@ __all__ = [
     "Distribution",
     "Generation",
     "History",
+    "LastWord",
     "LogProbsProcessor",
     "Method",
     "MinP",
+    "NextWordModel",
     "NgramIndex",
     "NoRepeatNgram",
     "OptionProcessor",
@@ -93,6 +104,7 @@ __all__ = [
     "filter_top_k",
     "filter_top_p",
     "generate",
+    "generate_next_word",
     "make_generator",
     "penalize_repetition",
     "sample_index",

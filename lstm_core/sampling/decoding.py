@@ -29,6 +29,7 @@ with the same chooser and draw from the random stream in the same order.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -252,9 +253,16 @@ def _sample_continuation(
 ) -> tuple[list[int], bool]:
     """Greedy or sampled continuation from the primed state: (ids, stopped at a stop word)."""
     position = open_position(model, lm, primed.log_probs, primed.state)
+    return _continue_position(position, primed.prime_ids, length, options)
+
+
+def _continue_position(
+    position: Position, prime_ids: list[int], length: int, options: SamplingOptions
+) -> tuple[list[int], bool]:
+    """Greedy or sampled words from ``position`` on: (ids, stopped at a stop word)."""
     choose = Chooser(options)
     generator = make_generator(options.seed) if options.method == "sample" else None
-    history = History(primed.prime_ids)
+    history = History(prime_ids)
     out: list[int] = []
     for step in range(length):
         index = choose(position, history, generator)
@@ -374,3 +382,52 @@ def beam_search(
     """
     options = dataclasses.replace(options or SamplingOptions(), method="beam")
     return generate(model, vocab, prime, length, options)
+
+
+# ---- any model that gives the next word's distribution -----------------------------------------
+
+
+class NextWordModel(Protocol):
+    """A model with no state but the words so far, such as an n-gram model
+    (:class:`~lstm_core.ngram.KneserNey`): the next word's log-probs ``(V,)`` for a context."""
+
+    def next_log_probs(self, context_ids: Sequence[int]) -> Tensor: ...
+
+
+class _ContextPosition:
+    """A :class:`Position` in a :class:`NextWordModel`: the words so far are its whole state."""
+
+    def __init__(self, model: NextWordModel, ids: list[int]) -> None:
+        self._model = model
+        self._ids = list(ids)
+        self._log_probs: Tensor | None = None
+
+    def log_probs(self) -> Tensor:
+        if self._log_probs is None:
+            self._log_probs = self._model.next_log_probs(self._ids)
+        return self._log_probs
+
+    def state(self) -> State:
+        raise NotImplementedError("a next-word model has no LSTM state")
+
+    def feed(self, word_id: int) -> None:
+        self._ids.append(word_id)
+        self._log_probs = None
+
+
+def generate_next_word(
+    model: NextWordModel, vocab: Vocab, prime: str, length: int, options: SamplingOptions | None = None
+) -> Generation:
+    """:func:`generate` for a :class:`NextWordModel`: the same cleaning of the prime, processors,
+    stop rule and random draws, so an n-gram model's text can be set beside the LSTM's with the
+    same settings and seed. Beam search needs a model's state and is refused."""
+    options = options or SamplingOptions()
+    if options.method == "beam":
+        raise InputError("beam search works with the LSTM only; choose greedy or sampling for this model")
+    check_length(length)
+    words = tokenize(prime)
+    if not words:
+        raise InputError(f"the prime {prime!r} has no words after cleaning; give it at least one word")
+    ids = vocab.encode(words)
+    out, stopped = _continue_position(_ContextPosition(model, ids), ids, length, options)
+    return Generation(words, vocab.unknown_words(words), vocab.decode(out), stopped)

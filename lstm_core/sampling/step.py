@@ -86,6 +86,25 @@ def word_distribution(
     return Distribution(candidates, max(0.0, 1.0 - math.fsum(values.tolist())))
 
 
+@dataclass(frozen=True)
+class LastWord:
+    """The word the model read last, and where to feed it from to see again what reading it did.
+
+    Feeding ``ids`` to the model from ``state`` (None: the zero state, the start of the text) ends
+    at the generator's current position, and ``ids[-1]`` is the last word read. After a step that
+    is the one word from the state before it (the undo stack keeps that state); at the prime's end,
+    or after undoing past what the stack keeps, it is the whole text from the start.
+    """
+
+    ids: list[int]
+    state: State | None
+
+    @property
+    def index(self) -> int:
+        """The id of the word read last."""
+        return self.ids[-1]
+
+
 @dataclass
 class _Snapshot:
     """Everything a step changes, saved before it, so undo restores it exactly."""
@@ -170,6 +189,28 @@ class StepGenerator:
     @property
     def can_undo(self) -> bool:
         return bool(self._undo)
+
+    @property
+    def model(self) -> LanguageModel:
+        """The model the text is generated with (read it; do not train it while generating)."""
+        return self._model
+
+    @property
+    def vocab(self) -> Vocab:
+        return self._vocab
+
+    def last_word(self) -> LastWord:
+        """The word read last and the state before it, for a page that shows what reading it did.
+
+        No model call: the state before the last generated word is the top of the undo stack
+        (a copy of it is returned). Without one -- at the prime's end, or after undoing every
+        step the stack kept -- the whole text is returned, to be fed from the zero state.
+        """
+        with self._lock:
+            if self._ids and self._undo:
+                before = self._undo[-1].state
+                return LastWord([self._ids[-1]], (before[0].clone(), before[1].clone()))
+            return LastWord(self._start.prime_ids + self._ids, None)
 
     def _history(self) -> History:
         return History(self._start.prime_ids + self._ids)

@@ -8,6 +8,7 @@ skipped. Screenshots of what each scenario showed land in ``test-artifacts/``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -111,9 +112,9 @@ def browser() -> Iterator[object]:
             chromium.close()
 
 
-@pytest.fixture
-def visitor(browser, server, request: pytest.FixtureRequest) -> Iterator[object]:
-    """A fresh browser context (a new visitor) with one page; a screenshot is saved at the end."""
+@contextlib.contextmanager
+def new_visitor(browser, name: str) -> Iterator[object]:
+    """A fresh browser context (a new visitor) with one page; a screenshot ``name``.png at the end."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     try:
@@ -121,6 +122,13 @@ def visitor(browser, server, request: pytest.FixtureRequest) -> Iterator[object]
     finally:
         ARTIFACTS.mkdir(exist_ok=True)
         try:
-            page.screenshot(path=ARTIFACTS / f"{request.node.name}.png", full_page=True)
+            page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
         finally:
             context.close()
+
+
+@pytest.fixture
+def visitor(browser, server, request: pytest.FixtureRequest) -> Iterator[object]:
+    """A new visitor of the module's server."""
+    with new_visitor(browser, request.node.name) as page:
+        yield page

@@ -151,7 +151,7 @@ def test_step_by_step_picks_a_candidate_and_undoes_it(server, visitor: Page):
     open_generate(visitor, server.url)
     visitor.get_by_role("tab", name="Step by step").click()
     panel = visitor.get_by_role("tabpanel", name="Step by step")
-    expect(panel.locator('[data-testid="stVegaLiteChart"]')).to_be_visible()
+    expect(panel.locator('[data-testid="stVegaLiteChart"]').first).to_be_visible()  # the candidates
     text = panel.locator(".generated")
     prime = text.inner_text()
     candidates = visitor.get_by_role("radiogroup", name="Or pick the next word").get_by_role("radio")
