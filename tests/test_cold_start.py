@@ -209,6 +209,24 @@ def test_all_plays_describe_themselves_like_the_text(all_plays: plays_cache.Enco
     assert all_plays.select(None) is all_plays.encoded
 
 
+def test_the_demo_models_training_block_from_the_cache_is_prepare_holdouts(
+    all_plays: plays_cache.EncodedPlays,
+) -> None:
+    # The n-gram beside the demo model is fitted on this block: from the cache it must be exactly
+    # what preparing the demo's training plays from their text gives.
+    from app.services import DEMO_HELD_OUT
+    from lstm_core.config import PRESETS
+    from lstm_core.data import prepare_holdout
+
+    training = [name for name in list_plays() if name not in DEMO_HELD_OUT]
+    config = PRESETS["quick"]
+    fractions = (1.0 - config.valid_fraction, config.valid_fraction, 0.0)
+    cached = all_plays.select(training).dataset(config.min_word_freq, fractions)
+    prepared = prepare_holdout(bundled_plays(training).text, "", config.min_word_freq, config.valid_fraction)
+    assert cached.vocab.itos == prepared.vocab.itos and cached.vocab.counts == prepared.vocab.counts
+    assert cached.train.tolist() == prepared.train.tolist() and cached.valid.tolist() == prepared.valid.tolist()
+
+
 def test_the_head_of_the_plays_needs_only_the_first_plays() -> None:
     for names in (None, SOME_PLAYS):
         text = bundled_plays(names).text
