@@ -27,7 +27,9 @@ training ones included) is read ``--train-seconds`` after each start.
 runs on all the plays (the Quick preset's model and batches, with ``--run-epochs`` epochs so that
 they train throughout; started with :func:`app.runs.start_run` on the server's data folder and
 caps, as its Train page does, so they are the bench's child processes, not the server's, and
-their memory is added to the server's). First the runs' words per second with no visitor; then,
+their memory is added to the server's), once one visitor has opened the Generate page (so that
+the server has loaded torch and the demo model). First the runs' words per second with no
+visitor; then,
 for each K in ``--visitors``, K browser contexts on the Generate page each move the temperature
 ``--moves`` times (alternately to its ends, so the text always changes), waiting a random
 0.5-1.5 s between moves. Reported: the time from the key press to the continuation's new text
@@ -155,17 +157,17 @@ def memory_mb(pids: Iterable[int]) -> tuple[float, float]:
 
 
 class MemorySampler:
-    """PSS of the server's session and some other processes, every ``interval`` seconds, in a thread."""
+    """PSS of the server's session and of other processes (the runs), every ``interval`` seconds, in a thread."""
 
     def __init__(self, session: int, extra: Iterable[int] = (), interval: float = 0.5) -> None:
         self.session, self.extra, self.interval = session, list(extra), interval
-        self.samples: list[float] = []
+        self.samples: list[tuple[float, float]] = []  # (server, the others)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append(memory_mb([*session_pids(self.session), *self.extra])[0])
+            self.samples.append((memory_mb(session_pids(self.session))[0], memory_mb(self.extra)[0]))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> MemorySampler:
@@ -321,6 +323,8 @@ class Window:
     server_ms: list[float] = field(default_factory=list)
     pss_mean: float = 0.0
     pss_peak: float = 0.0
+    server_peak: float = 0.0
+    runs_peak: float = 0.0
     words_per_s: float = 0.0
     ended: list[str] = field(default_factory=list)
 
@@ -439,6 +443,9 @@ def load_for_nice(args: argparse.Namespace, nice: int) -> list[Window]:
     folders: list[Path] = []
     try:
         wait_healthy(port, time.perf_counter())
+        # One visitor's page first, so that the server is as after its first visitors (torch and
+        # the demo model loaded) before anything is measured.
+        asyncio.run(visitors_window(f"http://127.0.0.1:{port}", 1, 0))
         folders = start_training(data, args.run_epochs)
         while not all(step > 0 for step, _, _ in run_steps(folders)):
             time.sleep(0.5)
@@ -454,7 +461,10 @@ def load_for_nice(args: argparse.Namespace, nice: int) -> list[Window]:
                 else:
                     time.sleep(args.idle_seconds)
             after, ended = run_steps(folders), time.time()
-            window.pss_mean, window.pss_peak = statistics.mean(sampler.samples), max(sampler.samples)
+            totals = [server + others for server, others in sampler.samples]
+            window.pss_mean, window.pss_peak = statistics.mean(totals), max(totals)
+            window.server_peak = max(server for server, _ in sampler.samples)
+            window.runs_peak = max(others for _, others in sampler.samples)
             steps = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
             window.words_per_s = steps * words_per_step / (ended - began)
             window.ended = [f"{folder.name}: {state}" for folder, (_, state, _) in zip(folders, after, strict=True)]
@@ -481,10 +491,13 @@ def load(args: argparse.Namespace) -> None:
     print(f"Visitors on the Generate page moving the temperature ({args.moves} moves each, 0.5-1.5 s apart) while")
     print(f"two runs train (Quick preset's model, all plays, 1 thread each) at the given nice; {os.cpu_count()} cores.")
     print("Browser: key press to the new continuation in the page. Server: the Generate page's script run.")
-    print("Memory: PSS of the server's processes and the two runs together, sampled every 0.5 s.")
+    print(
+        "Memory: PSS of the server's processes and the two runs together, sampled every 0.5 s (and each part's peak)."
+    )
     print()
     header = ["nice", "visitors", "moves", "browser median ms", "browser p95 ms", "server median ms", "server p95 ms"]
-    header += ["memory mean MB", "memory peak MB", "runs' words/s (both)", "runs ended"]
+    header += ["memory mean MB", "memory peak MB", "server peak MB", "runs' peak MB"]
+    header += ["runs' words/s (both)", "runs ended"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
 
@@ -493,7 +506,8 @@ def load(args: argparse.Namespace) -> None:
 
     for w in windows:
         cells = [str(w.nice), str(w.visitors), str(len(w.latencies_ms)), *spread(w.latencies_ms), *spread(w.server_ms)]
-        cells += [f"{w.pss_mean:.0f}", f"{w.pss_peak:.0f}", f"{w.words_per_s:,.0f}", ", ".join(w.ended) or "none"]
+        cells += [f"{w.pss_mean:.0f}", f"{w.pss_peak:.0f}", f"{w.server_peak:.0f}", f"{w.runs_peak:.0f}"]
+        cells += [f"{w.words_per_s:,.0f}", ", ".join(w.ended) or "none"]
         print("| " + " | ".join(cells) + " |")
 
 
