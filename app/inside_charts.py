@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from app.charts import Chart
 from lstm_core.inspection import (
     MAX_HEATMAP_UNITS,
     MAX_HEATMAP_WORDS,
@@ -216,7 +217,7 @@ def heatmap_frame(values: Tensor, words: Sequence[str], view: HeatmapView) -> pd
     )
 
 
-def heatmap_chart(values: Tensor, words: Sequence[str], quantity: str, view: HeatmapView) -> alt.Chart:
+def heatmap_chart(values: Tensor, words: Sequence[str], quantity: str, view: HeatmapView) -> Chart:
     """Words along x (in reading order), units along y (chosen first, then most variable), colour = ``quantity``.
 
     The chart takes the width it is given (draw it with ``width="stretch"``): a window of 400
@@ -287,7 +288,7 @@ def unit_line_chart(
     unit: int,
     span: tuple[int, int] | None = None,
     height: int = 240,
-) -> alt.LayerChart:
+) -> Chart:
     """One unit's activation as a line over the words; ``span`` (start, end exclusive) is shaded.
 
     The y axis covers the quantity's whole range (0 to 1 for a gate, -1 to 1 for g and h), so two
@@ -369,9 +370,7 @@ def pca_frame(embedding: Tensor, vocab: Vocab, count: int = MAX_MAP_WORDS) -> pd
     )
 
 
-def pca_chart(
-    frame: pd.DataFrame, word: str | None = None, neighbours: Sequence[str] = (), height: int = 520
-) -> alt.LayerChart:
+def pca_chart(frame: pd.DataFrame, word: str | None = None, neighbours: Sequence[str] = (), height: int = 520) -> Chart:
     """The word-vector map: a point per word, hover for the word; ``word`` in blue, its ``neighbours`` in orange."""
     data = frame.copy()
     data["group"] = "other"

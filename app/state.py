@@ -36,10 +36,37 @@ TRAIN_ERROR = "train_error"  # str | None: why the last Start or Resume was refu
 REFUSED_UPLOADS = "refused_uploads"  # {digest: message}: model files already refused, not loaded again
 MODEL_CHOICE = "model_choice"  # the Generate page's model (a widget)
 GENERATOR = "generator"  # GeneratorEntry | None: the step-by-step generator of the current model and prime
-SCORE = "score"  # ScoreEntry | None: the last scored text and its result
+SCORE = "score"  # list[ScoreEntry]: the last two scored texts and their results
 SETTINGS_SAVED = "settings_saved"  # the settings as last written to disk
 WAS_RUNNING = "was_running"  # whether the current run was training at the last refresh
 INSIDE_MODEL = "inside_model"  # the Inside page's model (a widget)
+COMPARE_RUNS = "compare_runs"  # list of run ids the Train page draws on one chart (a widget)
+# Inside page and other widgets
+INSIDE_SOURCE = "inside_source"  # the Inside page's text: a generated continuation or the visitor's own
+INSIDE_PRIME_PILL = "inside_prime_pill"  # the Inside page's prime-text pills
+INSIDE_PRIME = "inside_prime"  # the Inside page's prime text
+INSIDE_LENGTH = "inside_length"  # how many words the model adds to the Inside page's prime
+INSIDE_TEXT = "inside_text"  # the visitor's own text on the Inside page
+INSIDE_LAYER = "inside_layer"  # the layer the Inside page draws
+INSIDE_QUANTITY = "inside_quantity"  # the quantity the Inside page draws (i, f, g, o, c, h)
+INSIDE_FIRST_WORD = "inside_first_word"  # the first word of the heatmap's window
+INSIDE_KEEP = "inside_keep"  # units the visitor keeps on the heatmap
+INSIDE_FEATURE = "inside_feature"  # the feature whose units the Inside page finds
+INSIDE_AFTER_WORD = "inside_after_word"  # the word for the 'after a word' feature
+INSIDE_FEATURE_PICK = "inside_feature_pick"  # a unit picked from the feature's units
+INSIDE_SPAN = "inside_span"  # the span of words whose units are found
+INSIDE_THRESHOLD = "inside_threshold"  # how high a unit must stay across the span
+INSIDE_SPAN_PICK = "inside_span_pick"  # a unit picked from the span's units
+INSIDE_WORD = "inside_word"  # the word whose neighbours the word-vector map shows
+INSIDE_UNIT = "inside_unit"  # the chosen unit: the number box and the pills of found units set it
+INSIDE_TRACE = "inside_trace"  # the last trace: {key: (model key, text), value: (WordFeatures, Trace)}
+INSIDE_CONTINUATION = "inside_continuation"  # the last continuation: {key: (model key, prime, length), value}
+WRITE_WITH_RUN = "write_with_run"  # the Train page's button that opens Generate with the run's model
+DOWNLOAD_MODEL = "download_model"  # the Train page's download button
+RUN_CHOICE = "run_choice"  # the Train page's choice of the run shown
+MODEL_UPLOAD = "model_upload"  # the Train page's model-file uploader
+# Widgets the Data page owns
+UPLOAD_WIDGET = "upload_widget"  # the Data page's text uploader
 # Generate page widgets; the ones in GENERATE_PARAMS are bound to the page address (a share link)
 PRIME_TEXT, PRIME_PILL = "prime_text", "prime_pill"
 METHOD, LENGTH, SEED = "method", "length", "seed"
@@ -48,7 +75,8 @@ REPETITION, NO_REPEAT, UNKNOWN = "repetition", "no_repeat", "unknown"
 BEAM_WIDTH, LENGTH_PENALTY = "beam_width", "length_penalty"
 CANDIDATE_PICK, SCORE_TEXT = "candidate_pick", "score_text"
 GENERATE_MODE = "generate_mode"
-NGRAM_BESIDE = "ngram_beside"  # whether the Continue tab sets an n-gram's text beside the LSTM's
+BESIDE = "beside"  # what the Continue tab sets beside the text: nothing, an n-gram's, a snapshot's
+SCORE_THEN = "score_then"  # whether the Score tab also scores with a snapshot
 SNAPSHOT_STEP = "snapshot_step"  # the step of the run's snapshot set beside its latest model
 MODEL_IN_ADDRESS = "model_in_address"  # the model choice this page last wrote to the address
 GENERATE_PARAMS = (
@@ -153,7 +181,7 @@ def init() -> Workspace:
     workspace: Workspace | None = state.get(WORKSPACE)
     if workspace is None:
         key = st.query_params.get(KEY_PARAM)
-        workspace = Workspace.for_key(key if valid_key(key) else new_key())
+        workspace = Workspace.for_key(key if key is not None and valid_key(key) else new_key())
         state[WORKSPACE] = workspace
         saved = workspace.load_settings()
         for name, check in PERSISTED.items():

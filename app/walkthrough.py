@@ -14,12 +14,14 @@ and the change in memory ``Δc`` (blue below 0, near white at 0, orange above).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 from pandas.io.formats.style import Styler
 
+from app.charts import Chart
 from app.inside_charts import colour_scale
 from lstm_core.sampling import SamplingOptions, StepGenerator
 from lstm_core.walkthrough import (
@@ -120,7 +122,7 @@ def styled(frame: pd.DataFrame) -> Styler:
     )
 
 
-def column_config(frame: pd.DataFrame) -> dict[str, object]:
+def column_config(frame: pd.DataFrame) -> dict[str, Any]:
     """Each column's explanation, shown when the header is hovered; numbers right-aligned."""
     return {
         name: st.column_config.Column(name, help=HELP[name], alignment="right" if name in FORMATS else None)
@@ -203,7 +205,7 @@ def gates_chart(layer: LayerRead, units: Sequence[int], title: str = "") -> alt.
         alt.Tooltip("c_after:Q", title="c after", format="+.3f"),
     ]
 
-    def strip(names: list[str], quantity: str, limit: float, legend: str, last: bool) -> alt.Chart:
+    def strip(names: list[str], quantity: str, limit: float, legend: str, last: bool) -> Chart:
         axis = alt.Axis(labelAngle=-90, labelFontSize=9, labelOverlap=False, ticks=False) if last else None
         return (
             alt.Chart(data)

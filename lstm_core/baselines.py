@@ -84,7 +84,13 @@ class Baseline:
         """Read back :meth:`to_dict`'s form (e.g. from a run's JSON file), checking every field."""
         if not isinstance(data, Mapping):
             raise InputError(f"a baseline must be a mapping, got {type(data).__name__}")
-        fields = {"order": int, "name": str, "label": str, "perplexity": (int, float), "tokens": int}
+        fields: dict[str, type | tuple[type, ...]] = {
+            "order": int,
+            "name": str,
+            "label": str,
+            "perplexity": (int, float),
+            "tokens": int,
+        }
         for key, kind in fields.items():
             value = data.get(key)
             if isinstance(value, bool) or not isinstance(value, kind):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def atomic_write(path: Path | str, write: Callable[[BinaryIO], None]) -> None:
+def atomic_write(path: Path | str, write: Callable[[BinaryIO], object]) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``.
 
     If ``write`` raises (or the process dies), the temporary file is removed (or left under a

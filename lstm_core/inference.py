@@ -209,7 +209,7 @@ class FastLM:
         h, c = state
         hidden = self.hidden_size
         new_h, new_c = [], []
-        x = None
+        x = h[0]  # replaced by each layer's output
         with torch.no_grad():
             for layer in range(self.num_layers):
                 if layer == 0 and self.input_table is not None:
@@ -364,7 +364,7 @@ class Cursor:
     def __init__(self, lm: FastLM, state: State | None = None) -> None:
         self._lm = lm
         hidden, layers, vocab = lm.hidden_size, lm.num_layers, lm.vocab_size
-        options = {"device": lm.device, "dtype": lm.dtype}
+        device, dtype = lm.device, lm.dtype
         # Layer l reads [input | own h] from one buffer, so its gates are one product; layer 0
         # with the input table keeps only h.
         self._joined: list[Tensor] = []
@@ -372,10 +372,10 @@ class Cursor:
         self._c: list[Tensor] = []
         for layer in range(layers):
             width = hidden if layer == 0 and lm.input_table is not None else lm.layer_weights[layer].size(1)
-            joined = torch.zeros(width, **options)
+            joined = torch.zeros(width, device=device, dtype=dtype)
             self._joined.append(joined)
             self._h.append(joined[width - hidden :])
-            self._c.append(torch.zeros(hidden, **options))
+            self._c.append(torch.zeros(hidden, device=device, dtype=dtype))
         if state is not None:
             h, c = state
             if h.shape != (layers, 1, hidden) or c.shape != (layers, 1, hidden):
@@ -383,19 +383,24 @@ class Cursor:
             for layer in range(layers):
                 self._h[layer].copy_(h[layer, 0])
                 self._c[layer].copy_(c[layer, 0])
-        self._gates = torch.empty(4 * hidden, **options)
+        self._gates = torch.empty(4 * hidden, device=device, dtype=dtype)
         self._sigmoids = self._gates[: 3 * hidden]
         self._cell = self._gates[3 * hidden :]
         self._input, self._forget, self._output = self._sigmoids.split(hidden)
-        float32 = {"device": lm.device, "dtype": torch.float32}
-        self._full = torch.empty(vocab, **float32)  # the log-probs, filled lazily
-        self._work = torch.empty(vocab, **float32)  # filtered, scaled copies for choosing
-        self._scores = torch.empty(vocab, **float32)  # their renormalised log-probs
+        self._full = torch.empty(vocab, device=device, dtype=torch.float32)  # the log-probs, filled lazily
+        self._work = torch.empty(vocab, device=device, dtype=torch.float32)  # filtered, scaled copies for choosing
+        self._scores = torch.empty(vocab, device=device, dtype=torch.float32)  # their renormalised log-probs
         # Comparisons written as floats: a bool result costs three times as much at this size.
-        self._at_least = torch.empty(len(lm.clusters), lm.head_words, **float32)
-        self._logits = torch.empty(max(lm.head_words + len(lm.clusters), vocab - lm.head_words), **float32)
+        self._at_least = torch.empty(len(lm.clusters), lm.head_words, device=device, dtype=torch.float32)
+        self._logits = torch.empty(
+            max(lm.head_words + len(lm.clusters), vocab - lm.head_words), device=device, dtype=torch.float32
+        )
         # The head's log-probs: words then cluster tokens; for a full softmax, the log-probs themselves.
-        self._head = torch.empty(lm.head_words + len(lm.clusters), **float32) if lm.adaptive else self._full
+        self._head = (
+            torch.empty(lm.head_words + len(lm.clusters), device=device, dtype=torch.float32)
+            if lm.adaptive
+            else self._full
+        )
         self._probs = torch.empty(vocab, device=lm.device, dtype=torch.float64)
         self._cumulative = torch.empty(vocab, device=lm.device, dtype=torch.float64)
         self._head_ready = False

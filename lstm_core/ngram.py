@@ -82,6 +82,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -434,7 +435,8 @@ class KneserNey:
             "arrays_sha256": _digest(arrays),
         }
         header_bytes = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
-        atomic_write(path, lambda file: np.savez_compressed(file, header=header_bytes, **arrays))
+        payload: dict[str, Any] = {"header": header_bytes, **arrays}
+        atomic_write(path, lambda file: np.savez_compressed(file, **payload))
 
     @classmethod
     def load(cls, path: Path | str, vocab: Vocab | None = None) -> KneserNey:

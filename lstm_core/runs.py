@@ -10,6 +10,10 @@ restart or a crashed training process all find the same truth::
       events.jsonl   the trainer's reports, one JSON object a line (steps thinned to a few a second)
       last.pt        everything needed to resume: at every evaluation, at epoch ends, at the end
       best.pt        the weights with the best validation loss so far (model only)
+      baselines.json the n-gram baselines' validation perplexities on this run's data (written once,
+                     by the training process when the run starts from step 0; see lstm_core/baselines.py)
+      snapshots/     step-<7-digit step>.pt: the model (float16, model only) at evaluations, at most
+                     MAX_SNAPSHOTS of them, thinned as the run goes on (see thin_snapshots)
       process.json   the process that trains it, written by whoever started it (the app)
       exit.json      how that process ended, written by whoever waited for it
       log.txt        the process's own output, when the app started it
@@ -17,7 +21,8 @@ restart or a crashed training process all find the same truth::
       heartbeat      touched by the pages that show the run: a run started with an idle limit
                      stops when nobody has looked at it for that long
 
-Nothing here imports a UI or torch, so reading a run is cheap.
+Nothing here imports a UI or torch (only :func:`read_baselines` brings in torch, when it is called),
+so reading a run is cheap.
 """
 
 from __future__ import annotations
@@ -27,17 +32,20 @@ import dataclasses
 import json
 import math
 import os
+import re
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from lstm_core.errors import InputError
 from lstm_core.files import atomic_write_text
 
 if TYPE_CHECKING:
+    from lstm_core.baselines import Baseline
     from lstm_core.config import Config
     from lstm_core.data import Dataset
 
@@ -53,6 +61,15 @@ HEARTBEAT_FILE = "heartbeat"
 DATASET_DIR = "dataset"
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
+BASELINES_FILE = "baselines.json"
+SNAPSHOTS_DIR = "snapshots"
+MAX_SNAPSHOTS = 8
+"""Snapshots a run keeps. A snapshot is the model alone in float16, 2 bytes a parameter plus the
+vocabulary and the history: on all the plays 4.0 MB for the Quick preset (1.9 M parameters) and
+11.6 MB for Best (5.7 M). Eight add about 32 MB to a Quick run and 92 MB to a Best run, beside
+their ``last.pt`` (weights and Adam's two moments in float32: 23 and 69 MB), ``best.pt`` (8 and
+23 MB) and ``dataset/`` (3 MB): about 67 MB a Quick run and 190 MB a Best run in all, so the app's
+disk cap (2 GB for all visitors) holds about ten Best runs or thirty Quick ones."""
 RUN_FILES = (
     RUN_FILE,
     STATUS_FILE,
@@ -64,6 +81,7 @@ RUN_FILES = (
     HEARTBEAT_FILE,
     LAST_CHECKPOINT,
     BEST_CHECKPOINT,
+    BASELINES_FILE,
 )
 """Every file a run folder may hold (besides ``dataset/`` and ``snapshots/``)."""
 
@@ -258,8 +276,8 @@ def read_run(folder: Path | str) -> RunSummary | None:
         return None
     status = read_json(folder / STATUS_FILE) or {"state": "starting", "updated": record.get("created")}
     state, message, pid = _effective_state(folder, status)
-    config = record.get("config") if isinstance(record.get("config"), dict) else {}
-    dataset = record.get("dataset") if isinstance(record.get("dataset"), dict) else {}
+    config = record["config"] if isinstance(record.get("config"), dict) else {}
+    dataset = record["dataset"] if isinstance(record.get("dataset"), dict) else {}
     best, last = status.get("best_perplexity"), status.get("last_perplexity")
     return RunSummary(
         id=folder.name,
@@ -287,6 +305,86 @@ def list_runs(folder: Path | str) -> list[RunSummary]:
         return []
     runs = [run for child in folder.iterdir() if child.is_dir() and (run := read_run(child)) is not None]
     return sorted(runs, key=lambda run: (run.created, run.id), reverse=True)
+
+
+# ---- baselines and snapshots -------------------------------------------------------------------
+
+
+def write_baselines(folder: Path | str, baselines: Sequence[Baseline]) -> None:
+    """Write the run's baselines (:func:`lstm_core.baselines.baseline_perplexities`) as a JSON list."""
+    atomic_write_text(Path(folder) / BASELINES_FILE, json.dumps([baseline.to_dict() for baseline in baselines]))
+
+
+def read_baselines(folder: Path | str) -> list[Baseline]:
+    """The run's baselines, lowest order first; [] when the file is missing or unreadable.
+
+    Missing is normal: a run from before baselines were kept, or one whose process has not
+    started yet. Only this reader imports :mod:`lstm_core.baselines` (and with it torch).
+    """
+    from lstm_core.baselines import Baseline
+
+    try:
+        data = json.loads((Path(folder) / BASELINES_FILE).read_text(encoding="utf-8"))
+        baselines = [Baseline.from_dict(item) for item in data] if isinstance(data, list) else []
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, InputError):
+        return []
+    return sorted(baselines, key=lambda baseline: baseline.order)
+
+
+_SNAPSHOT_NAME = re.compile(r"step-(\d{7,})\.pt")
+
+
+def snapshot_path(folder: Path | str, step: int) -> Path:
+    """Where the run in ``folder`` keeps its snapshot of ``step``: ``snapshots/step-0001200.pt``."""
+    return Path(folder) / SNAPSHOTS_DIR / f"step-{step:07d}.pt"
+
+
+def list_snapshots(folder: Path | str) -> list[tuple[int, Path]]:
+    """``(step, path)`` of every snapshot of the run in ``folder``, by step ([] if it has none).
+
+    Each is a model-only float16 checkpoint that :func:`lstm_core.checkpoint.load_checkpoint`
+    reads like any model file. A half-written one (under a temporary name) is not listed.
+    """
+    directory = Path(folder) / SNAPSHOTS_DIR
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    found = [(int(match[1]), directory / name) for name in names if (match := _SNAPSHOT_NAME.fullmatch(name))]
+    return sorted(found)
+
+
+def thin_snapshots(steps: Sequence[int], limit: int = MAX_SNAPSHOTS) -> list[int]:
+    """The snapshot steps to keep of ``steps``: at most ``limit``, spread over the whole run.
+
+    The rule: the first and the newest are always kept. While there are more than ``limit``,
+    drop the one (not the first or the newest) whose two neighbours are closest together in
+    steps, i.e. the one whose loss leaves the smallest hole; of equals, the oldest. Called after
+    every new snapshot, it drops one at a time, and what is left stays spread over the run: no
+    gap between two kept snapshots is wider than twice the mean gap (``(newest - first) /
+    (limit - 1)``), unless two evaluations were that far apart themselves. (Before a removal
+    ``limit`` candidates' merged gaps add up to at most twice the span, so the smallest is at most
+    ``2 * span / (limit - 1)``, and the span only grows.) With evaluations every 100 steps and
+    a limit of 8: after 10 evaluations 100, 300, 500, 600, 700, 800, 900, 1000; after 60,
+    100, 900, 1900, 2700, 3400, 4100, 5000, 6000.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 2:
+        raise InputError(f"keep at least 2 snapshots (the first and the newest), got a limit of {limit!r}")
+    kept = sorted(set(steps))
+    while len(kept) > limit:
+        drop = min(range(1, len(kept) - 1), key=lambda i: (kept[i + 1] - kept[i - 1], kept[i]))
+        del kept[drop]
+    return kept
+
+
+def prune_snapshots(folder: Path | str, limit: int = MAX_SNAPSHOTS) -> list[Path]:
+    """Delete the snapshots of the run in ``folder`` that :func:`thin_snapshots` does not keep."""
+    found = list_snapshots(folder)
+    kept = set(thin_snapshots([step for step, _ in found], limit))
+    dropped = [path for step, path in found if step not in kept]
+    for path in dropped:
+        path.unlink(missing_ok=True)
+    return dropped
 
 
 def request_stop(folder: Path | str) -> None:

@@ -34,6 +34,7 @@ from lstm_core.distributed import DistributedContext, rank_seed
 from lstm_core.errors import InputError
 from lstm_core.evaluation import evaluate, evaluation_rows, perplexity
 from lstm_core.model import LSTMLanguageModel, State, choose_cutoffs, detach_state
+from lstm_core.runs import prune_snapshots, snapshot_path
 from lstm_core.runtime import autocast, resolve_device, resolve_precision, set_seed
 
 CUDA_SYNC_EVERY = 20
@@ -215,9 +216,11 @@ class _Objective(torch.nn.Module):
 class Trainer:
     """Trains one model on one dataset; :meth:`fit` runs until done, stopped or out of time.
 
-    ``out_dir`` (optional) receives ``last.pt`` (everything needed to resume) and ``best.pt``
-    (the weights with the lowest validation loss so far). Without it nothing is written and
-    :meth:`checkpoint` gives the run as an in-memory :class:`Checkpoint`.
+    ``out_dir`` (optional) receives ``last.pt`` (everything needed to resume), ``best.pt``
+    (the weights with the lowest validation loss so far) and, at every evaluation, a float16
+    snapshot of the model in ``snapshots/`` (a bounded number of them: :mod:`lstm_core.runs`).
+    Without it nothing is written and :meth:`checkpoint` gives the run as an in-memory
+    :class:`Checkpoint`.
 
     ``distributed`` makes this trainer one rank of a run on several processes. Every rank gets
     the same config, dataset, ``out_dir``, time limit and checkpoint to resume; the device is
@@ -564,6 +567,8 @@ class Trainer:
         if best and self._writes_files:
             path = save_checkpoint(self.checkpoint(training_state=False), self.out_dir / "best.pt")  # type: ignore[operator]
             self.callback(CheckpointEvent(self.step, str(path), best=True))
+        if self._writes_files:
+            self._save_snapshot()
         if not self.world.is_main:
             return  # samples are for the reports
         samples = self._samples()
@@ -581,6 +586,14 @@ class Trainer:
             except ValueError as error:  # e.g. a prime with no words after cleaning
                 samples[prime] = f"({error})"
         return samples
+
+    def _save_snapshot(self) -> None:
+        """Keep the model as it is at this evaluation (float16, model only) in the run's ``snapshots/``,
+        so a page can write with it as it was then; older snapshots are thinned to a bounded count
+        (:func:`lstm_core.runs.thin_snapshots`)."""
+        snapshot = self.checkpoint(training_state=False).without_training_state(half=True)
+        save_checkpoint(snapshot, snapshot_path(self.out_dir, self.step))  # type: ignore[arg-type]
+        prune_snapshots(self.out_dir)  # type: ignore[arg-type]
 
     def _save_last(self) -> None:
         training = self._gather_training_state()  # every rank takes part; rank 0 writes

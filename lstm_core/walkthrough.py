@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -131,7 +132,11 @@ def walkthrough_rows(
     picked = order.tolist()
 
     temperature_at = position(Temperature)
-    temperature = processors[temperature_at - 1].temperature if temperature_at else None
+    temperature = None
+    if temperature_at:
+        stage = processors[temperature_at - 1]
+        assert isinstance(stage, Temperature), "internal error: the stage found is a temperature"
+        temperature = stage.temperature
     scaled = logits[order] / temperature if temperature else logits[order]
     tempered = (rows[temperature_at] if temperature_at else logits)[order].exp()
 
@@ -175,7 +180,7 @@ def walkthrough_rows(
         for rank, index in enumerate(picked, start=1)
     ]
 
-    def setting(kind: type, attribute: str) -> float | int | None:
+    def setting(kind: type, attribute: str) -> Any:
         at = position(kind)
         return None if at is None else getattr(processors[at - 1], attribute)
 

@@ -24,13 +24,15 @@ from streamlit.testing.v1 import AppTest
 from app import runs, state
 from app.visitor import KEY_PARAM, Workspace
 from lstm_core import runs as run_files
-from lstm_core.config import Config
+from lstm_core.baselines import Baseline
+from lstm_core.checkpoint import load_checkpoint, save_checkpoint
+from lstm_core.config import PRESETS, Config
 from lstm_core.data import prepare
 from lstm_core.fields import describe_field, describe_fields
 from lstm_core.sampling import SamplingOptions
 from lstm_core.trainer import Trainer
 from tests.conftest import TINY_TEXT
-from tests.workspaces import put_run
+from tests.workspaces import put_history, put_run
 
 ENTRY = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 PAGES = [
@@ -117,7 +119,9 @@ def chart_rows(element) -> pd.DataFrame:
 
 
 def generated_texts(at: AppTest) -> list[str]:
-    return [re.sub(r"<[^>]+>", "", m.value).strip() for m in at.markdown if 'class="generated"' in m.value]
+    return [
+        html.unescape(re.sub(r"<[^>]+>", "", m.value)).strip() for m in at.markdown if 'class="generated"' in m.value
+    ]
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -174,11 +178,11 @@ def test_choosing_plays_changes_the_text(app):
 )
 def test_a_bad_upload_shows_a_clear_error_and_keeps_the_app_working(app, name, data, message):
     app.radio(key=state.CORPUS_SOURCE).set_value("upload").run()
-    app.file_uploader(key="upload_widget").upload(name, data, "text/plain").run()
+    app.file_uploader(key=state.UPLOAD_WIDGET).upload(name, data, "text/plain").run()
     assert not app.exception
     assert any(message in e.value for e in app.error)
     assert any("No text is uploaded yet" in i.value for i in app.info)
-    app.file_uploader(key="upload_widget").set_value(("good.txt", TINY_TEXT.encode(), "text/plain")).run()
+    app.file_uploader(key=state.UPLOAD_WIDGET).set_value(("good.txt", TINY_TEXT.encode(), "text/plain")).run()
     assert not app.error
     assert metric(app, "Words in the text") == "1,368"
 
@@ -276,11 +280,15 @@ def test_a_training_run_charts_its_progress_and_offers_the_model(app):
     assert set(rows["series"]) == {"training (raw)", "training (smoothed)", "validation"}
     raw_steps = rows[rows["series"] == "training (raw)"]["step"].tolist()
     assert raw_steps == sorted(raw_steps) and raw_steps[-1] == run.total_steps
-    assert len(rows[rows["series"] == "validation"]) == len(chart_rows(charts[1]))
+    perplexity = chart_rows(charts[1])
+    assert len(rows[rows["series"] == "validation"]) == perplexity["step"].notna().sum()
+    baselines = set(perplexity["baseline"].dropna())  # written by the training process as the run began
+    assert baselines == {"uniform", "unigram", "bigram (Kneser-Ney)", "5-gram (Kneser-Ney)"}
+    assert any("than uniform guessing" in m.value for m in at.markdown), "where the run stands, in a sentence"
     assert at.dataframe, "the table of prime-text samples is shown"
     assert "thou art more" in at.dataframe[0].value.columns
     assert any("Finished" in s.value for s in at.success)
-    assert at.download_button(key="download_model")
+    assert at.download_button(key=state.DOWNLOAD_MODEL)
     assert (run.path / run_files.BEST_CHECKPOINT).is_file() and (run.path / run_files.LAST_CHECKPOINT).is_file()
 
 
@@ -381,12 +389,116 @@ def test_a_bad_model_file_is_refused_once_and_remembered(app, monkeypatch):
     calls = []
     real = lstm_core.checkpoint.load_checkpoint
     monkeypatch.setattr(lstm_core.checkpoint, "load_checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
-    at.file_uploader(key="model_upload").upload("model.pt", b"not a checkpoint at all", "application/octet-stream")
+    at.file_uploader(key=state.MODEL_UPLOAD).upload("model.pt", b"not a checkpoint at all", "application/octet-stream")
     at.run()
     assert any("cannot load checkpoint model.pt" in e.value for e in at.error)
     at.run()  # the file stays in the uploader: it is not read again
     assert any("cannot load checkpoint model.pt" in e.value for e in at.error)
     assert len(calls) == 1 and not at.exception
+
+
+# ---- where a run stands, and runs compared ------------------------------------------------------
+
+PLAYS_BASELINES = [
+    Baseline(0, "uniform", "uniform", 7025.0, 41314),
+    Baseline(1, "unigram", "unigram", 522.8, 41314),
+    Baseline(2, "bigram", "bigram (Kneser-Ney)", 283.3, 41314),
+    Baseline(5, "5-gram", "5-gram (Kneser-Ney)", 263.1, 41314),
+]
+FALLING_LOSS = [(step, 6.0 - step / 50) for step in range(1, 101)]
+
+
+def test_an_overfitting_run_is_called_so_above_its_charts(app):
+    # Validation perplexity rises for the last three evaluations while the training loss falls.
+    evals = [(20, 40.0, 300.0), (40, 80.0, 250.0), (60, 120.0, 260.0), (80, 160.0, 270.0), (100, 200.0, 280.0)]
+    put_history(
+        workspace_of(app),
+        "20260101-000000-0a1b2c3d",
+        PRESETS["quick"],
+        FALLING_LOSS,
+        evals,
+        created=time.time(),
+        baselines=PLAYS_BASELINES,
+    )
+    at = app.switch_page("app/pages/train.py").run()
+    assert not at.exception
+    (warning,) = [w.value for w in at.warning]
+    assert warning == (
+        "Better than uniform guessing after 40 s, than the unigram after 40 s, than the bigram after 1 min; "
+        "no longer better than the 5-gram (perplexity 280 vs 263); "
+        "validation perplexity has risen for 3 evaluations while training loss falls: overfitting."
+    )
+    perplexity = chart_rows(at.get("vega_lite_chart")[1])
+    assert perplexity["step"].dropna().tolist() == [20, 40, 60, 80, 100]
+    assert sorted(perplexity["baseline"].dropna()) == sorted(b.label for b in PLAYS_BASELINES)
+
+
+def test_a_calm_run_gets_a_sentence_and_no_warning(app):
+    evals = [(20, 10.0, 600.0), (40, 20.0, 400.0), (60, 30.0, 270.0)]
+    put_history(
+        workspace_of(app),
+        "20260101-000000-0a1b2c3d",
+        PRESETS["quick"],
+        FALLING_LOSS[:60],
+        evals,
+        created=time.time(),
+        baselines=PLAYS_BASELINES,
+    )
+    at = app.switch_page("app/pages/train.py").run()
+    assert not at.warning
+    sentence = "Better than uniform guessing after 10 s, than the unigram after 20 s, than the bigram after 30 s; "
+    assert any(m.value.startswith(sentence + "not yet better than the 5-gram") for m in at.markdown)
+
+
+def test_two_runs_drawn_on_one_chart_against_training_time(app):
+    workspace = workspace_of(app)
+    now = time.time()
+    quick = put_history(
+        workspace,
+        "20260101-000000-0a1b2c3d",
+        PRESETS["quick"],
+        FALLING_LOSS,
+        [(50, 30.0, 400.0), (100, 60.0, 250.0)],
+        created=now - 600,
+        baselines=PLAYS_BASELINES,
+    )
+    cookbook = put_history(
+        workspace,
+        "20260101-001000-4e5f6a7b",
+        PRESETS["cookbook"].replace(epochs=2),
+        FALLING_LOSS,
+        [(30, 90.0, 500.0), (60, 180.0, 350.0), (100, 300.0, 300.0)],
+        created=now,
+        baselines=PLAYS_BASELINES,
+    )
+    at = app.switch_page("app/pages/train.py").run()
+    table = at.dataframe[-1].value
+    assert table["settings"].tolist() == ["Cookbook recipe, epochs 2", "Quick"]  # newest first
+    assert table["training time"].tolist() == ["5m 00s", "1m 00s"]
+    assert table["best perplexity"].tolist() == ["300.0", "250.0"]
+    charts_before = len(at.get("vega_lite_chart"))
+    at.multiselect(key=state.COMPARE_RUNS).set_value([cookbook.name]).run()
+    assert any("Choose one more run" in c.value for c in at.caption)
+    assert len(at.get("vega_lite_chart")) == charts_before
+    at.multiselect(key=state.COMPARE_RUNS).set_value([cookbook.name, quick.name]).run()
+    assert not at.exception
+    assert len(at.get("vega_lite_chart")) == charts_before + 1
+    compared = at.get("vega_lite_chart")[-1]
+    rows = chart_rows(compared).dropna(subset=["run"])
+    by_run = {run: group for run, group in rows.groupby("run")}
+    assert len(by_run) == 2
+    (cookbook_label,) = [label for label in by_run if "Cookbook" in label]
+    (quick_label,) = [label for label in by_run if label.endswith("Quick")]
+    assert by_run[cookbook_label]["step"].tolist() == [30, 60, 100]
+    assert by_run[cookbook_label]["perplexity"].tolist() == [500.0, 350.0, 300.0]
+    assert by_run[quick_label]["step"].tolist() == [50, 100]
+    assert by_run[cookbook_label]["time"].tolist() == [1.5, 3.0, 5.0]  # minutes: the x axis is training time
+    assert by_run[quick_label]["training time"].tolist() == ["30 s", "1 min"]
+    spec = json.loads(compared.proto.spec)
+    (lines,) = [layer for layer in spec["layer"] if layer["mark"]["type"] == "line"]
+    assert [t["field"] for t in lines["encoding"]["tooltip"]] == ["run", "step", "training time", "perplexity"]
+    assert lines["encoding"]["x"]["field"] == "time"
+    assert sorted(chart_rows(compared)["baseline"].dropna()) == sorted(b.label for b in PLAYS_BASELINES)
 
 
 # ---- Generate --------------------------------------------------------------------------------
@@ -619,3 +731,40 @@ def test_a_damaged_demo_model_is_reported_not_hidden(app, monkeypatch, tmp_path)
     assert not app.exception
     assert any("The shipped demo model cannot be used" in w.value and "demo.pt" in w.value for w in app.warning)
     assert any("There is no model yet" in i.value for i in app.info)
+
+
+# ---- training through time: snapshots on the Generate page ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def early_and_late():
+    """The tiny model after one epoch (a snapshot) and after four (the run's best)."""
+    config = Config(rnn_size=32, batch_size=4, training_seq_len=8, epochs=4, learning_rate=0.01, eval_every=0)
+    dataset = prepare(TINY_TEXT, 0, (0.8, 0.1, 0.1))
+    early = Trainer(config.replace(epochs=1), dataset).fit().checkpoint
+    late = Trainer(config, dataset, resume=early).fit().checkpoint
+    return early.without_training_state(half=True), late.without_training_state()
+
+
+def test_a_snapshot_writes_beside_the_latest_model_and_scores_beside_it(app, early_and_late):
+    from lstm_core.sampling import SamplingOptions, generate
+
+    early, late = early_and_late
+    folder = put_run(workspace_of(app), late, TINY_RUN)
+    save_checkpoint(early, run_files.snapshot_path(folder, early.step))
+    at = app.switch_page("app/pages/generate.py").run()
+    at.radio(key=state.MODEL_CHOICE).set_value(f"run:{TINY_RUN}").run()
+    at.segmented_control(key=state.BESIDE).set_value("snapshot").run()
+    assert at.select_slider(key=state.SNAPSHOT_STEP).options == [f"step {early.step:,}"]
+    then, now = generated_texts(at)
+    options = SamplingOptions(method="sample", temperature=0.8, seed=7)
+    snapshot = load_checkpoint(run_files.snapshot_path(folder, early.step))
+    expected = generate(snapshot.build_model(), snapshot.vocab, "thou art more", 30, options)
+    assert then == expected.text and now != then  # the same prime, settings and seed, an earlier model
+    assert any(f"At step {early.step:,}" in c.value for c in at.caption)
+    at = open_tab(at, "Score a text")
+    at.toggle(key=state.SCORE_THEN).set_value(True).run()
+    labels = [m.label for m in at.metric]
+    assert labels == [f"Perplexity at step {early.step:,}", f"Perplexity now (step {late.step:,})"]
+    then_ppl, now_ppl = (float(m.value.replace(",", "")) for m in at.metric)
+    assert now_ppl < then_ppl  # more training, a better fit of the sonnet

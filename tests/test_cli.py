@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lstm_core import runs
 from lstm_core.checkpoint import load_checkpoint
 from lstm_core.cli import UsageError, build_parser, main, sampling_options_from_args
 from lstm_core.sampling import SamplingOptions
@@ -70,6 +71,28 @@ def test_resume_continues_the_run(tmp_path, texts, capsys):
     assert code == 0, capsys.readouterr().err
     second = load_checkpoint(out / "last.pt")
     assert second.step == 2 * first.step and second.config.epochs == 2
+
+
+def test_a_run_keeps_its_baselines_and_snapshots_and_a_resume_keeps_the_baselines(tmp_path, texts, capsys):
+    code, out = train(tmp_path, texts, "--eval-every", "4")
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    baselines = runs.read_baselines(out)
+    assert [b.order for b in baselines] == [0, 1, 2, 5]
+    vocab = load_checkpoint(out / "last.pt").vocab
+    assert baselines[0].perplexity == pytest.approx(len(vocab))  # uniform guessing
+    steps = [step for step, _ in runs.list_snapshots(out)]
+    assert len(steps) == runs.MAX_SNAPSHOTS and steps[0] == 4 and steps[-1] == summary["steps"]
+    assert load_checkpoint(runs.snapshot_path(out, steps[-1])).step == summary["steps"]
+    written = (out / runs.BASELINES_FILE).stat().st_mtime_ns
+    files = ["--train-file", str(texts[0]), "--valid-file", str(texts[1])]
+    assert main(["train", "--resume", str(out), *files, "--epochs", "3", "--threads", "1", "--quiet"]) == 0
+    assert (out / runs.BASELINES_FILE).stat().st_mtime_ns == written  # made once, when the run began
+    assert runs.list_snapshots(out)[-1][0] == load_checkpoint(out / "last.pt").step > summary["steps"]
+    code, out = train(tmp_path, texts, "--overwrite", "--eval-every", "0")
+    assert code == 0
+    last = load_checkpoint(out / "last.pt").step
+    assert [step for step, _ in runs.list_snapshots(out)] == [last // 2, last]  # the replaced run's are gone
 
 
 @pytest.mark.parametrize(

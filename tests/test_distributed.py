@@ -22,6 +22,7 @@ from lstm_core.checkpoint import load_checkpoint, save_checkpoint
 from lstm_core.cli import _Setup, _setup_bytes, _setup_from_bytes, main
 from lstm_core.distributed import DistributedContext, Peer, check_batch_split, rank_device, rank_seed
 from lstm_core.errors import InputError
+from lstm_core.runs import list_snapshots
 from lstm_core.trainer import StepEvent, Trainer
 from tests.conftest import TINY_TEXT
 from tests.distributed_worker import TORCHRUN, launch, torchrun_env, worker_config, worker_dataset
@@ -275,17 +276,20 @@ def test_torchrun_trains_and_resumes_one_run_that_loads_like_any_other(tmp_path,
 
     # One run's files, written once; nothing anywhere else.
     assert sorted(p.name for p in out.iterdir()) == [
+        "baselines.json",
         "best.pt",
         "dataset",
         "events.jsonl",
         "last.pt",
         "run.json",
+        "snapshots",
         "status.json",
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["single", "train.txt", "two", "valid.txt"]
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert [e["kind"] for e in events].count("end") == 2  # one for each of the two sessions
     assert [e["step"] for e in events if e["kind"] == "eval"] == [20, 40, 43, 60, 80, 86]
+    assert [step for step, _ in list_snapshots(out)] == [20, 40, 43, 60, 80, 86]  # by rank 0, at its evaluations
     # The same training as one process, and a checkpoint like any other.
     two, one = load_checkpoint(out / "last.pt"), load_checkpoint(tmp_path / "single" / "last.pt")
     assert_close(step_losses(two), step_losses(one))

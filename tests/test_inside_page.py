@@ -61,8 +61,8 @@ def open_page(at: AppTest, model: str = "demo", text: str | None = None) -> AppT
     at.switch_page(PAGE).run()
     at.radio(key=state.INSIDE_MODEL).set_value(CHOICES.get(model, model)).run()
     if text is not None:
-        at.segmented_control(key="inside_source").set_value("typed").run()
-        at.text_area(key="inside_text").input(text).run()
+        at.segmented_control(key=state.INSIDE_SOURCE).set_value("typed").run()
+        at.text_area(key=state.INSIDE_TEXT).input(text).run()
     assert not at.exception
     return at
 
@@ -123,11 +123,11 @@ def test_with_no_model_the_page_says_where_to_get_one(app, monkeypatch):
 
 def test_a_generated_continuation_is_traced_after_its_prime(app):
     at = open_page(app)
-    at.slider(key="inside_length").set_value(10).run()
+    at.slider(key=state.INSIDE_LENGTH).set_value(10).run()
     rows = heatmap_rows(at).drop_duplicates("position")
     assert len(rows) == 3 + 10
     assert rows["word"].tolist()[:3] == ["thou", "art", "more"]
-    at.pills(key="inside_prime_pill").set_value("to be or not to").run()
+    at.pills(key=state.INSIDE_PRIME_PILL).set_value("to be or not to").run()
     assert heatmap_rows(at).drop_duplicates("position")["word"].tolist()[:5] == ["to", "be", "or", "not", "to"]
 
 
@@ -135,7 +135,7 @@ def test_changing_the_quantity_changes_the_heatmap_and_its_scale(app):
     at = open_page(app, text=SONNET_LINE)
     output = heatmap_rows(at)
     assert heatmap_spec(at)["encoding"]["color"]["scale"]["domain"] == [-1.0, -0.5, 0.0, 0.5, 1.0]
-    at.segmented_control(key="inside_quantity").set_value("forget_gate").run()
+    at.segmented_control(key=state.INSIDE_QUANTITY).set_value("forget_gate").run()
     forget = heatmap_rows(at)
     assert len(forget) == len(output)
     assert not forget["value"].equals(output["value"])
@@ -147,7 +147,7 @@ def test_changing_the_quantity_changes_the_heatmap_and_its_scale(app):
 def test_each_layer_of_a_deeper_model_can_be_shown(app, tiny_checkpoint):
     at = open_page(with_models(app, tiny_checkpoint, "mine"), "mine", SONNET_LINE)
     first = heatmap_rows(at)
-    at.segmented_control(key="inside_layer").set_value(1).run()
+    at.segmented_control(key=state.INSIDE_LAYER).set_value(1).run()
     assert not at.exception
     second = heatmap_rows(at)
     assert len(second) == len(first) and not second["value"].equals(first["value"])
@@ -165,49 +165,49 @@ def test_a_slider_or_a_unit_choice_redraws_without_tracing_again(app, monkeypatc
     at = open_page(app, text=SONNET_LINE)
     traced = len(calls)
     assert traced >= 1
-    at.slider(key="inside_threshold").set_value(0.5).run()
-    at.segmented_control(key="inside_quantity").set_value("cell").run()
-    at.number_input(key="inside_unit").set_value(5).run()
+    at.slider(key=state.INSIDE_THRESHOLD).set_value(0.5).run()
+    at.segmented_control(key=state.INSIDE_QUANTITY).set_value("cell").run()
+    at.number_input(key=state.INSIDE_UNIT).set_value(5).run()
     assert len(calls) == traced
-    at.text_area(key="inside_text").input("Thou art more lovely and more temperate").run()
+    at.text_area(key=state.INSIDE_TEXT).input("Thou art more lovely and more temperate").run()
     assert len(calls) == traced + 1
 
 
 def test_a_unit_found_for_a_feature_becomes_the_chosen_unit(app):
     at = open_page(app, text=f"{SONNET_LINE}\nThou art more lovely and more temperate.")
-    at.segmented_control(key="inside_feature").set_value("in_question").run()
-    found = at.pills(key="inside_feature_pick").options
+    at.segmented_control(key=state.INSIDE_FEATURE).set_value("in_question").run()
+    found = at.pills(key=state.INSIDE_FEATURE_PICK).options
     assert len(found) == 10 and all(option.startswith("unit ") for option in found)
     unit = int(found[1].split(":")[0].removeprefix("unit "))
-    at.pills(key="inside_feature_pick").set_value(unit).run()
+    at.pills(key=state.INSIDE_FEATURE_PICK).set_value(unit).run()
     assert not at.exception
-    assert at.number_input(key="inside_unit").value == unit
+    assert at.number_input(key=state.INSIDE_UNIT).value == unit
     assert heatmap_rows(at)["unit"].iloc[0] == unit
     assert heatmap_spec(at)["encoding"]["y"]["sort"][0] == unit  # the chosen unit is the heatmap's first row
 
 
 def test_a_feature_that_never_changes_is_explained(app):
     at = open_page(app, text="thou art more lovely")  # no question mark anywhere
-    at.segmented_control(key="inside_feature").set_value("in_question").run()
+    at.segmented_control(key=state.INSIDE_FEATURE).set_value("in_question").run()
     assert any("the same for every word of this text" in i.value for i in at.info)
 
 
 def test_units_on_across_a_selected_span(app):
     at = open_page(app, text=SONNET_LINE)
-    at.select_slider(key="inside_span").set_range(2, 4).run()
-    at.slider(key="inside_threshold").set_value(-1.0).run()  # every unit is "on": the ranking decides
-    found = at.pills(key="inside_span_pick").options
+    at.select_slider(key=state.INSIDE_SPAN).set_range(2, 4).run()
+    at.slider(key=state.INSIDE_THRESHOLD).set_value(-1.0).run()  # every unit is "on": the ranking decides
+    found = at.pills(key=state.INSIDE_SPAN_PICK).options
     assert len(found) == 10
     unit = int(found[0].split(":")[0].removeprefix("unit "))
-    at.pills(key="inside_span_pick").set_value(unit).run()
-    assert at.number_input(key="inside_unit").value == unit
+    at.pills(key=state.INSIDE_SPAN_PICK).set_value(unit).run()
+    assert at.number_input(key=state.INSIDE_UNIT).value == unit
     coloured = next(m.value for m in at.markdown if 'class="unit-words"' in m.value)
     assert coloured.count("underline") == 3  # words 2, 3 and 4
 
 
 def test_the_neighbours_of_a_word_appear_and_are_marked_on_the_map(app):
     at = open_page(app)
-    at.text_input(key="inside_word").input("King").run()
+    at.text_input(key=state.INSIDE_WORD).input("King").run()
     neighbours = at.dataframe[0].value
     assert len(neighbours) == 10 and "king" not in set(neighbours["neighbour"])
     similarity = neighbours["cosine similarity"].tolist()
@@ -221,7 +221,7 @@ def test_the_neighbours_of_a_word_appear_and_are_marked_on_the_map(app):
 
 def test_an_unknown_word_gives_a_clear_message(app):
     at = open_page(app)
-    at.text_input(key="inside_word").input("xylophone").run()
+    at.text_input(key=state.INSIDE_WORD).input("xylophone").run()
     assert not at.exception
     assert any("'xylophone' is not in the vocabulary" in w.value for w in at.warning)
     assert not at.dataframe

@@ -6,7 +6,6 @@ app does, and read their run folders.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import signal
@@ -192,14 +191,14 @@ def test_a_run_killed_mid_training_is_reported_and_resumes_from_its_last_checkpo
     assert run.state == "crashed" and "killed by signal 9 (SIGKILL)" in run.message and run.has_last
     saved = load_checkpoint(run.path / run_files.LAST_CHECKPOINT).step
     assert saved >= 5 and runs.resume_problem(run, LIMITS) is None
+    before = len(events(run.path))
     runs.resume_run(data, run, LIMITS)
     resumed = wait(run.path, lambda r: r.state == "running" and r.step > saved)
     run_files.request_stop(resumed.path)
     resumed = wait(run.path, ended)
     assert resumed.state == "stopped"
-    steps = [e["step"] for e in events(run.path) if e["kind"] == "step"]
-    back = [later for earlier, later in itertools.pairwise(steps) if later <= earlier]  # where the resume began
-    assert back == [saved + 1]  # it went on from the checkpoint, not from step 0
+    resumed_steps = [e["step"] for e in events(run.path)[before:] if e["kind"] == "step"]
+    assert resumed_steps[0] == saved + 1  # it went on from the checkpoint, not from step 0
 
 
 def test_the_time_limit_counts_the_whole_run_across_resumes(data, dataset):
@@ -292,3 +291,15 @@ def test_old_runs_go_first_and_running_ones_never(data, dataset):
     assert old in deleted and upload in deleted and shared in deleted  # past the keeping time
     assert week in deleted and day in deleted  # the oldest, until everything fits in 7 MB
     assert fresh.exists() and running.exists()
+
+
+def test_snapshots_count_towards_the_disk_cap(data, dataset):
+    visitors = data / "visitors"
+    older = make_finished_run(visitors / "a" / "runs" / "older", dataset, age_days=2)
+    newer = make_finished_run(visitors / "a" / "runs" / "newer", dataset, age_days=1)
+    for step in (10, 20, 30):  # 3 MB of snapshots, and no other large file
+        path = run_files.snapshot_path(older, step)
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(bytes(1_000_000))
+    assert runs.sweep(data, RunLimits(keep_days=7, disk_mb=2)) == [older]
+    assert newer.exists()

@@ -133,7 +133,7 @@ def test_a_visitors_own_model_is_shared_only_when_asked(data, tiny_checkpoint): 
 
 def test_an_ngram_model_writes_beside_the_lstm(data):
     at = open_generate({"method": "Sampling", "seed": "5"})
-    at.toggle(key=state.NGRAM_BESIDE).set_value(True).run()
+    at.segmented_control(key=state.BESIDE).set_value("ngram").run()
     lstm, ngram = generated_texts(at)
     assert lstm.startswith("thou art more") and ngram.startswith("thou art more") and lstm != ngram
     assert any("The 3-gram" in c.value for c in at.caption)

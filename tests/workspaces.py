@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
 import os
 from pathlib import Path
 
 from app.visitor import Workspace
 from lstm_core import runs as run_files
+from lstm_core.baselines import Baseline
 from lstm_core.checkpoint import Checkpoint, save_checkpoint
+from lstm_core.config import Config
 from lstm_core.data import prepare
+from lstm_core.trainer import EvalEvent, StepEvent
 from tests.conftest import TINY_TEXT
 
 
@@ -23,4 +29,39 @@ def put_run(workspace: Workspace, checkpoint: Checkpoint, run_id: str, training:
         status.update(state="running", total_steps=10 * checkpoint.step, pid=pid)
         status["pid_start"] = run_files.process_start_time(pid)
     run_files.write_json(folder / run_files.STATUS_FILE, status)
+    return folder
+
+
+def put_history(
+    workspace: Workspace,
+    run_id: str,
+    config: Config,
+    losses: list[tuple[int, float]],
+    evals: list[tuple[int, float, float]],
+    *,
+    created: float,
+    baselines: list[Baseline] | None = None,
+) -> Path:
+    """A finished run whose events file holds these training losses ``(step, loss)`` and validation
+    evaluations ``(step, elapsed_s, perplexity)``, with these baselines (no checkpoint)."""
+    folder = workspace.runs / run_id
+    run_files.create_run(folder, config, prepare(TINY_TEXT, 0, (0.8, 0.1, 0.1), name="sonnet"), created=created)
+    last = max(step for step, _ in losses)
+    lines = [StepEvent(0, step, last, loss, 0.001, 1000.0, step / 10, (last - step) / 10) for step, loss in losses] + [
+        EvalEvent(0, step, math.log(perplexity), perplexity, False, elapsed_s) for step, elapsed_s, perplexity in evals
+    ]
+    lines.sort(key=lambda event: (event.step, event.kind == "eval"))
+    text = "".join(json.dumps(dataclasses.asdict(event)) + "\n" for event in lines)
+    (folder / run_files.EVENTS_FILE).write_text(text, encoding="utf-8")
+    best = min(perplexity for _, _, perplexity in evals)
+    status = {
+        "state": "finished",
+        "step": last,
+        "total_steps": last,
+        "elapsed_s": evals[-1][1],
+        "best_perplexity": best,
+    }
+    run_files.write_json(folder / run_files.STATUS_FILE, status)
+    if baselines is not None:
+        run_files.write_baselines(folder, baselines)
     return folder

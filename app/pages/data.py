@@ -43,7 +43,7 @@ def download_gutenberg() -> None:
 
 def upload_section() -> None:
     st.caption(f"A plain-text (.txt) file of up to {UPLOAD_LIMIT_MB} MB, in UTF-8, UTF-16 or Latin-1.")
-    uploaded = st.file_uploader("Upload a text file", type=["txt"], key="upload_widget")
+    uploaded = st.file_uploader("Upload a text file", type=["txt"], key=state.UPLOAD_WIDGET)
     if uploaded is None:
         return
     data = uploaded.getvalue()

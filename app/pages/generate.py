@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import html
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
 
 import streamlit as st
 
-from app import charts, services, share, state, widgets
+from app import charts, inside_charts, services, share, state, widgets
 from app.models import ModelEntry, available_models, model_choice
 from app.visitor import KEY_PARAM, data_root
 from app.walkthrough import walkthrough_panel
@@ -21,10 +24,11 @@ from lstm_core.config import RECIPE_PRIME_TEXTS
 from lstm_core.errors import InputError
 from lstm_core.evaluation import TextScore, score
 from lstm_core.fields import describe_field, describe_fields
-from lstm_core.sampling import ProcessorList, SamplingOptions, StepGenerator, generate_next_word
+from lstm_core.ngram import KneserNey
+from lstm_core.sampling import ProcessorList, SamplingOptions, StepGenerator, generate, generate_next_word
 from lstm_core.text import tokenize
 
-BIND = "query-params"
+BIND: Literal["query-params"] = "query-params"
 MAX_SCORE_WORDS = 1_000
 MAX_SCORE_CHARS = 8_000
 
@@ -74,10 +78,10 @@ def options_section() -> SamplingOptions | None:
     """Every SamplingOptions field as a widget built from its metadata: method, seed and temperature
     up front, the others in the expander (a new option appears there by itself)."""
     # The page's own starting values (the dataclass's defaults are greedy and a fresh seed each time).
-    starting = {"method": "sample", "temperature": 0.8, "seed": 7}
+    starting: dict[str, Any] = {"method": "sample", "temperature": 0.8, "seed": 7}
     keys = {name: key for key, name in share.OPTION_KEYS.items()}
 
-    def option(name: str, method: str, container) -> object:
+    def option(name: str, method: str, container: Any) -> Any:
         info = describe_field(SamplingOptions, name)
         methods = info.extra.get("applies_to")
         return widgets.field_widget(
@@ -93,19 +97,20 @@ def options_section() -> SamplingOptions | None:
     with st.container(border=True):
         method_column, length_column, seed_column = st.columns([2, 1, 1])
         methods = describe_field(SamplingOptions, "method")
-        method = (
+        method: str = (
             method_column.segmented_control(
                 methods.label,
                 list(methods.choices),
-                format_func=methods.choice_labels.get,
+                format_func=lambda key: methods.choice_labels.get(key, key),
                 key=state.METHOD,
                 default=starting["method"],
                 bind=BIND,
             )
             or "greedy"
         )
-        length_column.slider("Words to write", *share.LENGTH_RANGE, 30, key=state.LENGTH, bind=BIND)
-        values: dict[str, object] = {"method": method}
+        low, high = share.LENGTH_RANGE
+        length_column.slider("Words to write", min_value=low, max_value=high, value=30, key=state.LENGTH, bind=BIND)
+        values: dict[str, Any] = {"method": method}
         values["seed"] = int(option("seed", method, seed_column))
         values["temperature"] = option("temperature", method, st)
         with st.expander("More sampling options"):
@@ -143,6 +148,7 @@ def how_chosen(options: SamplingOptions) -> str:
 
 def ngram_text(entry: ModelEntry, prime: str, length: int, options: SamplingOptions) -> None:
     """The n-gram model of the same training words, continuing the same prime with the same settings."""
+    ngram: KneserNey | None
     if entry.source == "run" and entry.run is not None:
         ngram = services.run_ngram(entry.run.path / run_files.DATASET_DIR)
     elif entry.source == "demo":
@@ -161,19 +167,56 @@ def ngram_text(entry: ModelEntry, prime: str, length: int, options: SamplingOpti
     show_text(result.prime_words, result.words, note)
 
 
+def snapshots_of(entry: ModelEntry) -> list[tuple[int, Path]]:
+    """The run's snapshots (step, file), oldest first; none for a model that is not a run's."""
+    return run_files.list_snapshots(entry.run.path) if entry.run is not None else []
+
+
+def snapshot_choice(entry: ModelEntry, label: str) -> tuple[int, Path] | None:
+    """A slider over the run's snapshots: the model as it was at one of its evaluations."""
+    snapshots = snapshots_of(entry)
+    if not snapshots:
+        st.caption("This model has no earlier snapshots: a run keeps one at each evaluation.")
+        return None
+    steps = [step for step, _ in snapshots]
+    if st.session_state.get(state.SNAPSHOT_STEP) not in steps:
+        st.session_state[state.SNAPSHOT_STEP] = steps[0]
+    step = st.select_slider(label, steps, key=state.SNAPSHOT_STEP, format_func=lambda s: f"step {s:,}")
+    return step, dict(snapshots)[step]
+
+
+def snapshot_text(path: Path, prime: str, length: int, options: SamplingOptions) -> None:
+    """The same prime, settings and seed, continued by the model as it was in a snapshot."""
+    try:
+        loaded = services.load_model(path)
+    except (CheckpointError, OSError) as error:
+        st.info(f"This snapshot cannot be read ({error}); the run may have thinned it out meanwhile.")
+        return
+    result = generate(loaded.model, loaded.vocab, prime, length, options)
+    note = "Stopped where the model's choice was <unk>." if result.stopped_at_unknown else ""
+    show_text(result.prime_words, result.words, note)
+
+
+BESIDE = {"nothing": "Nothing", "ngram": "An n-gram model", "snapshot": "The model earlier in training"}
+
+
 def continue_tab(entry: ModelEntry, generator: StepGenerator, prime: str, options: SamplingOptions) -> None:
     length = st.session_state.get(state.LENGTH, 30)
     result = generator.regenerate(length, options)
     note = "Stopped where the model's choice was <unk>." if result.stopped_at_unknown else ""
-    beside = st.toggle(
-        f"Set a Kneser-Ney {services.NGRAM_ORDER}-gram beside it (counts of the same training words)",
-        key=state.NGRAM_BESIDE,
-        help="The kind of model the LSTM has to beat: it only looks at the last "
-        f"{services.NGRAM_ORDER - 1} words. Same prime, same settings, same seed.",
+    beside = st.segmented_control(
+        "Set beside it",
+        [key for key in BESIDE if key != "snapshot" or snapshots_of(entry)],
+        format_func=lambda key: BESIDE[key],
+        default="nothing",
+        key=state.BESIDE,
+        help=f"A Kneser-Ney {services.NGRAM_ORDER}-gram counts the same training words and looks at the last "
+        f"{services.NGRAM_ORDER - 1} only: the kind of model the LSTM has to beat. A snapshot is this run's model "
+        "as it was at one of its evaluations. Same prime, same settings, same seed.",
     )
-    if not beside:
+    if beside in (None, "nothing"):
         show_text(result.prime_words, result.words, note)
-    else:
+    elif beside == "ngram":
         lstm, ngram = st.columns(2)
         with lstm:
             st.caption("The LSTM")
@@ -181,16 +224,31 @@ def continue_tab(entry: ModelEntry, generator: StepGenerator, prime: str, option
         with ngram:
             st.caption(f"The {services.NGRAM_ORDER}-gram")
             ngram_text(entry, prime, length, options)
+    else:
+        chosen = snapshot_choice(entry, "The model as it was at")
+        then, now = st.columns(2)
+        with now:
+            st.caption(f"Now (step {entry.loaded.step:,})")
+            show_text(result.prime_words, result.words, note)
+        if chosen is not None:
+            with then:
+                st.caption(f"At step {chosen[0]:,}")
+                snapshot_text(chosen[1], prime, length, options)
     st.caption(
         how_chosen(options) + " Moving the temperature shows its effect, not luck; change the seed for another draw."
     )
 
 
+def step_with(generator: StepGenerator, options: SamplingOptions) -> None:
+    """One step of the text, the word chosen by ``options`` (a button's callback)."""
+    generator.step(options=options)
+
+
 def pick_candidate(generator: StepGenerator) -> None:
-    word = st.session_state.get("candidate_pick")
+    word = st.session_state.get(state.CANDIDATE_PICK)
     if word:
         generator.step(word=word)
-        st.session_state["candidate_pick"] = None
+        st.session_state[state.CANDIDATE_PICK] = None
 
 
 def step_tab(generator: StepGenerator, options: SamplingOptions) -> None:
@@ -202,17 +260,17 @@ def step_tab(generator: StepGenerator, options: SamplingOptions) -> None:
     buttons = st.columns(4)
     buttons[0].button(
         "Take the top word",
-        on_click=generator.step,
-        kwargs={"options": dataclasses.replace(options, method="greedy")},
+        on_click=step_with,
+        args=(generator, dataclasses.replace(options, method="greedy")),
         width="stretch",
     )
-    buttons[1].button("Sample one", on_click=generator.step, kwargs={"options": sampled}, width="stretch")
+    buttons[1].button("Sample one", on_click=step_with, args=(generator, sampled), width="stretch")
     buttons[2].button("Undo", on_click=generator.undo, disabled=not generator.can_undo, width="stretch")
     buttons[3].button("Reset", on_click=generator.reset, disabled=not generator.words, width="stretch")
     st.pills(
         "Or pick the next word",
         [c.word for c in distribution.candidates],
-        key="candidate_pick",
+        key=state.CANDIDATE_PICK,
         on_change=pick_candidate,
         args=(generator,),
     )
@@ -228,17 +286,35 @@ def step_tab(generator: StepGenerator, options: SamplingOptions) -> None:
         walkthrough_panel(generator, sampled)
 
 
-def scored(entry: ModelEntry, text: str) -> TextScore:
-    """The text's score, computed once per model and text (a slider move elsewhere reuses it)."""
-    cached: state.ScoreEntry | None = st.session_state.get(state.SCORE)
-    if cached is not None and (cached.model_key, cached.text) == (entry.key, text):
-        return cached.result
+def scored(key: str, load: Callable[[], services.LoadedModel], text: str) -> TextScore:
+    """The text's score by the model ``key`` names, computed once per model and text: a rerun
+    that changes something else (a slider) reuses it. The last two are kept (a comparison)."""
+    cached: list[state.ScoreEntry] = st.session_state.setdefault(state.SCORE, [])
+    for entry in cached:
+        if (entry.model_key, entry.text) == (key, text):
+            return entry.result
     words = tokenize(text)
     if len(words) > MAX_SCORE_WORDS:
         raise InputError(f"the text has {len(words):,} words; this page scores at most {MAX_SCORE_WORDS:,}")
-    result = score(entry.model, entry.vocab, text)
-    st.session_state[state.SCORE] = state.ScoreEntry(entry.key, text, result)
+    loaded = load()
+    result = score(loaded.model, loaded.vocab, text)
+    st.session_state[state.SCORE] = [*cached[-1:], state.ScoreEntry(key, text, result)]
     return result
+
+
+def scored_words_html(text: str, result: TextScore) -> str:
+    """The text's words coloured by surprisal on the blue-orange scale: blue is more expected than
+    8 bits (1 in 256), orange more surprising; readable with red-green colour blindness."""
+    first = html.escape(tokenize(text)[0])  # no words before it: not scored, grey
+    spans = [f'<span title="not scored: no words before it" style="color:#8a817a; padding:2px 4px">{first}</span>']
+    for word in result.words:
+        background = inside_charts.colour_of(max(-1.0, min(1.0, (word.surprisal - 8) / 8)), "hidden")
+        colour = inside_charts.text_colour_on(background)
+        tip = f"p = {word.probability:.2%}, rank {word.rank}, {word.surprisal:.1f} bits"
+        label = html.escape(word.word if word.known else f"{word.word} (unknown)")
+        style = f"background:{background}; color:{colour}; padding:2px 4px; border-radius:4px"
+        spans.append(f'<span title="{tip}" style="{style}">{label}</span>')
+    return " ".join(spans)
 
 
 def score_tab(entry: ModelEntry) -> None:
@@ -249,28 +325,39 @@ def score_tab(entry: ModelEntry) -> None:
         max_chars=MAX_SCORE_CHARS,
         help=f"At most {MAX_SCORE_WORDS:,} words ({MAX_SCORE_CHARS:,} characters).",
     )
+    earlier = None
+    if snapshots_of(entry) and st.toggle("Also score it with the model earlier in training", key=state.SCORE_THEN):
+        earlier = snapshot_choice(entry, "The model as it was at")
     try:
-        result = scored(entry, text)
+        result = scored(entry.key, lambda: entry.loaded, text)
+        then = None
+        if earlier is not None:
+            path = earlier[1]
+            then = scored(f"snapshot:{path}", lambda: services.load_model(path), text)
+    except (CheckpointError, OSError) as error:
+        st.info(f"This snapshot cannot be read ({error}); the run may have thinned it out meanwhile.")
+        return
     except ValueError as error:
         st.info(str(error))
         return
-    st.metric(
-        "Perplexity of this text", f"{result.perplexity:,.1f}", help="Lower means the model finds it more expected"
-    )
-    # The first word has no context, so it has no score: shown in grey.
-    first = html.escape(tokenize(text)[0])
-    spans = [f'<span title="not scored: no words before it" style="color:#8a817a; padding:2px 4px">{first}</span>']
-    for word in result.words:
-        # Surprisal in bits, mapped to colour: green = expected, red = surprising.
-        heat = min(1.0, word.surprisal / 16)
-        colour = f"hsl({int(120 * (1 - heat))}, 70%, 85%)"
-        tip = f"p = {word.probability:.2%}, rank {word.rank}, {word.surprisal:.1f} bits"
-        label = html.escape(word.word if word.known else f"{word.word} (unknown)")
-        spans.append(
-            f'<span title="{tip}" style="background:{colour}; padding:2px 4px; border-radius:4px">{label}</span>'
+    columns = st.columns(2) if then is not None else [st.container()]
+    with columns[-1]:
+        st.metric(
+            "Perplexity of this text" if then is None else f"Perplexity now (step {entry.loaded.step:,})",
+            f"{result.perplexity:,.1f}",
+            delta=None if then is None else f"{result.perplexity - then.perplexity:,.1f}",
+            delta_color="inverse",
+            help="Lower means the model finds it more expected",
         )
-    st.markdown(" ".join(spans), unsafe_allow_html=True)
-    st.caption("Hover a word for its probability and rank. The first word (grey) has no context and is not scored.")
+        st.markdown(scored_words_html(text, result), unsafe_allow_html=True)
+    if then is not None and earlier is not None:
+        with columns[0]:
+            st.metric(f"Perplexity at step {earlier[0]:,}", f"{then.perplexity:,.1f}")
+            st.markdown(scored_words_html(text, then), unsafe_allow_html=True)
+    st.caption(
+        "Hover a word for its probability and rank. Blue: more expected than 1 in 256; orange: more surprising "
+        "(a colour-blind-safe scale). The first word (grey) has no context and is not scored."
+    )
 
 
 def requested_shares() -> list[str]:

@@ -8,6 +8,8 @@ a unit choice redraws without tracing again.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import streamlit as st
 from torch import Tensor
@@ -32,6 +34,7 @@ from lstm_core.inspection import (
 )
 from lstm_core.sampling import SamplingOptions, generate
 from lstm_core.text import tokenize
+from lstm_core.vocab import Vocab
 
 # A typed text is refused beyond these, so tracing and drawing stay well under a second. (Bare
 # strings would be drawn on the page by Streamlit's magic: these notes are comments.)
@@ -47,9 +50,6 @@ Thou art more lovely and more temperate:
 Rough winds do shake the darling buds of May,
 And summer's lease hath all too short a date."""
 
-UNIT = "inside_unit"  # the chosen unit: the number input, and the pills of found units, set it
-TRACE_CACHE = "inside_trace"  # {"key": (model key, text), "value": (WordFeatures, Trace)}
-CONTINUATION_CACHE = "inside_continuation"  # {"key": (model key, prime, length), "value": Generation}
 
 # The equations as PyTorch computes them (gate order i, f, g, o), each row named like the
 # quantity choice below, so the line for the quantity on show can be highlighted.
@@ -97,22 +97,22 @@ def equations_section(chosen: str) -> None:
 
 
 def set_prime_from_pill() -> None:
-    chosen = st.session_state.get("inside_prime_pill")
+    chosen = st.session_state.get(state.INSIDE_PRIME_PILL)
     if chosen:
-        st.session_state["inside_prime"] = chosen
+        st.session_state[state.INSIDE_PRIME] = chosen
 
 
 def continuation(entry: ModelEntry, prime: str, length: int) -> str | None:
     """The prime and the model's greedy continuation, as one text; kept for the session."""
     key = (entry.key, prime, length)
-    cached = st.session_state.get(CONTINUATION_CACHE)
+    cached = st.session_state.get(state.INSIDE_CONTINUATION)
     if cached is None or cached["key"] != key:
         try:
             generation = generate(entry.model, entry.vocab, prime, length, SamplingOptions(method="greedy"))
         except ValueError as error:
             st.error(f"{error}. Type a prime text with at least one word.")
             return None
-        st.session_state[CONTINUATION_CACHE] = cached = {"key": key, "value": generation}
+        st.session_state[state.INSIDE_CONTINUATION] = cached = {"key": key, "value": generation}
     generation = cached["value"]
     st.caption(
         f"The first {len(generation.prime_words)} word(s) are the prime; the model wrote the other "
@@ -135,26 +135,34 @@ def text_problem(text: str) -> str | None:
 
 
 def text_section(entry: ModelEntry) -> str | None:
-    st.session_state.setdefault("inside_source", "generated")
+    st.session_state.setdefault(state.INSIDE_SOURCE, "generated")
     source = st.segmented_control(
-        "Text", list(SOURCES), format_func=SOURCES.get, required=True, key="inside_source", persist_state="session"
+        "Text",
+        list(SOURCES),
+        format_func=lambda key: SOURCES[key],
+        required=True,
+        key=state.INSIDE_SOURCE,
+        persist_state="session",
     )
     if source == "generated":
-        st.session_state.setdefault("inside_prime", RECIPE_PRIME_TEXTS[0])
+        st.session_state.setdefault(state.INSIDE_PRIME, RECIPE_PRIME_TEXTS[0])
         left, right = st.columns([3, 2])
         with left:
             st.pills(
-                "The recipe's prime texts", RECIPE_PRIME_TEXTS, key="inside_prime_pill", on_change=set_prime_from_pill
+                "The recipe's prime texts",
+                RECIPE_PRIME_TEXTS,
+                key=state.INSIDE_PRIME_PILL,
+                on_change=set_prime_from_pill,
             )
-            prime = st.text_input("Prime text", key="inside_prime", persist_state="session", max_chars=200)
+            prime = st.text_input("Prime text", key=state.INSIDE_PRIME, persist_state="session", max_chars=200)
         length = right.slider(
-            "Words the model adds", 0, MAX_CONTINUATION, 40, key="inside_length", persist_state="session"
+            "Words the model adds", 0, MAX_CONTINUATION, 40, key=state.INSIDE_LENGTH, persist_state="session"
         )
         return continuation(entry, prime, length)
     text = st.text_area(
         f"Your text (at most {MAX_TEXT_CHARS:,} characters and {MAX_TEXT_WORDS:,} words)",
         DEFAULT_TEXT,
-        key="inside_text",
+        key=state.INSIDE_TEXT,
         height=130,
         persist_state="session",
         help=f"At most {MAX_TEXT_CHARS:,} characters and {MAX_TEXT_WORDS:,} words. Line breaks and question "
@@ -170,11 +178,11 @@ def text_section(entry: ModelEntry) -> str | None:
 def traced(entry: ModelEntry, text: str) -> tuple[WordFeatures, Trace]:
     """The words of ``text`` and the model's trace over them, computed once per (model, text) in a session."""
     key = (entry.key, text)
-    cached = st.session_state.get(TRACE_CACHE)
+    cached = st.session_state.get(state.INSIDE_TRACE)
     if cached is None or cached["key"] != key:
         features = word_features(text)
         value = (features, trace(entry.model, entry.vocab.encode(features.words)))
-        st.session_state[TRACE_CACHE] = cached = {"key": key, "value": value}
+        st.session_state[state.INSIDE_TRACE] = cached = {"key": key, "value": value}
     return cached["value"]
 
 
@@ -182,36 +190,43 @@ def quantity_section(layers: int) -> tuple[int, str]:
     left, right = st.columns([1, 4]) if layers > 1 else (None, st.container())
     layer = 0
     if left is not None:
-        if st.session_state.get("inside_layer", 0) >= layers:
-            st.session_state["inside_layer"] = 0
-        st.session_state.setdefault("inside_layer", 0)
-        layer = left.segmented_control(
-            "Layer", list(range(layers)), format_func=lambda k: f"layer {k + 1}", required=True, key="inside_layer"
+        if st.session_state.get(state.INSIDE_LAYER, 0) >= layers:
+            st.session_state[state.INSIDE_LAYER] = 0
+        st.session_state.setdefault(state.INSIDE_LAYER, 0)
+        layer = (
+            left.segmented_control(
+                "Layer",
+                list(range(layers)),
+                format_func=lambda k: f"layer {k + 1}",
+                required=True,
+                key=state.INSIDE_LAYER,
+            )
+            or 0
         )
     with right:
         quantity = st.segmented_control(
             "Quantity",
             list(QUANTITIES),
-            format_func=QUANTITIES.get,
+            format_func=lambda key: QUANTITIES[key],
             required=True,
-            key="inside_quantity",
+            key=state.INSIDE_QUANTITY,
             persist_state="session",
         )
-    return layer, quantity
+    return layer, quantity or "hidden"
 
 
 def current_unit(values: Tensor) -> int:
     """The chosen unit, reset to the most variable one when none is chosen or the layer has fewer units."""
-    unit = st.session_state.get(UNIT)
+    unit = st.session_state.get(state.INSIDE_UNIT)
     if not isinstance(unit, int) or not 0 <= unit < values.size(1):
-        st.session_state[UNIT] = unit = pick_units(values, 1)[0]
+        st.session_state[state.INSIDE_UNIT] = unit = pick_units(values, 1)[0]
     return unit
 
 
 def choose_unit(pill_key: str) -> None:
     chosen = st.session_state.get(pill_key)
     if chosen is not None:
-        st.session_state[UNIT] = int(chosen)
+        st.session_state[state.INSIDE_UNIT] = int(chosen)
         st.session_state[pill_key] = None
 
 
@@ -237,10 +252,10 @@ def heatmap_tab(values: Tensor, words: tuple[str, ...], quantity: str, unit: int
             0,
             steps - MAX_HEATMAP_WORDS,
             0,
-            key="inside_first_word",
+            key=state.INSIDE_FIRST_WORD,
         )
-    keep = [u for u in st.session_state.get("inside_keep", []) if u < units]
-    st.session_state["inside_keep"] = keep  # a smaller layer than before drops the units it lacks
+    keep = [u for u in st.session_state.get(state.INSIDE_KEEP, []) if u < units]
+    st.session_state[state.INSIDE_KEEP] = keep  # a smaller layer than before drops the units it lacks
     view = charts.heatmap_view(values, first, keep=[unit, *keep])
     st.altair_chart(charts.heatmap_chart(values, words, quantity, view), width="stretch")
     st.caption(
@@ -255,7 +270,7 @@ def heatmap_tab(values: Tensor, words: tuple[str, ...], quantity: str, unit: int
         st.multiselect(
             f"Also keep these units on the heatmap (the layer has {units:,}; at most {MAX_HEATMAP_UNITS} are drawn)",
             list(range(units)),
-            key="inside_keep",
+            key=state.INSIDE_KEEP,
         )
 
 
@@ -267,10 +282,10 @@ def stored_span(steps: int) -> tuple[int, int] | None:
     """
     if steps < 2:
         return None
-    stored = st.session_state.get("inside_span")
+    stored: Any = st.session_state.get(state.INSIDE_SPAN)
     fits = isinstance(stored, tuple | list) and len(stored) == 2 and 0 <= stored[0] <= stored[1] < steps
     if not fits or stored[1] - stored[0] >= steps - 1:
-        st.session_state["inside_span"] = stored = (0, min(2, steps - 2))
+        st.session_state[state.INSIDE_SPAN] = stored = (0, min(2, steps - 2))
     return int(stored[0]), int(stored[1]) + 1
 
 
@@ -278,7 +293,7 @@ def unit_tab(values: Tensor, features: WordFeatures, quantity: str, unit: int) -
     words = features.words
     span = stored_span(len(words))
     left, right = st.columns([1, 3], vertical_alignment="bottom")
-    left.number_input(f"Unit (0 to {values.size(1) - 1})", 0, values.size(1) - 1, step=1, key=UNIT)
+    left.number_input(f"Unit (0 to {values.size(1) - 1})", 0, values.size(1) - 1, step=1, key=state.INSIDE_UNIT)
     right.caption("Type a unit's number, or choose one of the units found below.")
     st.altair_chart(charts.unit_line_chart(values, words, quantity, unit, span), width="stretch")
     column = values[:, unit]
@@ -298,15 +313,15 @@ def unit_tab(values: Tensor, features: WordFeatures, quantity: str, unit: int) -
 
 def feature_finder(values: Tensor, features: WordFeatures, quantity: str) -> None:
     st.markdown(f"**Units that follow a feature** (by the correlation of {QUANTITIES[quantity]} with it)")
-    st.session_state.setdefault("inside_feature", "line_position")
+    st.session_state.setdefault(state.INSIDE_FEATURE, "line_position")
     name = st.segmented_control(
-        "Feature", list(FEATURES), format_func=FEATURES.get, required=True, key="inside_feature"
+        "Feature", list(FEATURES), format_func=lambda key: FEATURES[key], required=True, key=state.INSIDE_FEATURE
     )
     word = None
     if name == "after_word":
-        word = st.text_input("The word before", "thou", key="inside_after_word")
+        word = st.text_input("The word before", "thou", key=state.INSIDE_AFTER_WORD)
     try:
-        found = units_for_feature(values, features.vector(name, word), k=10)
+        found = units_for_feature(values, features.vector(name or "line_position", word), k=10)
     except ValueError as error:
         st.info(str(error))
         return
@@ -323,9 +338,9 @@ def feature_finder(values: Tensor, features: WordFeatures, quantity: str) -> Non
         "Choose one to see it above (Pearson r over the words; the strongest first)",
         list(correlations),
         format_func=lambda u: f"unit {u}: r = {correlations[u]:+.2f}",
-        key="inside_feature_pick",
+        key=state.INSIDE_FEATURE_PICK,
         on_change=choose_unit,
-        args=("inside_feature_pick",),
+        args=(state.INSIDE_FEATURE_PICK,),
     )
 
 
@@ -338,9 +353,9 @@ def span_finder(values: Tensor, words: tuple[str, ...], quantity: str, span: tup
         "The span: its first and last word",
         options=list(range(len(words))),
         format_func=lambda p: f"{p}: {words[p]}",
-        key="inside_span",
+        key=state.INSIDE_SPAN,
     )
-    threshold = st.slider("Threshold", -1.0, 1.0, 0.3, step=0.05, key="inside_threshold")
+    threshold = st.slider("Threshold", -1.0, 1.0, 0.3, step=0.05, key=state.INSIDE_THRESHOLD)
     try:
         found = units_for_span(values, span[0], span[1], threshold=threshold, k=10)
     except ValueError as error:
@@ -354,14 +369,14 @@ def span_finder(values: Tensor, words: tuple[str, ...], quantity: str, span: tup
         "Choose one to see it above (lowest value inside the span, mean outside; the most specific first)",
         list(described),
         format_func=lambda u: f"unit {u}: {described[u].inside_min:+.2f} / {described[u].outside_mean:+.2f}",
-        key="inside_span_pick",
+        key=state.INSIDE_SPAN_PICK,
         on_change=choose_unit,
-        args=("inside_span_pick",),
+        args=(state.INSIDE_SPAN_PICK,),
     )
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def word_map(model_key: str, _embedding: Tensor, _vocab: object) -> pd.DataFrame:
+def word_map(model_key: str, _embedding: Tensor, _vocab: Vocab) -> pd.DataFrame:
     """The word-vector map of a model (``model_key`` names it; the weights are not hashed)."""
     return charts.pca_frame(_embedding, _vocab, charts.MAX_MAP_WORDS)
 
@@ -370,7 +385,7 @@ def vectors_tab(entry: ModelEntry) -> None:
     embedding = entry.model.embedding.weight
     left, right = st.columns([1, 2])
     with left:
-        word = st.text_input("A word", "king", key="inside_word")
+        word = st.text_input("A word", "king", key=state.INSIDE_WORD)
         neighbours: list[tuple[str, float]] = []
         try:
             neighbours = nearest_words(embedding, entry.vocab, word, k=10)
@@ -401,8 +416,8 @@ st.markdown(
     "an output. This page shows them all for a text, follows one unit, finds units that respond to something, "
     "and explores the word vectors."
 )
-st.session_state.setdefault("inside_quantity", "hidden")
-equations_section(st.session_state["inside_quantity"])
+st.session_state.setdefault(state.INSIDE_QUANTITY, "hidden")
+equations_section(st.session_state[state.INSIDE_QUANTITY])
 st.session_state.setdefault(state.INSIDE_MODEL, st.session_state.get(state.MODEL_CHOICE))  # start from Generate's
 entry = model_choice(available_models(), key=state.INSIDE_MODEL, persist_state="session")
 if entry is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -20,9 +21,11 @@ from lstm_core import runs as run_files
 from lstm_core.batching import min_tokens
 from lstm_core.checkpoint import CheckpointError, load_checkpoint
 from lstm_core.config import PRESET_HELP, PRESETS, Config
+from lstm_core.errors import InputError
 from lstm_core.files import atomic_write
 from lstm_core.memory import estimate_memory, format_bytes
 from lstm_core.model import count_parameters
+from lstm_core.standing import overfitting, standing
 from lstm_core.trainer import CheckpointEvent, EvalEvent, SampleEvent, StepEvent
 
 PRESET_LABELS = {"cookbook": "Cookbook recipe", "quick": "Quick", "default": "Best"}
@@ -186,6 +189,24 @@ def samples_table(events: list) -> pd.DataFrame:
     return pd.DataFrame(rows[::-1])
 
 
+def standing_section(run: run_files.RunSummary, steps: list[StepEvent], evals: list[EvalEvent]) -> None:
+    """One sentence on where the run stands: the baselines it beat and when, and overfitting."""
+    if not evals:
+        if run.active:
+            st.caption(
+                "Not evaluated yet: where the run stands against the baselines shows after its first evaluation."
+            )
+        return
+    history = [{"step": e.step, "elapsed_s": e.elapsed_s, "perplexity": e.perplexity} for e in evals]
+    losses = [{"step": e.step, "loss": e.loss} for e in steps]
+    try:
+        sentence = standing(history, losses, run_files.read_baselines(run.path))
+        rising = overfitting(history, losses)
+    except InputError:  # a damaged events file: the charts still show what could be read
+        return
+    (st.warning if rising else st.markdown)(sentence)
+
+
 def live_section() -> None:
     run = current_run()
     if run is None:
@@ -218,13 +239,15 @@ def live_section() -> None:
             else " It had not saved a checkpoint yet."
         )
         st.error(f"{STATUS_TEXT.get(run.state, run.state)} {run.message}.{kept}")
+    standing_section(run, steps, evals)
     if steps:
         left, right = st.columns(2)
         # Titles as text above the charts: a Vega title next to a chart with a legend was clipped.
         left.markdown("**Loss**")
         left.altair_chart(charts.loss_chart(events), width="stretch")
-        right.markdown("**Validation perplexity**")
-        right.altair_chart(charts.perplexity_chart(events), width="stretch")
+        right.markdown("**Validation perplexity**, against the baselines (dashed)")
+        baselines = run_files.read_baselines(run.path)
+        right.altair_chart(charts.perplexity_chart(events, baselines), width="stretch")
     table = samples_table(events)
     if not table.empty:
         st.caption("What the model writes for the recipe's prime texts (greedy), newest first")
@@ -251,7 +274,7 @@ def result_section(run: run_files.RunSummary | None) -> None:
             f"final validation perplexity {perplexity}."
         )
         (st.success if run.state == "finished" else st.info)(summary)
-    if st.button("✒️ Write with this model", key="write_with_run", type="primary"):
+    if st.button("✒️ Write with this model", key=state.WRITE_WITH_RUN, type="primary"):
         st.switch_page(
             "app/pages/generate.py",
             query_params={state.MODEL_CHOICE: f"run:{run.id}", KEY_PARAM: state.workspace().key},
@@ -261,42 +284,111 @@ def result_section(run: run_files.RunSummary | None) -> None:
         data=lambda: _model_file(run),
         file_name=f"lstm-playhouse-{run.id}.pt",
         mime="application/octet-stream",
-        key="download_model",
+        key=state.DOWNLOAD_MODEL,
         help="The best weights of this run (model only), with its config and vocabulary.",
     )
 
 
+def recipe(config: dict[str, Any]) -> str:
+    """A run's settings as a visitor chose them: the nearest preset, with what was changed
+    ("Quick", "Best, epochs 2, dropout 0.2"); the model itself when more than three changed."""
+    try:
+        chosen = Config.from_dict(config) if config else None
+    except InputError:
+        chosen = None
+    if chosen is None:
+        return "?"
+    changes = {
+        name: [field for field in state.UI_FIELDS if getattr(chosen, field) != getattr(preset, field)]
+        for name, preset in PRESETS.items()
+    }
+    nearest = min(changes, key=lambda name: len(changes[name]))
+    if len(changes[nearest]) > 3:
+        return services.config_summary(chosen)
+    changed = ", ".join(f"{field} {getattr(chosen, field)}" for field in changes[nearest])
+    return ", ".join(filter(None, [PRESET_LABELS.get(nearest, nearest), changed]))
+
+
+def run_labels(found: list[run_files.RunSummary]) -> dict[str, str]:
+    """``{run id: "12 Mar 14:05, Quick"}``, made unique with the run's id where two would read the same."""
+    labels = {
+        run.id: f"{time.strftime('%d %b %H:%M', time.localtime(run.created))}, {recipe(run.config)}" for run in found
+    }
+    seen = list(labels.values())
+    return {run_id: f"{label} ({run_id[-4:]})" if seen.count(label) > 1 else label for run_id, label in labels.items()}
+
+
 def runs_section(current: run_files.RunSummary | None) -> None:
     found = visitor_runs()
+    if not found:
+        return
+    st.subheader("Your runs")
+    rows = [
+        {
+            "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created)),
+            "settings": recipe(run.config),
+            "text": str(run.dataset.get("name", "?")),
+            "state": run.state.replace("_", " "),
+            "steps": f"{run.step:,} of {run.total_steps:,}",
+            "training time": _duration(run.elapsed_s) if run.step else "-",
+            "best perplexity": f"{run.best_perplexity:,.1f}" if run.best_perplexity else "-",
+        }
+        for run in found
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     if len(found) < 2:
         return
-    with st.expander(f"Your runs ({len(found)})"):
-        rows = [
-            {
-                "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created)),
-                "model": services.config_summary(Config.from_dict(run.config)) if run.config else "?",
-                "state": run.state.replace("_", " "),
-                "steps": f"{run.step:,} of {run.total_steps:,}",
-                "best perplexity": f"{run.best_perplexity:,.1f}" if run.best_perplexity else "-",
-            }
-            for run in found
-        ]
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-        ids = [run.id for run in found]
-        labels = dict(zip(ids, (f"{row['started']}: {row['model']} ({row['state']})" for row in rows), strict=True))
-        st.selectbox(
-            "Show this run above",
-            ids,
-            index=ids.index(current.id) if current is not None and current.id in ids else 0,
-            format_func=labels.get,
-            key="run_choice",
-            on_change=lambda: state.set_current_run(st.session_state["run_choice"]),
+    ids = [run.id for run in found]
+    labels = run_labels(found)
+    st.selectbox(
+        "Show this run above",
+        ids,
+        index=ids.index(current.id) if current is not None and current.id in ids else 0,
+        format_func=lambda run_id: f"{labels[run_id]} ({rows[ids.index(run_id)]['state']})",
+        key=state.RUN_CHOICE,
+        on_change=lambda: state.set_current_run(st.session_state[state.RUN_CHOICE]),
+    )
+    if state.COMPARE_RUNS in st.session_state:  # runs deleted since (kept for a limited time) drop out
+        st.session_state[state.COMPARE_RUNS] = [i for i in st.session_state[state.COMPARE_RUNS] if i in ids]
+    chosen = st.multiselect(
+        "Compare runs on one chart",
+        ids,
+        format_func=lambda key: labels[key],
+        key=state.COMPARE_RUNS,
+        placeholder="Choose two or more runs",
+    )
+    if len(chosen) == 1:
+        st.caption("Choose one more run to draw them together.")
+    elif len(chosen) >= 2:
+        by_id = {run.id: run for run in found}
+        compare_chart([by_id[run_id] for run_id in chosen], labels)
+
+
+def compare_chart(chosen: list[run_files.RunSummary], labels: dict[str, str]) -> None:
+    """The chosen runs' validation perplexity against training time, with the first run's
+    baselines when every run trained on the same data (so the same vocabulary and validation text)."""
+    curves = []
+    for run in chosen:
+        events = services.event_tail(str(run.path / run_files.EVENTS_FILE)).read()
+        curves.append((labels[run.id], [e for e in events if isinstance(e, EvalEvent)]))
+    same_data = all(run.dataset == chosen[0].dataset for run in chosen)
+    baselines = run_files.read_baselines(chosen[0].path) if same_data else []
+    st.altair_chart(charts.runs_chart(curves, baselines), width="stretch")
+    note = (
+        "Validation perplexity against training time: settings take steps of different sizes and costs, "
+        "so time is the fair comparison. Hover a point for its run, step, time and perplexity."
+    )
+    if not same_data:
+        note += (
+            " These runs trained on different texts or vocabularies: their perplexities do not compare exactly, "
+            "and no baselines are drawn."
         )
+    st.caption(note)
 
 
 def upload_model_section() -> None:
     with st.expander("Load a model you downloaded before"):
-        uploaded = st.file_uploader("Model file (.pt)", type=["pt"], key="model_upload")
+        uploaded = st.file_uploader("Model file (.pt)", type=["pt"], key=state.MODEL_UPLOAD)
         if uploaded is None:
             return
         data = uploaded.getvalue()

@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, ClassVar, Protocol, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, overload
 
 import torch
 from torch import Tensor
@@ -230,6 +230,10 @@ class OptionProcessor:
     """
 
     option: ClassVar[str]
+
+    def __init__(self, value: Any) -> None:
+        """Each stage is built from its option's value (and checks it)."""
+        raise NotImplementedError
 
     @property
     def active(self) -> bool:
