@@ -123,7 +123,7 @@ def build() -> EncodedPlays:
 def save(plays: EncodedPlays, path: Path, key: str) -> None:
     """Write ``plays`` with its key to ``path`` atomically (numbers and UTF-8 bytes only)."""
     words = "\n".join(plays.encoded.words).encode("utf-8")  # a word never holds whitespace
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "key": np.frombuffer(key.encode("ascii"), dtype=np.uint8),
         "names": np.frombuffer("\n".join(plays.names).encode("utf-8"), dtype=np.uint8),
         "offsets": plays.offsets.astype(np.int64),
@@ -133,7 +133,7 @@ def save(plays: EncodedPlays, path: Path, key: str) -> None:
         "counts": plays.encoded.counts.astype(np.int64),
         "ids": plays.encoded.ids.astype(np.int32),
     }
-    atomic_write(path, lambda file: np.savez(file, **arrays))
+    atomic_write(path, lambda file: np.savez(file, allow_pickle=False, **arrays))
 
 
 def _lines(array: np.ndarray) -> list[str]:
