@@ -477,8 +477,9 @@ def load_for_nice(args: argparse.Namespace, nice: int) -> list[Window]:
         for pid in [pid for _, _, pid in run_steps(folders) if pid]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
+        # The runs' processes are reaped by app.runs' waiting threads, which then write exit.json.
         deadline = time.monotonic() + 60
-        while any(state in ("running", "starting") for _, state, _ in run_steps(folders)):
+        while not all((folder / run_files.EXIT_FILE).exists() for folder in folders):
             if time.monotonic() > deadline:
                 break
             time.sleep(0.2)
