@@ -285,7 +285,8 @@ def visitors_memory(args: argparse.Namespace) -> None:
     from playwright.sync_api import sync_playwright
 
     port = free_port()
-    server = start_server(port, max_runs=str(args.visitors))
+    data = Path(tempfile.mkdtemp(prefix="bench-memory-"))
+    server = start_server(port, data, max_runs=str(args.visitors))
     figures = []
     try:
         wait_healthy(port, time.perf_counter())
@@ -303,7 +304,8 @@ def visitors_memory(args: argparse.Namespace) -> None:
                 figures.append((pss, rss, float(speed.split()[-1].replace(",", ""))))
             browser.close()
     finally:
-        stop_server(server)
+        stop_server(server)  # its runs are in its process group: they stop with it
+        shutil.rmtree(data, ignore_errors=True)
     print(f"Server memory with visitors training the Quick preset on all plays, {args.train_seconds:.0f} s after")
     print("each start (1 thread per run; the words/s figure is what that visitor's Train page showed).")
     print("| visitors training | server PSS (its processes together) | server RSS (summed) | that visitor's words/s |")
