@@ -2,19 +2,27 @@
 
 Sets up the page and the visitor's workspace (from the ``?k=`` key in the address), shows the
 training status in the sidebar on every page, hands over to the page the visitor chose, and saves
-the visitor's settings when the page is done.
+the visitor's settings when the page is done. Then it starts the server's once-only background
+work (:mod:`app.warmup`: importing what the other pages need, loading the demo model, clearing
+out old runs) and, when ``LSTM_PLAYHOUSE_TIMING_LOG`` is set, logs the run's times
+(:mod:`app.timing`). Nothing imported here imports torch: the first page needs none.
 """
+
+import time
+from functools import partial
 
 import streamlit as st
 
-from app import services, state
-from app.runs import SettingError
+from app import services, state, timing, warmup
+from app.runs import SettingError, sweep
 from app.sidebar import training_status
+from app.visitor import data_root
+
+started = time.time()  # after the imports, which only the server's first run pays
 
 st.set_page_config(page_title="LSTM Playhouse", page_icon="🎭", layout="wide")
 try:
-    services.limits()  # read the server's caps (and thread setting) once
-    services.swept_at_start()
+    limits = services.limits()  # read the server's caps (and thread setting) once
 except SettingError as error:
     st.error(f"This server is misconfigured: {error}. Its operator can fix it in the environment or secrets file.")
     st.stop()
@@ -40,3 +48,7 @@ try:
     page.run()
 finally:
     state.save_settings()
+    # Once per server, after its first page: import what the other pages need, load the demo
+    # model, clear out old runs (a walk over every visitor's folder).
+    warmup.start(services.shipped_model, partial(sweep, data_root(), limits))
+    timing.record(page.title, started, time.time())

@@ -16,7 +16,7 @@ Hosted-demo safety, all decided before anything is allocated (:func:`start_run`)
 * a run's memory is estimated from its config (:mod:`lstm_core.memory`) and refused over
   ``run_memory_mb``; the process gets that limit too (a watchdog and an address-space limit),
   so an underestimate ends the run, not the server;
-* the process runs ``nice``-r than the server, so visitors' pages come first;
+* the process runs ``nice``-r than the server (``nice``, 10 by default), so visitors' pages come first;
 * its training time is capped across resumes (``max_minutes``), and it stops by itself when no
   page has looked at it for ``idle_minutes``;
 * old runs are deleted after ``keep_days``, and the oldest first when all runs together pass
@@ -39,17 +39,20 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lstm_core import runs
 from lstm_core.config import Config
-from lstm_core.data import Dataset
 from lstm_core.memory import check_memory, estimate_memory, memory_advice
-from lstm_core.model import count_parameters
+
+if TYPE_CHECKING:  # the server imports this module for its caps; torch waits until a run is admitted
+    from lstm_core.data import Dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 NICE = 10
-"""How much lower a training process's CPU priority is than the server's (``os.nice``)."""
+"""How much lower a training process's CPU priority is than the server's (``os.nice``) by default;
+``LSTM_PLAYHOUSE_NICE`` sets it (0 to 19; 0 gives the runs the server's priority)."""
+MAX_NICE = 19
 
 
 class SettingError(ValueError):
@@ -86,6 +89,7 @@ class RunLimits:
     threads: int = 1
     keep_days: float = 7.0
     disk_mb: float = 2000.0
+    nice: int = NICE
 
     @classmethod
     def from_environment(cls, secrets_get: Callable[[str], Any] | None = None) -> RunLimits:
@@ -112,7 +116,25 @@ class RunLimits:
             threads=int(_setting("threads", fair_share, secrets_get)),
             keep_days=get("keep_days"),
             disk_mb=get("disk_mb"),
+            nice=_nice(secrets_get),
         )
+
+
+def _nice(secrets_get: Callable[[str], Any] | None) -> int:
+    """``LSTM_PLAYHOUSE_NICE``: a whole number from 0 to 19 (0 is allowed here, unlike the caps)."""
+    key = "LSTM_PLAYHOUSE_NICE"
+    raw: Any = os.environ.get(key)
+    if raw is None and secrets_get is not None:
+        raw = secrets_get(key)
+    if raw is None or raw == "":
+        return NICE
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise SettingError(f"{key} must be a whole number from 0 to {MAX_NICE}, got {raw!r}") from None
+    if not 0 <= value <= MAX_NICE:
+        raise SettingError(f"{key} must be a whole number from 0 to {MAX_NICE}, got {raw!r}")
+    return value
 
 
 class CapacityError(RuntimeError):
@@ -166,6 +188,8 @@ def active_runs(data_root: Path) -> list[runs.RunSummary]:
 
 def admission_problems(config: Config, dataset_vocab_counts: list[int], tokens: int, limits: RunLimits) -> list[str]:
     """Why this server would refuse to train ``config`` on this data (empty if it would not)."""
+    from lstm_core.model import count_parameters  # torch, once a visitor asks to train
+
     problems = []
     parameters = count_parameters(config, len(dataset_vocab_counts), dataset_vocab_counts)
     if parameters > limits.max_parameters:
@@ -273,7 +297,7 @@ def train_command(folder: Path, limits: RunLimits) -> list[str]:
         "--memory-limit-mb",
         f"{limits.run_memory_mb:g}",
         "--nice",
-        str(NICE),
+        str(limits.nice),
     ]
 
 

@@ -4,31 +4,38 @@ One server holds these once for all its visitors, bounded in bytes (:class:`app.
 keyed by what identifies their content (a text's digest, a file's path, modification time and
 size), so that no cache can serve one visitor's entry to another by mistake, and a code reload
 that forgets the caches only costs the work again. Values are shared: callers never change them.
+
+Importing this module does not import torch (about a second of a fresh server's first page,
+which only counts words): what needs torch imports it when it is called.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
-import torch
 
 from app.cache import ByteLRU
-from app.runs import RunLimits, SettingError, active_runs, sweep
+from app.runs import RunLimits, SettingError, active_runs
 from app.visitor import data_root
-from lstm_core.checkpoint import Checkpoint, CheckpointError, LoadLimits, load_checkpoint
 from lstm_core.config import Config
-from lstm_core.corpus import Corpus, bundled_plays, list_plays, play_title
-from lstm_core.data import Dataset, EncodedText
-from lstm_core.model import LSTMLanguageModel
-from lstm_core.ngram import KneserNey
+from lstm_core.corpus import Corpus, bundled_plays_head, list_plays, play_title
+from lstm_core.encoded import EncodedText
+from lstm_core.plays_cache import EncodedPlays, encoded_plays
 from lstm_core.runs import EventTail
-from lstm_core.trainer import event_from_dict
 from lstm_core.vocab import Vocab
+
+if TYPE_CHECKING:
+    from lstm_core.checkpoint import Checkpoint, LoadLimits
+    from lstm_core.data import Dataset
+    from lstm_core.model import LSTMLanguageModel
+    from lstm_core.ngram import KneserNey
 
 DEMO_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "demo.pt"
 SAMPLE_CHARS = 20_000
@@ -49,18 +56,32 @@ def _secret(key: str) -> object:
         return None  # no secrets file: that is the normal case
 
 
+_threads: int | None = None
+"""The server's thread setting, once :func:`limits` has read it (a background thread may need it)."""
+
+
 @st.cache_resource(show_spinner=False)
 def limits() -> RunLimits:
     """The server's caps (environment variables, else ``.streamlit/secrets.toml``, else defaults)."""
+    global _threads
     found = RunLimits.from_environment(_secret)
-    torch.set_num_threads(found.threads)
+    _threads = found.threads
+    if "torch" in sys.modules:  # else torch_threads() sets them when torch is first needed
+        torch_threads()
     return found
 
 
-@st.cache_resource(show_spinner=False)
-def swept_at_start() -> int:
-    """Clear out old runs once when the server starts (and then at every run start)."""
-    return len(sweep(data_root(), limits()))
+def torch_threads() -> None:
+    """Import torch and give it the server's thread count (cheap once torch is imported).
+
+    Called by everything here that computes with torch (loading a model), so a page's model
+    never runs with torch's default of one thread per core.
+    """
+    import torch
+
+    threads = _threads if _threads is not None else limits().threads
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -141,9 +162,23 @@ def play_names() -> dict[str, str]:
     return dict(sorted(((name, play_title(name)) for name in list_plays()), key=lambda item: item[1]))
 
 
+@st.cache_resource(show_spinner=False)
+def all_plays() -> EncodedPlays:
+    """Every bundled play encoded, read from the data folder's cache (built there once, about a second)."""
+    return encoded_plays(data_root())
+
+
+def _plays_text(key: str, names: tuple[str, ...]) -> Text:
+    plays = all_plays()
+    chosen = names or None
+    name, description = plays.describe(chosen)
+    return Text(key, name, description, bundled_plays_head(chosen, SAMPLE_CHARS), plays.select(chosen))
+
+
 def plays_text(names: tuple[str, ...]) -> Text:
+    """The chosen plays (all for ``()``): a slice of :func:`all_plays`, with a sample of the first play's text."""
     key = "plays:" + (",".join(names) or "all")
-    return caches().texts.get(key, lambda: _text(key, bundled_plays(names or None)))
+    return caches().texts.get(key, lambda: _plays_text(key, names))
 
 
 def file_text(key: str, read: Any) -> Text:
@@ -166,12 +201,21 @@ def digest(data: bytes) -> str:
 def upload_limits() -> LoadLimits:
     """What a visitor's model file may ask for: the server's parameter cap, and no more bytes than
     such a model with its training state takes."""
+    from lstm_core.checkpoint import LoadLimits
+
     cap = limits().max_parameters
     return LoadLimits(max_bytes=16 * cap + 32 * MB, max_parameters=cap)
 
 
 def _loaded(checkpoint: Checkpoint) -> LoadedModel:
+    torch_threads()
     return LoadedModel(checkpoint.build_model(), checkpoint.vocab, checkpoint.config, checkpoint.step)
+
+
+def _load(path: Path, limits: LoadLimits | None = None) -> LoadedModel:
+    from lstm_core.checkpoint import load_checkpoint
+
+    return _loaded(load_checkpoint(path, limits=limits))
 
 
 def load_model(path: Path) -> LoadedModel:
@@ -182,7 +226,37 @@ def load_model(path: Path) -> LoadedModel:
     """
     stat = path.stat()
     key = (str(path), stat.st_mtime_ns, stat.st_size)
-    return caches().models.get(key, lambda: _loaded(load_checkpoint(path, limits=upload_limits())))
+    return caches().models.get(key, lambda: _load(path, upload_limits()))
+
+
+_demo_lock = threading.Lock()
+_demo_models: dict[Path, tuple[LoadedModel | None, str | None]] = {}
+
+
+def shipped_model(path: Path | None = None) -> tuple[LoadedModel | None, str | None]:
+    """The model shipped at ``path`` (``models/demo.pt``), read once per server process.
+
+    Not a Streamlit cache, so that the server's background work after its first page
+    (:mod:`app.warmup`) can load it before a visitor opens the Generate page; a page that asks
+    meanwhile waits for that load instead of doing it again. The file is part of the install and
+    does not change while the server runs.
+    """
+    path = path or DEMO_MODEL_PATH
+    with _demo_lock:
+        if path not in _demo_models:
+            _demo_models[path] = _read_shipped(path)
+        return _demo_models[path]
+
+
+def _read_shipped(path: Path) -> tuple[LoadedModel | None, str | None]:
+    from lstm_core.checkpoint import CheckpointError
+
+    if not path.is_file():
+        return None, None
+    try:
+        return _load(path), None
+    except CheckpointError as error:
+        return None, f"The shipped demo model cannot be used: {error}"
 
 
 @st.cache_resource(show_spinner="Loading the demo model...")
@@ -191,17 +265,14 @@ def demo_model() -> tuple[LoadedModel | None, str | None]:
 
     No file is a normal case (no message); a damaged one is said, so it is not mistaken for none.
     """
-    if not DEMO_MODEL_PATH.is_file():
-        return None, None
-    try:
-        return _loaded(load_checkpoint(DEMO_MODEL_PATH)), None
-    except CheckpointError as error:
-        return None, f"The shipped demo model cannot be used: {error}"
+    return shipped_model(DEMO_MODEL_PATH)
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
 def event_tail(path: str) -> EventTail:
     """One incremental reader per run's events file, shared by the tabs that show the run."""
+    from lstm_core.trainer import event_from_dict
+
     return EventTail(path, event_from_dict)
 
 
@@ -232,6 +303,8 @@ def run_ngram(dataset_folder: Path) -> KneserNey:
     key = ("run", str(dataset_folder), stamp)
 
     def build() -> KneserNey:
+        from lstm_core.data import Dataset
+
         dataset = Dataset.load(dataset_folder)
         return _fit_ngram(dataset.train, len(dataset.vocab))
 
@@ -245,13 +318,12 @@ def demo_ngram(demo: LoadedModel) -> KneserNey | None:
     trained), or None if that text no longer gives the demo's vocabulary."""
 
     def build() -> KneserNey | None:
-        from lstm_core.data import prepare_holdout
-
         training = [name for name in list_plays() if name not in DEMO_HELD_OUT]
         config = demo.config
-        dataset = prepare_holdout(
-            bundled_plays(training).text, "", config.min_word_freq, config.valid_fraction, name="demo"
-        )
+        # What prepare_holdout(bundled_plays(training).text, "", ...) gives (the training block and
+        # its vocabulary), from the plays' cache instead of cleaning 35 plays again.
+        fractions = (1.0 - config.valid_fraction, config.valid_fraction, 0.0)
+        dataset = all_plays().select(training).dataset(config.min_word_freq, fractions, name="demo")
         if dataset.vocab.itos != demo.vocab.itos:
             return None
         return _fit_ngram(dataset.train, len(dataset.vocab))

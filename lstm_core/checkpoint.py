@@ -39,7 +39,7 @@ from torch import Tensor
 from lstm_core.config import Config, ConfigError
 from lstm_core.errors import InputError
 from lstm_core.files import atomic_write
-from lstm_core.model import LSTMLanguageModel
+from lstm_core.model import LSTMLanguageModel, meta_model
 from lstm_core.vocab import Vocab
 
 FORMAT = "lstm-playhouse-checkpoint"
@@ -305,8 +305,7 @@ def _check_weights(weights: Any, config: Config, vocab: Vocab, cutoffs: list[int
         raise ValueError("its adaptive cutoffs must be increasing whole numbers")
     if cutoffs and not cutoffs[0] > 0 and cutoffs[-1] < vocab_size:
         raise ValueError(f"its adaptive cutoffs must lie within (0, {vocab_size})")
-    with torch.device("meta"):
-        expected = LSTMLanguageModel(vocab_size, config, cutoffs or None).state_dict()
+    expected = meta_model(vocab_size, config, cutoffs or None).state_dict()
     parameters = sum(t.numel() for t in {id(t): t for t in expected.values()}.values())
     if limits.max_parameters is not None and parameters > limits.max_parameters:
         raise CheckpointError(

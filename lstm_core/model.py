@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
 
 from lstm_core.config import Config
 from lstm_core.errors import InputError
@@ -287,6 +288,20 @@ class LSTMLanguageModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+class _SkipNormalInit(TorchFunctionMode):
+    """Skip ``normal_`` while a model is built on the meta device, where it has no values anyway.
+
+    On the meta device ``normal_`` (``nn.Embedding``'s default initialisation) runs a Python
+    decomposition that imports ``torch._dynamo``: about 2 s and 70 MB the first time in a process
+    (a server's Train page counting a model, its Generate page checking a checkpoint).
+    """
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func in (nn.init.normal_, torch.Tensor.normal_):
+            return args[0] if args else (kwargs or {})["tensor"]  # the tensor, left as it was
+        return func(*args, **(kwargs or {}))
+
+
 def count_parameters(config: Config, vocab_size: int, counts: Sequence[int] | None = None) -> int:
     """How many parameters a model with this config would have, without allocating it.
 
@@ -295,8 +310,13 @@ def count_parameters(config: Config, vocab_size: int, counts: Sequence[int] | No
     """
     vocab_size = max(2, vocab_size)
     cutoffs = choose_cutoffs(list(counts) if counts is not None else [1] * vocab_size)
-    with torch.device("meta"):
-        return LSTMLanguageModel(vocab_size, config, cutoffs).num_parameters()
+    return meta_model(vocab_size, config, cutoffs).num_parameters()
+
+
+def meta_model(vocab_size: int, config: Config, cutoffs: Sequence[int] | None = None) -> LSTMLanguageModel:
+    """The model's shapes without its memory or values: on the meta device, never initialised."""
+    with torch.device("meta"), _SkipNormalInit():
+        return LSTMLanguageModel(vocab_size, config, cutoffs)
 
 
 def detach_state(state: State) -> State:

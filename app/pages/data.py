@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import charts, services, state
+from app import services, state
 from app.corpus_state import chosen_text, gutenberg_url
 from lstm_core.corpus import CorpusError, gutenberg, gutenberg_cache_path, text_from_bytes
 from lstm_core.files import atomic_write
@@ -115,6 +115,10 @@ def statistics_section() -> None:
     columns[2].metric("Vocabulary size", f"{vocabulary:,}", help="Kept words plus <unk>")
     columns[3].metric("Words that become <unk>", f"{stats.unknown_share(min_word_freq):.1%}")
     st.caption(text.description)
+
+    # Imported here, after the metrics are on their way: Altair and pandas take a few tenths of a
+    # second to import on a fresh server, and the numbers need neither.
+    from app import charts
 
     left, right = st.columns(2)
     with left:

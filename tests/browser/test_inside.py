@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
@@ -59,9 +60,19 @@ def test_the_step_walkthrough_shows_the_gates_of_the_prime_and_follows_the_tempe
         slider.press("ArrowLeft")
     expect(slider).to_have_value("0.5")
     expect(table.locator('[data-testid="glide-cell-2-0"]')).not_to_have_text(scaled[0])
+    # Each press is a rerun: a quick server draws the tables of 0.7 and 0.6 on the way to 0.5.
+    expected = pytest.approx([float(logit) / 0.5 for logit in logits], rel=1e-5)  # z / T with T = 0.5
+
+    def settled() -> bool:
+        values = column_values(table, 2, 10)
+        return all(values) and [float(value or "nan") for value in values] == expected
+
+    deadline = time.monotonic() + 30
+    while not settled() and time.monotonic() < deadline:
+        visitor.wait_for_timeout(100)
     assert column_values(table, 0, 10) == words  # dividing by T keeps the order
     assert column_values(table, 1, 10) == logits  # and the logits
     colder = [float(value) for value in column_values(table, 2, 10)]
-    assert colder == pytest.approx([float(logit) / 0.5 for logit in logits], rel=1e-5)  # z / T with T = 0.5
+    assert colder == expected
     assert column_values(table, 4, 10) != drawn  # colder: the probabilities move
     expect_no_error(visitor)
