@@ -33,6 +33,10 @@ DATASET_FORMAT = "lstm-playhouse-dataset"
 _SPLITS = ("train", "valid", "test")
 
 
+def _save_ids(path: Path, ids: np.ndarray) -> None:
+    atomic_write(path, lambda file: np.save(file, ids, allow_pickle=False))
+
+
 @dataclass(frozen=True)
 class Dataset:
     """The vocabulary (built from the training words only) and 1-D id tensors for each split."""
@@ -66,8 +70,7 @@ class Dataset:
         """
         folder = Path(folder)
         for split in _SPLITS:
-            ids = getattr(self, split).numpy().astype(np.int32)
-            atomic_write(folder / f"{split}.npy", lambda file, ids=ids: np.save(file, ids, allow_pickle=False))
+            _save_ids(folder / f"{split}.npy", getattr(self, split).numpy().astype(np.int32))
         meta = {"format": DATASET_FORMAT, "version": 1, "name": self.name, "vocab": self.vocab.to_dict()}
         atomic_write_text(folder / "meta.json", json.dumps(meta, ensure_ascii=False))
         return folder
@@ -89,7 +92,7 @@ class Dataset:
         if not isinstance(meta, dict) or meta.get("format") != DATASET_FORMAT or meta.get("version") != 1:
             raise fail("its meta.json is not a version 1 dataset description")
         try:
-            vocab = Vocab.from_dict(meta.get("vocab"))
+            vocab = Vocab.from_dict(meta.get("vocab") or {})
         except ValueError as error:
             raise fail(str(error)) from None
         splits = {}

@@ -78,7 +78,7 @@ def source_section() -> None:
         st.multiselect(
             "Plays (none chosen = all 38)",
             options=list(titles),
-            format_func=titles.get,
+            format_func=lambda name: titles[name],
             key=state.CORPUS_PLAYS,
             placeholder="All plays",
             help="Train on one or two plays for a quick start, or on all of them for the best model.",
