@@ -133,20 +133,31 @@ class AdaptiveSoftmax(nn.Module):
         self.cluster_bias = nn.Parameter(torch.zeros(self.tails))
         self.register_buffer("_tail_bounds", torch.tensor(self.bounds[1:-1]), persistent=False)
 
-    def _head_log_probs(self, hidden: Tensor) -> Tensor:
+    def _clusters(self) -> list[tuple[Tensor, Tensor]]:
+        """The output rows and biases of each cluster, ``[(W_0, b_0), (W_1, b_1), ...]``, head first.
+
+        One ``split`` rather than a slice per cluster: when ``weight`` is the embedding matrix, the
+        backward pass of each slice would write its own zero-filled ``(V, H)`` gradient and add
+        it to the others, a split's writes one (a tenth of a 1 x 512 model's training step).
+        """
+        sizes = [high - low for low, high in itertools.pairwise(self.bounds)]
+        return list(zip(self.weight.split(sizes), self.bias.split(sizes), strict=True))
+
+    def _head_log_probs(self, hidden: Tensor, head: tuple[Tensor, Tensor]) -> Tensor:
         """``(N, H)`` -> log-probs ``(N, c0 + tails)`` over the head words and the cluster tokens."""
-        weight = torch.cat([self.weight[: self.head_size], self.cluster_weight])
-        bias = torch.cat([self.bias[: self.head_size], self.cluster_bias])
+        weight = torch.cat([head[0], self.cluster_weight])
+        bias = torch.cat([head[1], self.cluster_bias])
         return F.log_softmax(F.linear(hidden, weight, bias).float(), dim=-1)
 
-    def _tail_log_probs(self, hidden: Tensor, cluster: int) -> Tensor:
-        """``(N, H)`` -> log-probs ``(N, size of cluster)`` within tail ``cluster`` (0-based)."""
-        low, high = self.bounds[cluster + 1], self.bounds[cluster + 2]
-        return F.log_softmax(F.linear(hidden, self.weight[low:high], self.bias[low:high]).float(), dim=-1)
+    @staticmethod
+    def _tail_log_probs(hidden: Tensor, tail: tuple[Tensor, Tensor]) -> Tensor:
+        """``(N, H)`` -> log-probs ``(N, size of cluster)`` within one tail cluster ``(W_i, b_i)``."""
+        return F.log_softmax(F.linear(hidden, *tail).float(), dim=-1)
 
     def token_nll(self, hidden: Tensor, targets: Tensor) -> Tensor:
         """``hidden (N, H)``, ``targets (N,)`` -> negative log-likelihood of each target ``(N,)``, float32."""
-        head = self._head_log_probs(hidden)
+        clusters = self._clusters()
+        head = self._head_log_probs(hidden, clusters[0])
         cluster = torch.bucketize(targets.contiguous(), self._tail_bounds, right=True)  # 0 = head, i = tail i - 1
         in_head = cluster == 0
         head_target = torch.where(in_head, targets, self.head_size + cluster - 1)
@@ -155,16 +166,17 @@ class AdaptiveSoftmax(nn.Module):
             rows = torch.nonzero(cluster == tail + 1).squeeze(1)
             if rows.numel():
                 within = targets[rows] - self.bounds[tail + 1]
-                tail_nll = -self._tail_log_probs(hidden[rows], tail).gather(1, within.unsqueeze(1)).squeeze(1)
-                nll = nll.index_add(0, rows, tail_nll)
+                tail_log_probs = self._tail_log_probs(hidden[rows], clusters[tail + 1])
+                nll = nll.index_add(0, rows, -tail_log_probs.gather(1, within.unsqueeze(1)).squeeze(1))
         return nll
 
     def log_probs(self, hidden: Tensor) -> Tensor:
         """``(N, H)`` -> the full log-distribution ``(N, V)``, float32."""
-        head = self._head_log_probs(hidden)
+        clusters = self._clusters()
+        head = self._head_log_probs(hidden, clusters[0])
         parts = [head[:, : self.head_size]]
         for tail in range(self.tails):
-            parts.append(head[:, self.head_size + tail].unsqueeze(1) + self._tail_log_probs(hidden, tail))
+            parts.append(head[:, self.head_size + tail].unsqueeze(1) + self._tail_log_probs(hidden, clusters[tail + 1]))
         return torch.cat(parts, dim=1)
 
 

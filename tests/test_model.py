@@ -85,7 +85,7 @@ def test_adaptive_softmax_factorises_over_clusters():
     hidden = torch.randn(6, 16)
     with torch.no_grad():
         log_probs = model.adaptive.log_probs(hidden)
-        head = model.adaptive._head_log_probs(hidden)
+        head = model.adaptive._head_log_probs(hidden, model.adaptive._clusters()[0])
     # The head's cluster tokens carry exactly the mass of their clusters' words.
     for cluster, (low, high) in enumerate([(10, 30), (30, VOCAB)]):
         torch.testing.assert_close(log_probs[:, low:high].exp().sum(1), head[:, 10 + cluster].exp())
