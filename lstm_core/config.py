@@ -65,6 +65,28 @@ class Config:
     dropout: float = field(
         default=0.0, metadata=meta("dropout on embeddings, between layers and before the output", 0.0, 0.8, step=0.05)
     )
+    embedding_dropout: float = field(
+        default=0.0,
+        metadata=meta(
+            "drop whole words: a dropped word's vector is zero wherever it appears in the window", 0.0, 0.5, step=0.05
+        ),
+    )
+    locked_dropout: bool = field(
+        default=False,
+        metadata=meta(
+            "one dropout mask per stream for the whole window (variational dropout) instead of a new one per word",
+            label="locked_dropout (one mask per window)",
+        ),
+    )
+    weight_drop: float = field(
+        default=0.0,
+        metadata=meta(
+            "DropConnect on the LSTM's hidden-to-hidden weights: this share of them is zero for a whole window",
+            0.0,
+            0.8,
+            step=0.05,
+        ),
+    )
     tie_weights: bool = field(
         default=False,
         metadata=meta(
@@ -168,6 +190,8 @@ class Config:
             "grad_clip",
             "weight_decay",
             "dropout",
+            "embedding_dropout",
+            "weight_drop",
             "lr_decay",
             "valid_fraction",
             "test_fraction",
@@ -183,8 +207,9 @@ class Config:
             out.append(f"grad_clip must be 0 (off) or positive, got {self.grad_clip}")
         if self.weight_decay < 0:
             out.append(f"weight_decay must be 0 or positive, got {self.weight_decay}")
-        if not 0 <= self.dropout < 1:
-            out.append(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "embedding_dropout", "weight_drop"):
+            if not 0 <= getattr(self, name) < 1:
+                out.append(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if not 0 < self.lr_decay <= 1:
             out.append(f"lr_decay must be in (0, 1], got {self.lr_decay}")
         if not 0 < self.valid_fraction < 1 or not 0 <= self.test_fraction < 1:

@@ -205,6 +205,9 @@ class LSTMLanguageModel(nn.Module):
             batch_first=True,
         )
         self.dropout = nn.Dropout(config.dropout)
+        self.locked_dropout = config.locked_dropout
+        self.embedding_dropout = config.embedding_dropout
+        self.weight_drop = config.weight_drop
         self.cutoffs: list[int] = []
         if config.output_layer == "adaptive":
             self.cutoffs = list(cutoffs) if cutoffs else [max(1, vocab_size // 2)]
@@ -242,9 +245,65 @@ class LSTMLanguageModel(nn.Module):
 
     def forward(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """``ids (B, T)`` -> hidden features ``(B, T, H)`` and the new state."""
-        embedded = self.dropout(self.embedding(ids))  # (B, T, E)
-        output, state = self.lstm(embedded, state)  # (B, T, H)
-        return self.dropout(output), state
+        embedded = self._drop(self._embed(ids))  # (B, T, E)
+        output, state = self._run_lstm(embedded, state)  # (B, T, H)
+        return self._drop(output), state
+
+    # ---- regularisation: each is a no-op in eval mode, so inference reads the weights as they are ----
+
+    def _embed(self, ids: Tensor) -> Tensor:
+        """``ids (B, T)`` or ``(B,)`` -> word vectors ``(B, T, E)`` or ``(B, E)``, with embedding dropout.
+
+        Embedding dropout (Gal and Ghahramani, 2016) removes whole words: a dropped word's vector
+        is zero wherever it appears in this window, so the model cannot lean on one word's
+        identity and must read the context, and the kept ones are scaled by ``1 / keep``. One
+        draw per vocabulary entry ``(V,)``, gathered at the ids.
+        """
+        embedded = self.embedding(ids)
+        if not (self.training and self.embedding_dropout > 0):
+            return embedded
+        keep = 1.0 - self.embedding_dropout
+        words = embedded.new_empty(self.vocab_size).bernoulli_(keep).div_(keep)  # (V,)
+        return embedded * words[ids].unsqueeze(-1)
+
+    def _drop(self, x: Tensor) -> Tensor:
+        """Dropout on word vectors or LSTM outputs ``(B, T, D)`` (or ``(B, D)``).
+
+        With ``locked_dropout`` (variational dropout) one mask ``(B, 1, D)`` serves every word of a
+        stream's window, as in Gal and Ghahramani's recurrent dropout: the same units are missing
+        all along, which regularises what the state carries rather than adding noise per word.
+        It also draws 1/T as many random numbers (``bernoulli_`` over ``(B, T, D)`` is a tenth of a
+        1 x 512 model's CPU step).
+        """
+        p = self.dropout.p
+        if not (self.training and p > 0 and self.locked_dropout and x.dim() == 3):
+            return self.dropout(x)
+        mask = x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1.0 - p).div_(1.0 - p)  # (B, 1, D)
+        return x * mask
+
+    def _layer_weights(self, layer: int) -> list[Tensor]:
+        """``[W_ih, W_hh, b_ih, b_hh]`` of one layer as this pass uses them.
+
+        With ``weight_drop`` in training, ``W_hh (4H, H)`` goes through dropout (DropConnect, as in
+        Merity et al.'s AWD-LSTM): one mask for the whole window, so each hidden-to-hidden
+        connection is either there at every time step or at none. The LSTM's own kernel still
+        runs (the mask is on the weights, not inside the recurrence).
+        """
+        weights = [getattr(self.lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        if self.training and self.weight_drop > 0:
+            weights[1] = F.dropout(weights[1], self.weight_drop, training=True)
+        return weights
+
+    def _run_lstm(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
+        """``x (B, T, E)`` -> ``(B, T, H)`` and the new state, through ``nn.LSTM``'s kernel."""
+        if not (self.training and self.weight_drop > 0):
+            return self.lstm(x, state)
+        if state is None:
+            state = self.init_state(x.size(0))
+        weights = [w for layer in range(self.num_layers) for w in self._layer_weights(layer)]
+        # The call nn.LSTM.forward makes, with the dropped recurrent weights in place of its own.
+        output, h, c = torch.lstm(x, state, weights, True, self.num_layers, self.lstm.dropout, True, False, True)
+        return output, (h, c)
 
     def step(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """One word per row, ``ids (B,)`` -> hidden features ``(B, H)`` and the new state.
@@ -257,20 +316,17 @@ class LSTMLanguageModel(nn.Module):
         if state is None:
             state = self.init_state(ids.size(0))
         h, c = state
-        x = self.dropout(self.embedding(ids))  # (B, E)
+        x = self._drop(self._embed(ids))  # (B, E)
         layer_dropout = self.lstm.dropout if self.training else 0.0
         new_h, new_c = [], []
         for layer in range(self.num_layers):
             if layer > 0 and layer_dropout:
                 x = F.dropout(x, layer_dropout, training=True)
-            weights = [
-                getattr(self.lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-            ]
-            h_layer, c_layer = torch.lstm_cell(x, (h[layer], c[layer]), *weights)
+            h_layer, c_layer = torch.lstm_cell(x, (h[layer], c[layer]), *self._layer_weights(layer))
             new_h.append(h_layer)
             new_c.append(c_layer)
             x = h_layer
-        return self.dropout(x), (torch.stack(new_h), torch.stack(new_c))
+        return self._drop(x), (torch.stack(new_h), torch.stack(new_c))
 
     def log_probs(self, hidden: Tensor) -> Tensor:
         """Normalised log-probabilities ``(..., V)`` of the next word, in float32."""
