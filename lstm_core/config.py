@@ -19,6 +19,7 @@ OutputLayer = Literal["full", "adaptive"]
 Precision = Literal["fp32", "bf16", "auto"]
 Optimizer = Literal["adam", "adamw", "sgd"]
 Schedule = Literal["constant", "exponential", "cosine"]
+WeightAverage = Literal["off", "uniform", "ema"]
 
 RECIPE_PRIME_TEXTS = ("thou art more", "to be or not to", "wherefore art thou")
 
@@ -134,6 +135,22 @@ class Config:
             "clip the global gradient norm to this (0 = off)", 0.0, 20.0, step=0.5, label="grad_clip (0 = off)"
         ),
     )
+    weight_average: WeightAverage = field(
+        default="off",
+        metadata=meta(
+            "validate and save an average of the weights over the last part of the run: off, uniform (every "
+            "step's weights count the same) or ema (an exponential moving average)",
+            label="weight averaging",
+        ),
+    )
+    average_start: float = field(
+        default=0.5,
+        metadata=meta("share of the run's steps after which the weights are averaged", 0.0, 0.95, step=0.05),
+    )
+    ema_decay: float = field(
+        default=0.999,
+        metadata=meta("how much of the average each step keeps (ema only)", 0.9, 0.9999, step=0.0001),
+    )
     precision: Precision = field(
         default="fp32", metadata=meta("fp32, bf16 (mixed precision where the hardware has it) or auto")
     )
@@ -192,6 +209,8 @@ class Config:
             "dropout",
             "embedding_dropout",
             "weight_drop",
+            "average_start",
+            "ema_decay",
             "lr_decay",
             "valid_fraction",
             "test_fraction",
@@ -207,9 +226,11 @@ class Config:
             out.append(f"grad_clip must be 0 (off) or positive, got {self.grad_clip}")
         if self.weight_decay < 0:
             out.append(f"weight_decay must be 0 or positive, got {self.weight_decay}")
-        for name in ("dropout", "embedding_dropout", "weight_drop"):
+        for name in ("dropout", "embedding_dropout", "weight_drop", "average_start"):
             if not 0 <= getattr(self, name) < 1:
                 out.append(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0 < self.ema_decay < 1:
+            out.append(f"ema_decay must be in (0, 1), got {self.ema_decay}")
         if not 0 < self.lr_decay <= 1:
             out.append(f"lr_decay must be in (0, 1], got {self.lr_decay}")
         if not 0 < self.valid_fraction < 1 or not 0 <= self.test_fraction < 1:
@@ -224,7 +245,7 @@ class Config:
                 f"tie_weights needs embedding_size equal to rnn_size (got {self.embedding_dim} and {self.rnn_size}); "
                 "set embedding_size to 0 or to rnn_size, or turn tie_weights off"
             )
-        for name in ("output_layer", "precision", "optimizer", "lr_schedule"):
+        for name in ("output_layer", "precision", "optimizer", "lr_schedule", "weight_average"):
             allowed = get_args(_FIELD_TYPES[name])
             if getattr(self, name) not in allowed:
                 out.append(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
@@ -262,6 +283,7 @@ _FIELD_TYPES = {
     "precision": Precision,
     "optimizer": Optimizer,
     "lr_schedule": Schedule,
+    "weight_average": WeightAverage,
 }
 
 PRESETS: dict[str, Config] = {

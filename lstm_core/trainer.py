@@ -13,6 +13,7 @@ losses and validation losses are those of the whole batch, and all ranks end at 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -26,6 +27,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from lstm_core.averaging import WeightAverage
 from lstm_core.batching import batchify, num_windows, windows
 from lstm_core.checkpoint import Checkpoint, copy_weights, save_checkpoint
 from lstm_core.config import Config, ConfigError
@@ -285,6 +287,11 @@ class Trainer:
         if self.world.rank > 0:
             torch.manual_seed(rank_seed(config.seed, self.world.rank))  # its own dropout masks
         self.optimizer = _optimizer(config, self.model)
+        self.average = (
+            WeightAverage(self.model, config.weight_average, config.ema_decay)
+            if config.weight_average != "off"
+            else None
+        )
         self.step = 0
         self.epoch = 0
         self.window = 0  # index of the next window within the epoch
@@ -317,10 +324,20 @@ class Trainer:
         return self.step >= self.total_steps
 
     def snapshot(self) -> LSTMLanguageModel:
-        """A CPU copy of the model as it is now, in eval mode; safe while :meth:`fit` runs."""
+        """A CPU copy of the model as it is now (its averaged weights, once averaging has begun),
+        in eval mode; safe while :meth:`fit` runs."""
         with self._lock:
             model = copy.deepcopy(self.model)
+            if self.average is not None and self.average.active:
+                model.load_state_dict(self.average.state_dict())
         return model.cpu().eval()
+
+    @property
+    def average_start_step(self) -> int | None:
+        """The weights after every (0-based) step from this one on are averaged; None without averaging."""
+        if self.average is None:
+            return None
+        return int(self.config.average_start * self.total_steps)
 
     def checkpoint(self, training_state: bool = True) -> Checkpoint:
         """The run as a :class:`Checkpoint` (with optimizer and carried state unless told not to).
@@ -350,11 +367,16 @@ class Trainer:
         return _TrainingState(carry, rng_state, states)
 
     def _checkpoint(self, training: _TrainingState | None) -> Checkpoint:
+        """The run now. Once weights are averaged, ``weights`` holds the average (the model to
+        sample, evaluate or export) and, with the training state, ``training_weights`` the raw
+        weights that training goes on from."""
+        averaged = self.average is not None and self.average.active
         with self._lock:
             checkpoint = Checkpoint(
                 config=self.config,
                 vocab=self.dataset.vocab,
-                weights=copy_weights(self.model.state_dict()),
+                weights=copy_weights(self.average.state_dict() if averaged else self.model.state_dict()),  # type: ignore[union-attr]
+                training_weights=copy_weights(self.model.state_dict()) if averaged and training is not None else None,
                 cutoffs=list(self.model.cutoffs),
                 optimizer=copy.deepcopy(self.optimizer.state_dict()) if training is not None else None,
                 progress={
@@ -365,6 +387,7 @@ class Trainer:
                     "elapsed_s": self.elapsed_s,
                     "best_val_loss": self.best_val_loss,
                     "last_val_loss": self.last_val_loss,
+                    "averaged_steps": self.average.count if self.average is not None else 0,
                 },
                 history=copy.deepcopy(self.history),
                 carry=training.carry if training is not None else None,
@@ -492,6 +515,8 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate
             self.optimizer.step()
+            if self.average is not None and self.step >= self.average_start_step:  # type: ignore[operator]
+                self.average.update()
         return loss.detach(), norm, detach_state(new_state)
 
     def _report_steps(self) -> None:
@@ -558,6 +583,12 @@ class Trainer:
         return total / count
 
     def _evaluate_and_sample(self) -> None:
+        """Validate, keep ``best.pt`` and sample, all with the averaged weights once there are some."""
+        averaged = self.average.applied(self._lock) if self.average is not None else contextlib.nullcontext()
+        with averaged:
+            self._evaluate_and_sample_now()
+
+    def _evaluate_and_sample_now(self) -> None:
         val_loss = self._validation_loss()
         best = self.best_val_loss is None or val_loss < self.best_val_loss
         self.last_val_loss = val_loss
@@ -615,7 +646,14 @@ class Trainer:
         return saved.replace(**changed)
 
     def _restore(self, checkpoint: Checkpoint) -> None:
-        self.model.load_state_dict(checkpoint.weights)
+        # An averaging run's checkpoint holds the average as its weights and the raw ones beside.
+        averaged_steps = int(checkpoint.progress.get("averaged_steps", 0))
+        if checkpoint.training_weights is not None:
+            self.model.load_state_dict(checkpoint.training_weights)
+            if self.average is not None and averaged_steps:
+                self.average.load(checkpoint.weights, averaged_steps)
+        else:
+            self.model.load_state_dict(checkpoint.weights)
         if checkpoint.optimizer is None:
             raise ConfigError("this checkpoint holds no optimizer state (a model-only export), so it cannot be resumed")
         self.optimizer.load_state_dict(checkpoint.optimizer)
