@@ -105,6 +105,18 @@ class Config:
     )
     # --- training ---
     epochs: int = field(default=10, metadata=meta("passes over the training text", 1, 100))
+    train_minutes: float = field(
+        default=0.0,
+        metadata=meta(
+            "train for this many minutes (0 = for the epochs): the cosine schedule and weight averaging follow "
+            "the share of the time used, and the run ends when it is up, the epochs only capping it. The steps "
+            "then depend on the machine's speed, so such a run does not repeat step for step",
+            0.0,
+            60.0,
+            step=0.5,
+            label="train_minutes (0 = by epochs)",
+        ),
+    )
     batch_size: int = field(
         default=100,
         metadata=meta("parallel text streams per step", 1, 512, values=_BATCHES, label="batch_size (parallel streams)"),
@@ -206,6 +218,7 @@ class Config:
             "learning_rate",
             "grad_clip",
             "weight_decay",
+            "train_minutes",
             "dropout",
             "embedding_dropout",
             "weight_drop",
@@ -226,6 +239,8 @@ class Config:
             out.append(f"grad_clip must be 0 (off) or positive, got {self.grad_clip}")
         if self.weight_decay < 0:
             out.append(f"weight_decay must be 0 or positive, got {self.weight_decay}")
+        if self.train_minutes < 0:
+            out.append(f"train_minutes must be 0 (train for the epochs) or positive, got {self.train_minutes}")
         for name in ("dropout", "embedding_dropout", "weight_drop", "average_start"):
             if not 0 <= getattr(self, name) < 1:
                 out.append(f"{name} must be in [0, 1), got {getattr(self, name)}")

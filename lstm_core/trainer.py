@@ -43,7 +43,7 @@ CUDA_SYNC_EVERY = 20
 read waits for the GPU to finish its queue. On the CPU it reads every step (there is nothing to wait for)."""
 # Settings that may change when a run is resumed; everything else must match the checkpoint.
 RESUMABLE_CHANGES = frozenset(
-    {"epochs", "eval_every", "save_every", "prime_texts", "sample_length", "device", "precision"}
+    {"epochs", "train_minutes", "eval_every", "save_every", "prime_texts", "sample_length", "device", "precision"}
 )
 
 
@@ -94,9 +94,9 @@ class CheckpointEvent:
 
 
 EndReason = Literal["finished", "stopped", "time_limit", "idle", "interrupted"]
-"""Why a run ended: all epochs done; a stop was asked for (``stopped``: by the user, ``idle``: nobody
-watched it, ``interrupted``: the process was told to end, e.g. a server shutting down); or its
-training time reached the limit."""
+"""Why a run ended: all epochs (or its ``train_minutes``) done; a stop was asked for (``stopped``: by
+the user, ``idle``: nobody watched it, ``interrupted``: the process was told to end, e.g. a server
+shutting down); or its training time reached the limit."""
 StopReason = Literal["stopped", "idle", "interrupted"]
 _STOP_PRECEDENCE: tuple[StopReason, ...] = ("interrupted", "stopped", "idle")
 """When ranks were asked to stop for different reasons at once, the first of these is the run's."""
@@ -177,12 +177,20 @@ def _ignore(event: Event) -> None:
     pass
 
 
-def learning_rate_at(config: Config, step: int, steps_per_epoch: int, total_steps: int) -> float:
-    """The learning rate for (0-based) ``step``: a pure function, so resuming needs no scheduler state."""
+def learning_rate_at(
+    config: Config, step: int, steps_per_epoch: int, total_steps: int, progress: float | None = None
+) -> float:
+    """The learning rate for (0-based) ``step``: a pure function, so resuming needs no scheduler state.
+
+    The cosine schedule follows ``progress`` (the share of the run done) where given, which a run
+    with a time budget (``train_minutes``) measures in time; else ``step / total_steps``.
+    """
     if config.lr_schedule == "exponential":
         return config.learning_rate * config.lr_decay ** (step // max(1, steps_per_epoch))
     if config.lr_schedule == "cosine":
-        progress = min(1.0, step / max(1, total_steps))
+        if progress is None:
+            progress = step / max(1, total_steps)
+        progress = min(1.0, progress)
         return config.learning_rate * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
     return config.learning_rate
 
@@ -233,6 +241,9 @@ class Trainer:
     the context's (the config's ``device`` is not used then). Only rank 0 calls ``callback``
     and writes to ``out_dir``; the other ranks take part in the same collectives at the same
     steps, so every rank must call :meth:`fit` (and :meth:`checkpoint`, which gathers from all).
+
+    ``clock`` (seconds; ``time.perf_counter`` by default) is what the time limit, the config's time
+    budget (``train_minutes``) and the reported times read.
     """
 
     def __init__(
@@ -245,6 +256,7 @@ class Trainer:
         time_limit_s: float | None = None,
         resume: Checkpoint | None = None,
         distributed: DistributedContext | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         if resume is not None:
             config = self._resumed_config(resume.config, config)
@@ -262,6 +274,7 @@ class Trainer:
         # Events describe the whole run, so one rank reports them.
         self.callback = (callback or _ignore) if self.world.is_main else _ignore
         self.time_limit_s = time_limit_s
+        self._now = clock
         self.device = self.world.device
         self.dtype = resolve_precision(config.precision, self.device)
         self._stop = threading.Event()
@@ -298,11 +311,14 @@ class Trainer:
         self.elapsed_s = 0.0
         self.best_val_loss: float | None = None
         self.last_val_loss: float | None = None
+        self._budget_s = config.train_minutes * 60 if config.train_minutes > 0 else None
+        self._run_clock = 0.0  # the run's training time at the last look at the clock (all ranks agree on it)
         self.history: dict[str, list[dict[str, Any]]] = {"steps": [], "evals": [], "samples": []}
         self._carry: State | None = None
         self._pending: list[_PendingStep] = []
         if resume is not None:
             self._restore(resume)
+        self._run_clock = self.elapsed_s
         # Built after the restore: DDP starts every rank from rank 0's weights.
         self._objective = self.world.wrap(
             _Objective(self.model), find_unused_parameters=config.output_layer == "adaptive"
@@ -321,7 +337,14 @@ class Trainer:
 
     @property
     def finished(self) -> bool:
-        return self.step >= self.total_steps
+        return self.step >= self.total_steps or self._budget_used()
+
+    def _budget_used(self) -> bool:
+        return self._budget_s is not None and self._run_clock >= self._budget_s
+
+    def _time_progress(self) -> float | None:
+        """The share of a time budget (``train_minutes``) used so far; None for a run by epochs."""
+        return None if self._budget_s is None else min(1.0, self._run_clock / self._budget_s)
 
     def snapshot(self) -> LSTMLanguageModel:
         """A CPU copy of the model as it is now (its averaged weights, once averaging has begun),
@@ -334,10 +357,19 @@ class Trainer:
 
     @property
     def average_start_step(self) -> int | None:
-        """The weights after every (0-based) step from this one on are averaged; None without averaging."""
-        if self.average is None:
+        """The weights after every (0-based) step from this one on are averaged; None without averaging,
+        or with a time budget, where averaging starts at ``average_start`` of the time."""
+        if self.average is None or self._budget_s is not None:
             return None
         return int(self.config.average_start * self.total_steps)
+
+    def _averaging_due(self) -> bool:
+        if self.average is None:
+            return False
+        progress = self._time_progress()
+        if progress is not None:
+            return progress >= self.config.average_start
+        return self.step >= self.average_start_step  # type: ignore[operator]
 
     def checkpoint(self, training_state: bool = True) -> Checkpoint:
         """The run as a :class:`Checkpoint` (with optimizer and carried state unless told not to).
@@ -402,14 +434,15 @@ class Trainer:
         return checkpoint
 
     def fit(self) -> TrainResult:
-        """Train until all epochs are done, a stop is requested, or the time limit passes.
+        """Train until all epochs are done (or the config's ``train_minutes``), a stop is requested,
+        or the time limit passes.
 
-        The time limit counts the run's whole training time, across resumes: a run resumed with
-        its time already used up ends at once, without a step.
+        The time limit and the time budget count the run's whole training time, across resumes: a
+        run resumed with its time already used up ends at once, without a step.
         """
         config = self.config
         seq_len = config.training_seq_len
-        self._session_start = time.perf_counter()
+        self._session_start = self._now()
         self._session_steps = 0
         self._session_tokens = 0
         self._base_elapsed = self.elapsed_s
@@ -417,11 +450,14 @@ class Trainer:
         if self.time_limit_s is not None and self._base_elapsed > 0 and self.time_limit_s <= self._base_elapsed:
             reason = "time_limit"
         self.model.train()
-        while self.epoch < config.epochs and reason == "finished":
+        budget_used = self._budget_used()
+        while self.epoch < config.epochs and reason == "finished" and not budget_used:
             state = self._carry if self.window > 0 else None
             for inputs, targets in windows(self.train_streams, seq_len, start=self.window):
                 inputs, targets = inputs.to(self.device), targets.to(self.device)  # no copy when already there
-                learning_rate = learning_rate_at(config, self.step, self.steps_per_epoch, self.total_steps)
+                learning_rate = learning_rate_at(
+                    config, self.step, self.steps_per_epoch, self.total_steps, self._time_progress()
+                )
                 loss, norm, state = self._train_step(inputs, targets, state, learning_rate)
                 self._pending.append(_PendingStep(self.step + 1, self.epoch, loss, norm, learning_rate))
                 self.step += 1
@@ -445,7 +481,8 @@ class Trainer:
                     if report_now:
                         self._report_steps()  # the callbacks may ask for a stop
                     stop, out_of_time = self._agree_to_end()
-                    if stop is not None or out_of_time:
+                    budget_used = self._budget_used()
+                    if stop is not None or out_of_time or budget_used:
                         self._report_steps()
                     if stop is not None:
                         reason = stop
@@ -455,12 +492,12 @@ class Trainer:
                     self._evaluate_and_sample()
                 if save_now:
                     self._save_last()
-                if reason != "finished" or end_of_epoch:
+                if reason != "finished" or end_of_epoch or budget_used:
                     break
         self._report_steps()
         evals = self.history["evals"]
-        if reason != "finished" and self.step > 0 and (not evals or evals[-1]["step"] != self.step):
-            self._evaluate_and_sample()  # an interrupted run still reports where it stands
+        if self.step > 0 and (not evals or evals[-1]["step"] != self.step):
+            self._evaluate_and_sample()  # a run ended between evaluations still reports where it stands
         if self.out_dir is not None and self.step > 0:
             self._save_last()
         self.elapsed_s = self._clock()
@@ -474,7 +511,7 @@ class Trainer:
 
     def _clock(self) -> float:
         """The run's whole training time so far: earlier sessions plus this one."""
-        return self._base_elapsed + time.perf_counter() - self._session_start
+        return self._base_elapsed + self._now() - self._session_start
 
     @property
     def _writes_files(self) -> bool:
@@ -487,18 +524,24 @@ class Trainer:
         each) stops them all, and rank 0's clock alone decides the time limit, so every rank
         leaves the loop at the same step.
         """
-        out_of_time = self.world.is_main and self.time_limit_s is not None and self._clock() >= self.time_limit_s
+        clock = self._clock()
+        out_of_time = self.world.is_main and self.time_limit_s is not None and clock >= self.time_limit_s
         if self.world.size == 1:
+            self._run_clock = clock
             return (self._stop_reason if self._stop.is_set() else None), out_of_time
-        flags = torch.zeros(len(_STOP_PRECEDENCE) + 1, dtype=torch.int32, device=self.device)
+        # (one count per stop reason, rank 0's "out of time", rank 0's clock): summed over the ranks
+        flags = torch.zeros(len(_STOP_PRECEDENCE) + 2, dtype=torch.float64, device=self.device)
         if self._stop.is_set():
             flags[_STOP_PRECEDENCE.index(self._stop_reason)] = 1
-        flags[-1] = int(out_of_time)
+        flags[-2] = float(out_of_time)
+        if self.world.is_main:
+            flags[-1] = clock  # rank 0's clock is the run's: the time budget's schedule must be the same on all
         asked = self.world.sum(flags).tolist()
         stop = next((reason for reason, count in zip(_STOP_PRECEDENCE, asked, strict=False) if count), None)
         if stop is not None:
             self.request_stop(stop)
-        return stop, bool(asked[-1])
+        self._run_clock = asked[-1]
+        return stop, bool(asked[-2])
 
     def _train_step(
         self, inputs: Tensor, targets: Tensor, state: State | None, learning_rate: float
@@ -515,8 +558,8 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate
             self.optimizer.step()
-            if self.average is not None and self.step >= self.average_start_step:  # type: ignore[operator]
-                self.average.update()
+            if self._averaging_due():
+                self.average.update()  # type: ignore[union-attr]
         return loss.detach(), norm, detach_state(new_state)
 
     def _report_steps(self) -> None:
@@ -533,7 +576,7 @@ class Trainer:
                 self._diverged(f"the loss became {loss}", item.step)
             if not math.isfinite(norm):
                 self._diverged(f"the gradient norm became {norm}", item.step)
-        now = time.perf_counter() - self._session_start
+        now = self._now() - self._session_start
         self.elapsed_s = self._base_elapsed + now
         for item, loss in zip(pending, losses, strict=True):
             self._session_steps += 1
@@ -548,9 +591,16 @@ class Trainer:
                     learning_rate=item.learning_rate,
                     tokens_per_s=self._session_tokens / now if now > 0 else 0.0,
                     elapsed_s=self.elapsed_s,
-                    eta_s=(self.total_steps - item.step) * now / self._session_steps,
+                    eta_s=self._eta(item.step, now),
                 )
             )
+
+    def _eta(self, step: int, session_s: float) -> float:
+        """Seconds left: the steps left at this session's pace, or less where a time budget ends first."""
+        by_steps = (self.total_steps - step) * session_s / self._session_steps
+        if self._budget_s is None:
+            return by_steps
+        return max(0.0, min(by_steps, self._budget_s - self.elapsed_s))
 
     def _diverged(self, what: str, step: int) -> None:
         saved = f" The last checkpoint in {self.out_dir} was left as it was." if self.out_dir is not None else ""

@@ -320,3 +320,41 @@ def test_the_optimizer_is_the_fused_one_on_the_cpu(tiny_config, tiny_dataset):
     for optimizer in ("adam", "adamw", "sgd"):
         trainer = Trainer(tiny_config.replace(optimizer=optimizer), tiny_dataset)
         assert trainer.optimizer.defaults["fused"] is True
+
+
+# ---- a time budget ----
+
+
+def test_a_time_budget_drives_the_schedule_and_the_average_and_ends_the_run(tiny_config, tiny_dataset):
+    now = [0.0]
+    config = tiny_config.replace(
+        train_minutes=0.5, lr_schedule="cosine", weight_average="uniform", average_start=0.5, epochs=100
+    )
+    events = []
+
+    def trainer_of(config, **kwargs):
+        trainer = Trainer(config, tiny_dataset, callback=events.append, clock=lambda: now[0], **kwargs)
+        train_step = trainer._train_step
+
+        def one_second_a_step(*args):
+            now[0] += 1.0
+            return train_step(*args)
+
+        trainer._train_step = one_second_a_step
+        return trainer
+
+    trainer = trainer_of(config)
+    result = trainer.fit()
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    # 30 seconds: 30 steps, the last one's learning rate the schedule's end, and a last evaluation.
+    assert result.reason == "finished" and result.steps == len(steps) == 30 and trainer.finished
+    for event in steps:
+        progress = (event.step - 1) / 30  # the time used before the step
+        assert event.learning_rate == pytest.approx(learning_rate_at(config, 0, 1, 1, progress))
+        assert event.eta_s == pytest.approx(30 - event.step)
+    assert learning_rate_at(config, 0, 1, 1, 1.0) == pytest.approx(0.1 * config.learning_rate)
+    assert trainer.average_start_step is None and result.checkpoint.progress["averaged_steps"] == 15
+    assert result.checkpoint.history["evals"][-1]["step"] == 30
+    # Resumed with its time used up, it ends at once; with more minutes it goes on.
+    assert trainer_of(config, resume=result.checkpoint).fit().steps == 30
+    assert trainer_of(config.replace(train_minutes=0.75), resume=result.checkpoint).fit().steps == 45
