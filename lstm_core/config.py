@@ -174,7 +174,7 @@ class Config:
     eval_every: int = field(
         default=50,
         metadata=meta(
-            "validate every this many steps (0 = at epoch ends only)",
+            "validate every this many steps, and at the run's end (0 = at each epoch's end)",
             0,
             10_000,
             step=10,
@@ -182,7 +182,12 @@ class Config:
         ),
     )
     save_every: int = field(
-        default=500, metadata=meta("save a checkpoint every this many steps (0 = at epoch ends only)", 0, 100_000)
+        default=500,
+        metadata=meta(
+            "save last.pt every this many steps, besides at each evaluation and the run's end (0 = only there)",
+            0,
+            100_000,
+        ),
     )
     prime_texts: tuple[str, ...] = field(
         default=RECIPE_PRIME_TEXTS, metadata=meta("texts to continue at each evaluation")

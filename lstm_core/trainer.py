@@ -465,9 +465,12 @@ class Trainer:
                 self._carry = state
                 self._session_tokens += targets.numel() * self.world.size  # the whole batch's words
                 end_of_epoch = self.window >= self.steps_per_epoch
-                evaluate_now = end_of_epoch or bool(config.eval_every and self.step % config.eval_every == 0)
+                # Every eval_every steps, else at each epoch's end; and at the run's end (below). Not
+                # at every epoch's end as well: a GPU goes through these plays in seconds, and each
+                # evaluation writes last.pt and best.pt.
+                evaluate_now = self.step % config.eval_every == 0 if config.eval_every else end_of_epoch
                 save_now = self.out_dir is not None and (
-                    evaluate_now or end_of_epoch or bool(config.save_every and self.step % config.save_every == 0)
+                    evaluate_now or bool(config.save_every and self.step % config.save_every == 0)
                 )
                 if end_of_epoch:
                     self.epoch += 1
