@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
@@ -301,8 +302,11 @@ class LSTMLanguageModel(nn.Module):
         if state is None:
             state = self.init_state(x.size(0))
         weights = [w for layer in range(self.num_layers) for w in self._layer_weights(layer)]
-        # The call nn.LSTM.forward makes, with the dropped recurrent weights in place of its own.
-        output, h, c = torch.lstm(x, state, weights, True, self.num_layers, self.lstm.dropout, True, False, True)
+        with warnings.catch_warnings():
+            # cuDNN says it copies weights that are not in one buffer: the dropped ones are new each window.
+            warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+            # The call nn.LSTM.forward makes, with the dropped recurrent weights in place of its own.
+            output, h, c = torch.lstm(x, state, weights, True, self.num_layers, self.lstm.dropout, True, False, True)
         return output, (h, c)
 
     def step(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:

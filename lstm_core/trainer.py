@@ -59,6 +59,8 @@ class StepEvent:
     epoch: int
     step: int
     total_steps: int
+    """The steps the run will take: its epochs', or, with a time budget (``train_minutes``), the
+    steps the time left holds at this session's pace so far, if fewer."""
     loss: float
     learning_rate: float
     tokens_per_s: float
@@ -585,16 +587,20 @@ class Trainer:
             self._session_steps += 1
             record = {"step": item.step, "epoch": item.epoch, "loss": loss, "lr": item.learning_rate}
             self.history["steps"].append({**record, "elapsed_s": self.elapsed_s})
+            eta = self._eta(item.step, now)
+            total = self.total_steps
+            if self._budget_s is not None and now > 0:  # the steps the time left holds at this pace
+                total = min(total, item.step + round(eta * self._session_steps / now))
             self.callback(
                 StepEvent(
                     epoch=item.epoch,
                     step=item.step,
-                    total_steps=self.total_steps,
+                    total_steps=total,
                     loss=loss,
                     learning_rate=item.learning_rate,
                     tokens_per_s=self._session_tokens / now if now > 0 else 0.0,
                     elapsed_s=self.elapsed_s,
-                    eta_s=self._eta(item.step, now),
+                    eta_s=eta,
                 )
             )
 

@@ -509,6 +509,15 @@ def test_the_candidates_are_what_sample_one_draws_from(generate_page):
         assert html.unescape(generated_texts(at)[0]).split()[-1] in offered
 
 
+def test_the_gpu_preset_is_offered_only_where_cuda_is(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert state.offered_presets() == ["cookbook", "quick", "default"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert state.offered_presets() == ["cookbook", "quick", "default", "gpu"]
+
+
 def test_the_train_settings_take_their_ranges_from_the_config(app):
     at = train_page(app)
     shown = page_widgets(at)

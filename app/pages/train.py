@@ -19,13 +19,13 @@ from app.visitor import data_root
 from lstm_core import runs as run_files
 from lstm_core.batching import min_tokens
 from lstm_core.checkpoint import CheckpointError, load_checkpoint
-from lstm_core.config import PRESET_HELP, PRESETS, Config
+from lstm_core.config import PRESET_HELP, Config
 from lstm_core.files import atomic_write
 from lstm_core.memory import estimate_memory, format_bytes
 from lstm_core.model import count_parameters
 from lstm_core.trainer import CheckpointEvent, EvalEvent, SampleEvent, StepEvent
 
-PRESET_LABELS = {"cookbook": "Cookbook recipe", "quick": "Quick", "default": "Best"}
+PRESET_LABELS = {"cookbook": "Cookbook recipe", "quick": "Quick", "default": "Best", "gpu": "GPU"}
 STATUS_TEXT = {
     "starting": "Starting...",
     "running": "Training...",
@@ -50,8 +50,9 @@ def _duration(seconds: float) -> str:
 
 def settings_section() -> None:
     st.write("**Presets**")
-    columns = st.columns(len(PRESETS))
-    for column, name in zip(columns, PRESETS, strict=True):
+    offered = state.offered_presets()
+    columns = st.columns(len(offered))
+    for column, name in zip(columns, offered, strict=True):
         chosen = st.session_state.get(state.PRESET) == name
         column.button(
             PRESET_LABELS.get(name, name),
