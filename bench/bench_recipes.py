@@ -3,6 +3,7 @@
     python bench/bench_recipes.py --preset default --threads 1
     python bench/bench_recipes.py --preset default --set locked_dropout=True --set weight_drop=0.3 --threads 1
     python bench/bench_recipes.py --preset default --averages uniform:0.5,uniform:0.25,ema:0.999:0.5
+    python bench/bench_recipes.py --preset default --shares 0.7,0.9,0.97    # other adaptive clusters
 
 A recipe trains its preset's epochs (the ``default`` preset: 8 epochs, 2,592 steps, what ten
 minutes gave it on the 2-core development machine with 2 threads) on the split of
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -38,6 +40,7 @@ from bench.kneser_ney import DEFAULT_HELDOUT_PLAYS
 from lstm_core.averaging import WeightAverage
 from lstm_core.checkpoint import load_checkpoint
 from lstm_core.config import PRESETS, preset
+from lstm_core.model import choose_cutoffs
 from lstm_core.trainer import StepEvent, Trainer, evaluate
 
 KNESER_NEY_PERPLEXITY = 241.82
@@ -61,6 +64,9 @@ def main() -> None:
     parser.add_argument("--averages", default="", help="extra weight averages to keep along, comma-separated")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--name", default="", help="a label for the output lines")
+    parser.add_argument(
+        "--shares", default="", help="the adaptive softmax's cluster shares (choose_cutoffs), e.g. 0.7,0.9,0.97"
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -69,8 +75,11 @@ def main() -> None:
     dataset = holdout_dataset(list(DEFAULT_HELDOUT_PLAYS), config.min_word_freq, config.valid_fraction)
     load_before = os.getloadavg()[0]
 
+    shares = tuple(float(share) for share in args.shares.split(",")) if args.shares else (0.8, 0.95)
+    cutoffs = choose_cutoffs(dataset.vocab.counts, shares)
     with tempfile.TemporaryDirectory() as scratch:
-        trainer = Trainer(config, dataset, out_dir=scratch)
+        with mock.patch("lstm_core.trainer.choose_cutoffs", lambda counts: cutoffs):
+            trainer = Trainer(config, dataset, out_dir=scratch)
         averages = {}
         for spec in filter(None, args.averages.split(",")):
             kind, decay, start = parse_average(spec)
@@ -95,6 +104,7 @@ def main() -> None:
         models[f"average {spec}"].load_state_dict(average.state_dict())
     common = {
         "name": args.name,
+        "cutoffs": cutoffs,
         "preset": args.preset,
         "changes": changes,
         "steps": result.steps,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -281,20 +282,31 @@ def step_times(args: argparse.Namespace) -> None:
             tweak(trainer)
         trainer.model.train()
         trainers[name], states[name], times[name] = trainer, None, []
-        batches[name] = windows(trainer.train_streams, base.training_seq_len)
+        batches[name] = windows(trainer.train_streams, trainer.config.training_seq_len)
+    cpu_times: dict[str, list[float]] = {name: [] for name in names}
+    load = os.getloadavg()[0]
     for index in range(args.steps + 3):
         for name in names[index % len(names) :] + names[: index % len(names)]:  # the order rotates
             inputs, targets = next(batches[name])
+            cpu_started = time.process_time()
             phases, states[name] = _phases(trainers[name], inputs, targets, states[name])
             if index >= 3:
                 times[name].append(sum(phases))
-    first = statistics.median(times[names[0]])
-    print(f"{args.preset} preset, {args.threads[0]} thread(s), median of {args.steps} steps each, alternated:")
-    print("| variant | ms per step | steps/s | vs the first |")
-    print("|---|---|---|---|")
+                cpu_times[name].append(time.process_time() - cpu_started)
+    first, first_cpu = statistics.median(times[names[0]]), statistics.median(cpu_times[names[0]])
+    print(
+        f"{args.preset} preset, {args.threads[0]} thread(s), median of {args.steps} steps each, alternated; "
+        f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end. CPU time is the process's "
+        "(all its threads): on a busy machine wall time also counts the waits for a core."
+    )
+    print("| variant | ms per step (wall) | steps/s (wall) | vs the first | CPU ms per step | vs the first |")
+    print("|---|---|---|---|---|---|")
     for name in names:
-        value = statistics.median(times[name])
-        print(f"| {name} | {value * 1000:.1f} | {1 / value:.2f} | {value / first:.2f}x |")
+        value, cpu = statistics.median(times[name]), statistics.median(cpu_times[name])
+        print(
+            f"| {name} | {value * 1000:.1f} | {1 / value:.2f} | {value / first:.2f}x | {cpu * 1000:.1f} | "
+            f"{cpu / first_cpu:.2f}x |"
+        )
 
 
 def _plain_loop(config: Config, dataset: Dataset, device: torch.device, steps: int) -> float:
