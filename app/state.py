@@ -265,6 +265,17 @@ def remember_refused_upload(digest: str, message: str) -> None:
 # ---- the config and its widgets ----------------------------------------------------------------
 
 
+GPU_PRESETS = frozenset({"gpu"})
+"""Presets sized for a CUDA GPU: a CPU would take hours over what they plan for minutes."""
+
+
+def offered_presets() -> list[str]:
+    """The presets the Train page offers: the GPU ones only where CUDA is available."""
+    import torch
+
+    return [name for name in PRESETS if name not in GPU_PRESETS or torch.cuda.is_available()]
+
+
 def apply_preset(name: str) -> None:
     """Set every setting to the preset's value (an on_click callback: runs before the widgets)."""
     st.session_state[PRESET] = name

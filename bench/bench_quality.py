@@ -88,7 +88,8 @@ def main() -> None:
         result = trainer.fit()
         best = load_checkpoint(out / "best.pt").build_model()
     test_loss, _ = evaluate(best, dataset.test, config.training_seq_len)
-    last_loss, _ = evaluate(trainer.model, dataset.test, config.training_seq_len, dtype=trainer.dtype)
+    # The run's model at its end: its averaged weights where the config averages them.
+    last_loss, _ = evaluate(result.checkpoint.build_model(), dataset.test, config.training_seq_len)
     row = {
         "preset": args.preset,
         "changes": changes,

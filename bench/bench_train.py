@@ -4,6 +4,11 @@
     python bench/bench_train.py target              # cookbook's 10 epochs, then the fast presets
                                                      # race to its final perplexity (about 15 min)
     python bench/bench_train.py memory              # peak resident memory of one training run
+    python bench/bench_train.py profile --threads 1  # where a default-preset step's time goes
+    python bench/bench_train.py steps --threads 1    # ms per step of the default preset and variants,
+                                                     # alternated step by step in one process
+    python bench/bench_train.py race --preset cookbook --device cuda --repeats 5
+                                                     # the trainer against a plain PyTorch loop
 
 Every run uses the held-out-plays split of bench/bench_quality.py (hamlet, the-tempest and
 julius-caesar never trained on), so the figures are comparable with the quality benchmark.
@@ -13,12 +18,16 @@ Prints Markdown tables; nothing here is a test.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -28,9 +37,9 @@ from bench.bench_quality import holdout_dataset
 from lstm_core.batching import batchify, windows
 from lstm_core.config import PRESETS, Config
 from lstm_core.data import Dataset
-from lstm_core.model import LSTMLanguageModel, choose_cutoffs, detach_state
+from lstm_core.model import LSTMLanguageModel, State, choose_cutoffs, detach_state
 from lstm_core.runtime import autocast, resolve_precision
-from lstm_core.trainer import EvalEvent, SampleEvent, Trainer
+from lstm_core.trainer import EvalEvent, SampleEvent, StepEvent, Trainer
 
 HELD_OUT = ["hamlet", "the-tempest", "julius-caesar"]
 
@@ -170,14 +179,227 @@ def memory(args: argparse.Namespace) -> None:
         print(f"| {name} | {figures['data_mb']:.0f} MB | {figures['peak_mb']:.0f} MB |")
 
 
+def _phases(trainer: Trainer, inputs: torch.Tensor, targets: torch.Tensor, state: State | None) -> tuple:
+    """One training step as the trainer takes it, timed by phase: (forward, backward, clip, optimizer, state)."""
+    marks = [time.perf_counter()]
+    with autocast(trainer.device, trainer.dtype):
+        loss, new_state = trainer._objective(inputs, targets, state)
+    marks.append(time.perf_counter())
+    trainer.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    marks.append(time.perf_counter())
+    torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), trainer.config.grad_clip)
+    marks.append(time.perf_counter())
+    trainer.optimizer.step()
+    if trainer.average is not None:
+        trainer.average.update()
+    float(loss.detach())  # the trainer reads the loss back every step on the CPU
+    marks.append(time.perf_counter())
+    return tuple(b - a for a, b in itertools.pairwise(marks)), detach_state(new_state)
+
+
+def profile(args: argparse.Namespace) -> None:
+    """The default preset's training step by phase, then PyTorch's profile of its operators."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    torch.set_num_threads(args.threads[0])
+    dataset = holdout_dataset(HELD_OUT, 5, 0.05)
+    config = PRESETS[args.preset]
+    trainer = Trainer(config.replace(device="cpu"), dataset)
+    trainer.model.train()
+    batches = windows(trainer.train_streams, config.training_seq_len)
+    state, times = None, []
+    for index in range(args.steps + 3):
+        inputs, targets = next(batches)
+        phases, state = _phases(trainer, inputs, targets, state)
+        if index >= 3:
+            times.append(phases)
+    names = ("forward and loss", "backward", "gradient clipping", "optimizer (and averaging)")
+    medians = [statistics.median(column) for column in zip(*times, strict=True)]
+    print(f"{args.preset} preset, {args.threads[0]} thread(s), median of {args.steps} steps (after 3 warm-up):")
+    print("| phase | ms per step | share |")
+    print("|---|---|---|")
+    for name, value in zip(names, medians, strict=True):
+        print(f"| {name} | {value * 1000:.1f} | {value / sum(medians):.0%} |")
+    print(f"| total | {sum(medians) * 1000:.1f} | |")
+    with torch_profile(activities=[ProfilerActivity.CPU], record_shapes=True) as recorded:
+        for _ in range(5):
+            inputs, targets = next(batches)
+            _, state = _phases(trainer, inputs, targets, state)
+    print(recorded.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=25))
+
+
+def _per_cluster_slices(model: LSTMLanguageModel) -> None:
+    """Make ``model``'s adaptive softmax slice its weight once per cluster, as it did before it split it."""
+    adaptive = model.adaptive
+    bounds = adaptive.bounds
+    adaptive._clusters = (
+        lambda: [  # type: ignore[method-assign]
+            (adaptive.weight[low:high], adaptive.bias[low:high]) for low, high in itertools.pairwise(bounds)
+        ]
+    )
+
+
+def _unfused(trainer: Trainer) -> None:
+    trainer.optimizer = torch.optim.Adam(trainer.model.parameters(), lr=trainer.config.learning_rate)
+
+
+STEP_VARIANTS: dict[str, tuple[dict, tuple]] = {
+    # name: (config changes to the preset, tweaks of the trainer); "shares" in the changes are the
+    # adaptive softmax's cluster shares (choose_cutoffs), not a config field
+    "before (Adam unfused, per-cluster slices)": ({}, (_unfused, lambda t: _per_cluster_slices(t.model))),
+    "fused Adam, per-cluster slices": ({}, (lambda t: _per_cluster_slices(t.model),)),
+    "fused Adam, one split (the preset)": ({}, ()),
+    "+ locked dropout": ({"locked_dropout": True}, ()),
+    "+ embedding dropout 0.1": ({"embedding_dropout": 0.1}, ()),
+    "+ weight drop 0.3": ({"weight_drop": 0.3}, ()),
+    "+ uniform weight averaging": ({"weight_average": "uniform", "average_start": 0.0}, ()),
+    "+ 3 tails (0.75, 0.9, 0.97)": ({"shares": (0.75, 0.9, 0.97)}, ()),
+    "+ 3 tails (0.7, 0.9, 0.97)": ({"shares": (0.7, 0.9, 0.97)}, ()),
+}
+
+
+def step_times(args: argparse.Namespace) -> None:
+    """Milliseconds per training step of each variant, the variants taking turns step by step.
+
+    Taking turns makes the comparison fair on a machine whose speed drifts (other work, a busy
+    host): every variant sees the same conditions, and each figure is a median.
+    """
+    torch.set_num_threads(args.threads[0])
+    dataset = holdout_dataset(HELD_OUT, 5, 0.05)
+    base = PRESETS[args.preset]
+    names = [name for name in STEP_VARIANTS if not args.only or any(key in name for key in args.only.split(","))]
+    trainers, states, batches, times = {}, {}, {}, {}
+    for name in names:
+        changes, tweaks = STEP_VARIANTS[name]
+        changes = dict(changes)
+        shares = changes.pop("shares", (0.8, 0.95))
+        cutoffs = choose_cutoffs(dataset.vocab.counts, shares)
+        with mock.patch("lstm_core.trainer.choose_cutoffs", lambda counts, cutoffs=cutoffs: cutoffs):
+            trainer = Trainer(base.replace(device="cpu", **changes), dataset)
+        for tweak in tweaks:
+            tweak(trainer)
+        trainer.model.train()
+        trainers[name], states[name], times[name] = trainer, None, []
+        batches[name] = windows(trainer.train_streams, trainer.config.training_seq_len)
+    cpu_times: dict[str, list[float]] = {name: [] for name in names}
+    load = os.getloadavg()[0]
+    for index in range(args.steps + 3):
+        for name in names[index % len(names) :] + names[: index % len(names)]:  # the order rotates
+            inputs, targets = next(batches[name])
+            cpu_started = time.process_time()
+            phases, states[name] = _phases(trainers[name], inputs, targets, states[name])
+            if index >= 3:
+                times[name].append(sum(phases))
+                cpu_times[name].append(time.process_time() - cpu_started)
+    first, first_cpu = statistics.median(times[names[0]]), statistics.median(cpu_times[names[0]])
+    print(
+        f"{args.preset} preset, {args.threads[0]} thread(s), median of {args.steps} steps each, alternated; "
+        f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end. CPU time is the process's "
+        "(all its threads): on a busy machine wall time also counts the waits for a core."
+    )
+    print("| variant | ms per step (wall) | steps/s (wall) | vs the first | CPU ms per step | vs the first |")
+    print("|---|---|---|---|---|---|")
+    for name in names:
+        value, cpu = statistics.median(times[name]), statistics.median(cpu_times[name])
+        print(
+            f"| {name} | {value * 1000:.1f} | {1 / value:.2f} | {value / first:.2f}x | {cpu * 1000:.1f} | "
+            f"{cpu / first_cpu:.2f}x |"
+        )
+
+
+def _plain_loop(config: Config, dataset: Dataset, device: torch.device, steps: int) -> float:
+    """Words per second of the training loop a PyTorch user would write for ``config``'s model.
+
+    ``nn.Embedding``, ``nn.LSTM``, ``nn.Linear`` and cross-entropy (the full softmax), Adam with
+    PyTorch's default implementation, the gradient norm clipped, and the loss read with
+    ``.item()`` every step to follow it: on a GPU, that read waits for the step to finish.
+    """
+    torch.manual_seed(0)
+    vocab_size = len(dataset.vocab)
+    embedding = torch.nn.Embedding(vocab_size, config.embedding_dim).to(device)
+    lstm = torch.nn.LSTM(config.embedding_dim, config.rnn_size, config.num_layers, batch_first=True).to(device)
+    decoder = torch.nn.Linear(config.rnn_size, vocab_size).to(device)
+    parameters = [*embedding.parameters(), *lstm.parameters(), *decoder.parameters()]
+    optimizer = torch.optim.Adam(parameters, lr=config.learning_rate)
+    streams = batchify(dataset.train, config.batch_size, config.training_seq_len).to(device)
+    dtype = resolve_precision(config.precision, device)
+    state, total = None, 0.0
+    batches = windows(streams, config.training_seq_len)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(steps):
+        inputs, targets = next(batches)
+        with autocast(device, dtype):
+            output, state = lstm(embedding(inputs), state)
+            loss = torch.nn.functional.cross_entropy(decoder(output).flatten(0, 1).float(), targets.flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
+        optimizer.step()
+        state = detach_state(state)
+        total += loss.item()
+    return steps * config.batch_size * config.training_seq_len / (time.perf_counter() - started)
+
+
+def _trainer_words_per_s(config: Config, dataset: Dataset) -> tuple[float, int]:
+    """The trainer's own words per second over its first epoch's steps (before the epoch's evaluation)."""
+    reported: list[StepEvent] = []
+    trainer = Trainer(config.replace(epochs=1, eval_every=0, save_every=0), dataset, callback=_steps_into(reported))
+    trainer.fit()
+    return reported[-1].tokens_per_s, reported[-1].step
+
+
+def _steps_into(reported: list) -> Callable[[object], None]:
+    def on_event(event: object) -> None:
+        if isinstance(event, StepEvent) and event.step < event.total_steps:
+            reported.append(event)
+
+    return on_event
+
+
+def race(args: argparse.Namespace) -> None:
+    """The trainer against a plain PyTorch loop, same model and batches, taking turns.
+
+    On a GPU the trainer reads the loss back every ``CUDA_SYNC_EVERY`` steps and its optimizer
+    is the fused one; the plain loop reads it every step. On the CPU both read every step.
+    """
+    torch.set_num_threads(args.threads[0])
+    device = torch.device(args.device)
+    dataset = holdout_dataset(HELD_OUT, 5, 0.05)
+    config = PRESETS[args.preset].replace(device=args.device)
+    if config.output_layer != "full":
+        raise SystemExit("race: the plain loop has the full softmax; choose a preset with it (cookbook)")
+    _trainer_words_per_s(config, dataset)  # warm-up: kernels, cuDNN's plans, the allocator
+    ours, plain = [], []
+    for _ in range(args.repeats):
+        words_per_s, steps = _trainer_words_per_s(config, dataset)
+        ours.append(words_per_s)
+        plain.append(_plain_loop(config, dataset, device, steps))
+    print(f"{args.preset} preset on {args.device}, {args.threads[0]} thread(s), median of {args.repeats} runs:")
+    print("| loop | words/s | vs the plain loop |")
+    print("|---|---|---|")
+    base = statistics.median(plain)
+    print(f"| plain PyTorch (loss read every step) | {base:,.0f} | 1.00x |")
+    print(f"| the trainer | {statistics.median(ours):,.0f} | {statistics.median(ours) / base:.2f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("throughput", "target", "memory"))
+    parser.add_argument("what", choices=("throughput", "target", "memory", "profile", "steps", "race"))
     parser.add_argument("--threads", default="2", help="comma-separated thread counts (throughput) or one")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--preset", choices=tuple(PRESETS), default="default", help="profile, steps")
+    parser.add_argument("--steps", type=int, default=20, help="profile, steps: steps measured per variant")
+    parser.add_argument("--only", default="", help="steps: comma-separated parts of the variants' names to run")
+    parser.add_argument("--device", default="cpu", help="race: cpu or cuda")
     args = parser.parse_args()
     args.threads = [int(t) for t in args.threads.split(",")]
-    {"throughput": throughput, "target": time_to_target, "memory": memory}[args.what](args)
+    commands = {"throughput": throughput, "target": time_to_target, "memory": memory}
+    commands.update(profile=profile, steps=step_times, race=race)
+    commands[args.what](args)
 
 
 if __name__ == "__main__":

@@ -102,6 +102,10 @@ class Checkpoint:
     rank_rng_states: list[Tensor] | None = None
     """A run on several processes: every rank's CPU random state, in rank order (``rng_state``
     is rank 0's), so that a resume on as many ranks continues each one's dropout masks."""
+    training_weights: dict[str, Tensor] | None = None
+    """A run with weight averaging (``Config.weight_average``), once it has begun: ``weights`` is
+    the average of ``progress["averaged_steps"]`` steps' weights (the model), and these are the
+    raw weights training continues from. None otherwise, and in model-only files."""
 
     @property
     def step(self) -> int:
@@ -118,7 +122,8 @@ class Checkpoint:
         return model.to(device).eval()
 
     def without_training_state(self, half: bool = False) -> Checkpoint:
-        """A smaller copy for sharing and sampling: no optimizer state, no carried LSTM state.
+        """A smaller copy for sharing and sampling: no optimizer state, no carried LSTM state, and of
+        an averaging run only the average (the model), not the raw weights it continued from.
 
         ``half`` stores the weights in float16, halving the file again; :meth:`build_model` loads
         them back into a float32 model (the rounding changes perplexity in the fourth digit).
@@ -143,6 +148,9 @@ class Checkpoint:
             "rng_state": self.rng_state,
             "dataset": self.dataset,
             "rank_rng_states": self.rank_rng_states,
+            "training_weights": None
+            if self.training_weights is None
+            else {k: v.detach().cpu() for k, v in self.training_weights.items()},
         }
 
     def to_bytes(self) -> bytes:
@@ -209,7 +217,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-_PROGRESS_INTEGERS = ("step", "epoch", "window", "total_steps")
+_PROGRESS_INTEGERS = ("step", "epoch", "window", "total_steps", "averaged_steps")
 _PROGRESS_NUMBERS = ("elapsed_s",)
 _PROGRESS_OPTIONAL = ("best_val_loss", "last_val_loss")
 
@@ -387,6 +395,9 @@ def load_checkpoint(
         if not isinstance(cutoffs, list):
             raise ValueError("its cutoffs are not a list")
         _check_weights(data["weights"], config, vocab, cutoffs, limits)
+        training_weights = data.get("training_weights")
+        if training_weights is not None:
+            _check_weights(training_weights, config, vocab, cutoffs, limits)
         carry = data.get("carry")
         checkpoint = Checkpoint(
             config=config,
@@ -400,6 +411,7 @@ def load_checkpoint(
             rng_state=data.get("rng_state"),
             dataset=dict(data.get("dataset") or {}),
             rank_rng_states=_check_rank_rng_states(data.get("rank_rng_states")),
+            training_weights=training_weights,
         )
     except CheckpointError as error:
         raise fail(str(error)) from None

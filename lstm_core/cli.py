@@ -633,9 +633,11 @@ def _train(args: argparse.Namespace, setup: _Setup, memory_limit: int | None, wo
             f"note: the run was saved by {saved_by} process(es) and goes on with {processes}: dropout draws other "
             "masks than the uninterrupted run would have"
         )
+    minutes = trainer.config.train_minutes
+    budget = f" or {minutes:g} minutes, whichever ends first" if minutes else ""
     say(
         f"model: {trainer.model.num_parameters():,} parameters {where}{precision}; "
-        f"{trainer.total_steps:,} steps ({trainer.steps_per_epoch:,} per epoch); run folder {out}"
+        f"{trainer.total_steps:,} steps ({trainer.steps_per_epoch:,} per epoch){budget}; run folder {out}"
     )
 
     def on_interrupt(signum: int, frame: types.FrameType | None) -> None:
@@ -643,11 +645,11 @@ def _train(args: argparse.Namespace, setup: _Setup, memory_limit: int | None, wo
             say("\nstopping every process after this step and saving")
         else:
             say("\nstopping after this step and saving (press Ctrl-C again to abort)")
-        trainer.request_stop()  # type: ignore[union-attr]
+        trainer.request_stop()
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def on_terminate(signum: int, frame: types.FrameType | None) -> None:
-        trainer.request_stop("interrupted")  # type: ignore[union-attr]
+        trainer.request_stop("interrupted")
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     previous = signal.signal(signal.SIGINT, on_interrupt), signal.signal(signal.SIGTERM, on_terminate)

@@ -19,6 +19,7 @@ OutputLayer = Literal["full", "adaptive"]
 Precision = Literal["fp32", "bf16", "auto"]
 Optimizer = Literal["adam", "adamw", "sgd"]
 Schedule = Literal["constant", "exponential", "cosine"]
+WeightAverage = Literal["off", "uniform", "ema"]
 
 RECIPE_PRIME_TEXTS = ("thou art more", "to be or not to", "wherefore art thou")
 
@@ -65,6 +66,28 @@ class Config:
     dropout: float = field(
         default=0.0, metadata=meta("dropout on embeddings, between layers and before the output", 0.0, 0.8, step=0.05)
     )
+    embedding_dropout: float = field(
+        default=0.0,
+        metadata=meta(
+            "drop whole words: a dropped word's vector is zero wherever it appears in the window", 0.0, 0.5, step=0.05
+        ),
+    )
+    locked_dropout: bool = field(
+        default=False,
+        metadata=meta(
+            "one dropout mask per stream for the whole window (variational dropout) instead of a new one per word",
+            label="locked_dropout (one mask per window)",
+        ),
+    )
+    weight_drop: float = field(
+        default=0.0,
+        metadata=meta(
+            "DropConnect on the LSTM's hidden-to-hidden weights: this share of them is zero for a whole window",
+            0.0,
+            0.8,
+            step=0.05,
+        ),
+    )
     tie_weights: bool = field(
         default=False,
         metadata=meta(
@@ -82,6 +105,18 @@ class Config:
     )
     # --- training ---
     epochs: int = field(default=10, metadata=meta("passes over the training text", 1, 100))
+    train_minutes: float = field(
+        default=0.0,
+        metadata=meta(
+            "train for this many minutes (0 = for the epochs): the cosine schedule and weight averaging follow "
+            "the share of the time used, and the run ends when it is up, the epochs only capping it. The steps "
+            "then depend on the machine's speed, so such a run does not repeat step for step",
+            0.0,
+            60.0,
+            step=0.5,
+            label="train_minutes (0 = by epochs)",
+        ),
+    )
     batch_size: int = field(
         default=100,
         metadata=meta("parallel text streams per step", 1, 512, values=_BATCHES, label="batch_size (parallel streams)"),
@@ -112,6 +147,22 @@ class Config:
             "clip the global gradient norm to this (0 = off)", 0.0, 20.0, step=0.5, label="grad_clip (0 = off)"
         ),
     )
+    weight_average: WeightAverage = field(
+        default="off",
+        metadata=meta(
+            "validate and save an average of the weights over the last part of the run: off, uniform (every "
+            "step's weights count the same) or ema (an exponential moving average)",
+            label="weight averaging",
+        ),
+    )
+    average_start: float = field(
+        default=0.5,
+        metadata=meta("share of the run's steps after which the weights are averaged", 0.0, 0.95, step=0.05),
+    )
+    ema_decay: float = field(
+        default=0.999,
+        metadata=meta("how much of the average each step keeps (ema only)", 0.9, 0.9999, step=0.0001),
+    )
     precision: Precision = field(
         default="fp32", metadata=meta("fp32, bf16 (mixed precision where the hardware has it) or auto")
     )
@@ -123,7 +174,7 @@ class Config:
     eval_every: int = field(
         default=50,
         metadata=meta(
-            "validate every this many steps (0 = at epoch ends only)",
+            "validate every this many steps, and at the run's end (0 = at each epoch's end)",
             0,
             10_000,
             step=10,
@@ -131,7 +182,12 @@ class Config:
         ),
     )
     save_every: int = field(
-        default=500, metadata=meta("save a checkpoint every this many steps (0 = at epoch ends only)", 0, 100_000)
+        default=500,
+        metadata=meta(
+            "save last.pt every this many steps, besides at each evaluation and the run's end (0 = only there)",
+            0,
+            100_000,
+        ),
     )
     prime_texts: tuple[str, ...] = field(
         default=RECIPE_PRIME_TEXTS, metadata=meta("texts to continue at each evaluation")
@@ -167,7 +223,12 @@ class Config:
             "learning_rate",
             "grad_clip",
             "weight_decay",
+            "train_minutes",
             "dropout",
+            "embedding_dropout",
+            "weight_drop",
+            "average_start",
+            "ema_decay",
             "lr_decay",
             "valid_fraction",
             "test_fraction",
@@ -183,8 +244,13 @@ class Config:
             out.append(f"grad_clip must be 0 (off) or positive, got {self.grad_clip}")
         if self.weight_decay < 0:
             out.append(f"weight_decay must be 0 or positive, got {self.weight_decay}")
-        if not 0 <= self.dropout < 1:
-            out.append(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.train_minutes < 0:
+            out.append(f"train_minutes must be 0 (train for the epochs) or positive, got {self.train_minutes}")
+        for name in ("dropout", "embedding_dropout", "weight_drop", "average_start"):
+            if not 0 <= getattr(self, name) < 1:
+                out.append(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0 < self.ema_decay < 1:
+            out.append(f"ema_decay must be in (0, 1), got {self.ema_decay}")
         if not 0 < self.lr_decay <= 1:
             out.append(f"lr_decay must be in (0, 1], got {self.lr_decay}")
         if not 0 < self.valid_fraction < 1 or not 0 <= self.test_fraction < 1:
@@ -199,7 +265,7 @@ class Config:
                 f"tie_weights needs embedding_size equal to rnn_size (got {self.embedding_dim} and {self.rnn_size}); "
                 "set embedding_size to 0 or to rnn_size, or turn tie_weights off"
             )
-        for name in ("output_layer", "precision", "optimizer", "lr_schedule"):
+        for name in ("output_layer", "precision", "optimizer", "lr_schedule", "weight_average"):
             allowed = get_args(_FIELD_TYPES[name])
             if getattr(self, name) not in allowed:
                 out.append(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
@@ -237,6 +303,7 @@ _FIELD_TYPES = {
     "precision": Precision,
     "optimizer": Optimizer,
     "lr_schedule": Schedule,
+    "weight_average": WeightAverage,
 }
 
 PRESETS: dict[str, Config] = {
@@ -270,11 +337,39 @@ PRESETS: dict[str, Config] = {
         epochs=8,
         eval_every=500,
     ),
+    # Ten minutes of one CUDA GPU, planned by time (the steps a GPU makes in ten minutes differ
+    # tenfold between cards). A GPU reads the plays' 724,000 training words in a second or two, so
+    # ten minutes are hundreds of epochs: what limits the model is overfitting, not computation
+    # (2 x 1024 and 1 x 1500 with dropout alone were past their best within 2.5 minutes). So: a
+    # bigger model, every regulariser (locked dropout on its inputs and outputs, whole words
+    # dropped, DropConnect on the recurrent weights) and the average of the second half's weights.
+    # The full softmax, because on a GPU the adaptive one saves nothing worth its host reads.
+    "gpu": Config(
+        rnn_size=1024,
+        num_layers=2,
+        tie_weights=True,
+        dropout=0.5,
+        locked_dropout=True,
+        embedding_dropout=0.1,
+        weight_drop=0.5,
+        output_layer="full",
+        precision="auto",
+        learning_rate=0.002,
+        lr_schedule="cosine",
+        batch_size=64,
+        training_seq_len=70,
+        epochs=1000,
+        train_minutes=10.0,
+        weight_average="uniform",
+        average_start=0.5,
+        eval_every=5000,
+    ),
 }
 PRESET_HELP: dict[str, str] = {
     "cookbook": "the original recipe's settings, unchanged (10 epochs: about 13 minutes on a 2-core CPU)",
     "quick": "the recipe's model trained fast: as good as the whole recipe after half a minute on a 2-core CPU",
     "default": "the best model for about ten minutes of a 2-core CPU: one wide layer, tied weights, dropout",
+    "gpu": "ten minutes of a CUDA GPU: 2 x 1024, every regulariser, weight averaging (too big for a CPU)",
 }
 
 

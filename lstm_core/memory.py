@@ -8,7 +8,8 @@ settings, per training process:
 * the runtime: Python, PyTorch and its thread pools, before any data (a constant, measured);
 * the data: the id streams of the three splits, 8 bytes a word;
 * the parameters ``P``: weights, gradients and the optimizer's state (Adam keeps two numbers a
-  parameter), plus the copies made while a checkpoint is written (weights and optimizer state);
+  parameter), plus the copies made while a checkpoint is written (weights and optimizer state),
+  and with weight averaging the average and the raw weights' copy beside it in a checkpoint;
 * the activations of one training window of ``N = batch_size x training_seq_len`` words, kept
   for the backward pass: the embeddings, the LSTM's gates and states in every layer, and above
   all the output layer: ``N x V`` scores for the full softmax, held about three times over
@@ -111,8 +112,10 @@ def estimate_memory(
         parameters = count_parameters(config, len(vocab_counts), vocab_counts)
     count = parameters
     optimizer_floats = 0 if config.optimizer == "sgd" else 2
-    # weights + gradients + optimizer state, and while saving: a copy of the weights and the state
-    parameter_bytes = 4 * count * (2 + 2 * optimizer_floats + 1)
+    # weights + gradients + optimizer state, and while saving: a copy of the weights and the state;
+    # weight averaging adds the average and, while saving, the copy of the raw weights beside it
+    averaging_floats = 2 if config.weight_average != "off" else 0
+    parameter_bytes = 4 * count * (2 + 2 * optimizer_floats + 1 + averaging_floats)
     words = config.batch_size * config.training_seq_len
     width = output_width(config, vocab_counts)
     output = OUTPUT_COPIES * 4 * words * width

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
@@ -119,7 +120,7 @@ class AdaptiveSoftmax(nn.Module):
     frequent words are all in the small head, so most rows cost ``c0`` dot products instead of ``V``.
     """
 
-    def __init__(self, hidden_size: int, vocab_size: int, cutoffs: Sequence[int], weight: nn.Parameter | None = None):
+    def __init__(self, hidden_size: int, vocab_size: int, cutoffs: Sequence[int], weight: Tensor | None = None):
         super().__init__()
         self.bounds = [0, *cutoffs, vocab_size]
         if not all(a < b for a, b in itertools.pairwise(self.bounds)):
@@ -132,22 +133,34 @@ class AdaptiveSoftmax(nn.Module):
         self.bias = nn.Parameter(torch.zeros(vocab_size))
         self.cluster_weight = nn.Parameter(torch.empty(self.tails, hidden_size).uniform_(-0.1, 0.1))
         self.cluster_bias = nn.Parameter(torch.zeros(self.tails))
+        self._tail_bounds: Tensor
         self.register_buffer("_tail_bounds", torch.tensor(self.bounds[1:-1]), persistent=False)
 
-    def _head_log_probs(self, hidden: Tensor) -> Tensor:
+    def _clusters(self) -> list[tuple[Tensor, Tensor]]:
+        """The output rows and biases of each cluster, ``[(W_0, b_0), (W_1, b_1), ...]``, head first.
+
+        One ``split`` rather than a slice per cluster: when ``weight`` is the embedding matrix, the
+        backward pass of each slice would write its own zero-filled ``(V, H)`` gradient and add
+        it to the others, a split's writes one (a tenth of a 1 x 512 model's training step).
+        """
+        sizes = [high - low for low, high in itertools.pairwise(self.bounds)]
+        return list(zip(self.weight.split(sizes), self.bias.split(sizes), strict=True))
+
+    def _head_log_probs(self, hidden: Tensor, head: tuple[Tensor, Tensor]) -> Tensor:
         """``(N, H)`` -> log-probs ``(N, c0 + tails)`` over the head words and the cluster tokens."""
-        weight = torch.cat([self.weight[: self.head_size], self.cluster_weight])
-        bias = torch.cat([self.bias[: self.head_size], self.cluster_bias])
+        weight = torch.cat([head[0], self.cluster_weight])
+        bias = torch.cat([head[1], self.cluster_bias])
         return F.log_softmax(F.linear(hidden, weight, bias).float(), dim=-1)
 
-    def _tail_log_probs(self, hidden: Tensor, cluster: int) -> Tensor:
-        """``(N, H)`` -> log-probs ``(N, size of cluster)`` within tail ``cluster`` (0-based)."""
-        low, high = self.bounds[cluster + 1], self.bounds[cluster + 2]
-        return F.log_softmax(F.linear(hidden, self.weight[low:high], self.bias[low:high]).float(), dim=-1)
+    @staticmethod
+    def _tail_log_probs(hidden: Tensor, tail: tuple[Tensor, Tensor]) -> Tensor:
+        """``(N, H)`` -> log-probs ``(N, size of cluster)`` within one tail cluster ``(W_i, b_i)``."""
+        return F.log_softmax(F.linear(hidden, *tail).float(), dim=-1)
 
     def token_nll(self, hidden: Tensor, targets: Tensor) -> Tensor:
         """``hidden (N, H)``, ``targets (N,)`` -> negative log-likelihood of each target ``(N,)``, float32."""
-        head = self._head_log_probs(hidden)
+        clusters = self._clusters()
+        head = self._head_log_probs(hidden, clusters[0])
         cluster = torch.bucketize(targets.contiguous(), self._tail_bounds, right=True)  # 0 = head, i = tail i - 1
         in_head = cluster == 0
         head_target = torch.where(in_head, targets, self.head_size + cluster - 1)
@@ -156,16 +169,17 @@ class AdaptiveSoftmax(nn.Module):
             rows = torch.nonzero(cluster == tail + 1).squeeze(1)
             if rows.numel():
                 within = targets[rows] - self.bounds[tail + 1]
-                tail_nll = -self._tail_log_probs(hidden[rows], tail).gather(1, within.unsqueeze(1)).squeeze(1)
-                nll = nll.index_add(0, rows, tail_nll)
+                tail_log_probs = self._tail_log_probs(hidden[rows], clusters[tail + 1])
+                nll = nll.index_add(0, rows, -tail_log_probs.gather(1, within.unsqueeze(1)).squeeze(1))
         return nll
 
     def log_probs(self, hidden: Tensor) -> Tensor:
         """``(N, H)`` -> the full log-distribution ``(N, V)``, float32."""
-        head = self._head_log_probs(hidden)
+        clusters = self._clusters()
+        head = self._head_log_probs(hidden, clusters[0])
         parts = [head[:, : self.head_size]]
         for tail in range(self.tails):
-            parts.append(head[:, self.head_size + tail].unsqueeze(1) + self._tail_log_probs(hidden, tail))
+            parts.append(head[:, self.head_size + tail].unsqueeze(1) + self._tail_log_probs(hidden, clusters[tail + 1]))
         return torch.cat(parts, dim=1)
 
 
@@ -194,6 +208,9 @@ class LSTMLanguageModel(nn.Module):
             batch_first=True,
         )
         self.dropout = nn.Dropout(config.dropout)
+        self.locked_dropout = config.locked_dropout
+        self.embedding_dropout = config.embedding_dropout
+        self.weight_drop = config.weight_drop
         self.cutoffs: list[int] = []
         if config.output_layer == "adaptive":
             self.cutoffs = list(cutoffs) if cutoffs else [max(1, vocab_size // 2)]
@@ -231,9 +248,68 @@ class LSTMLanguageModel(nn.Module):
 
     def forward(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """``ids (B, T)`` -> hidden features ``(B, T, H)`` and the new state."""
-        embedded = self.dropout(self.embedding(ids))  # (B, T, E)
-        output, state = self.lstm(embedded, state)  # (B, T, H)
-        return self.dropout(output), state
+        embedded = self._drop(self._embed(ids))  # (B, T, E)
+        output, state = self._run_lstm(embedded, state)  # (B, T, H)
+        return self._drop(output), state
+
+    # ---- regularisation: each is a no-op in eval mode, so inference reads the weights as they are ----
+
+    def _embed(self, ids: Tensor) -> Tensor:
+        """``ids (B, T)`` or ``(B,)`` -> word vectors ``(B, T, E)`` or ``(B, E)``, with embedding dropout.
+
+        Embedding dropout (Gal and Ghahramani, 2016) removes whole words: a dropped word's vector
+        is zero wherever it appears in this window, so the model cannot lean on one word's
+        identity and must read the context, and the kept ones are scaled by ``1 / keep``. One
+        draw per vocabulary entry ``(V,)``, gathered at the ids.
+        """
+        embedded = self.embedding(ids)
+        if not (self.training and self.embedding_dropout > 0):
+            return embedded
+        keep = 1.0 - self.embedding_dropout
+        words = embedded.new_empty(self.vocab_size).bernoulli_(keep).div_(keep)  # (V,)
+        return embedded * words[ids].unsqueeze(-1)
+
+    def _drop(self, x: Tensor) -> Tensor:
+        """Dropout on word vectors or LSTM outputs ``(B, T, D)`` (or ``(B, D)``).
+
+        With ``locked_dropout`` (variational dropout) one mask ``(B, 1, D)`` serves every word of a
+        stream's window, as in Gal and Ghahramani's recurrent dropout: the same units are missing
+        all along, which regularises what the state carries rather than adding noise per word.
+        It also draws 1/T as many random numbers (``bernoulli_`` over ``(B, T, D)`` is a tenth of a
+        1 x 512 model's CPU step).
+        """
+        p = self.dropout.p
+        if not (self.training and p > 0 and self.locked_dropout and x.dim() == 3):
+            return self.dropout(x)
+        mask = x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1.0 - p).div_(1.0 - p)  # (B, 1, D)
+        return x * mask
+
+    def _layer_weights(self, layer: int) -> list[Tensor]:
+        """``[W_ih, W_hh, b_ih, b_hh]`` of one layer as this pass uses them.
+
+        With ``weight_drop`` in training, ``W_hh (4H, H)`` goes through dropout (DropConnect, as in
+        Merity et al.'s AWD-LSTM): one mask for the whole window, so each hidden-to-hidden
+        connection is either there at every time step or at none. The LSTM's own kernel still
+        runs (the mask is on the weights, not inside the recurrence).
+        """
+        weights = [getattr(self.lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        if self.training and self.weight_drop > 0:
+            weights[1] = F.dropout(weights[1], self.weight_drop, training=True)
+        return weights
+
+    def _run_lstm(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
+        """``x (B, T, E)`` -> ``(B, T, H)`` and the new state, through ``nn.LSTM``'s kernel."""
+        if not (self.training and self.weight_drop > 0):
+            return self.lstm(x, state)
+        if state is None:
+            state = self.init_state(x.size(0))
+        weights = [w for layer in range(self.num_layers) for w in self._layer_weights(layer)]
+        with warnings.catch_warnings():
+            # cuDNN says it copies weights that are not in one buffer: the dropped ones are new each window.
+            warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+            # The call nn.LSTM.forward makes, with the dropped recurrent weights in place of its own.
+            output, h, c = torch.lstm(x, state, weights, True, self.num_layers, self.lstm.dropout, True, False, True)
+        return output, (h, c)
 
     def step(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """One word per row, ``ids (B,)`` -> hidden features ``(B, H)`` and the new state.
@@ -246,20 +322,17 @@ class LSTMLanguageModel(nn.Module):
         if state is None:
             state = self.init_state(ids.size(0))
         h, c = state
-        x = self.dropout(self.embedding(ids))  # (B, E)
+        x = self._drop(self._embed(ids))  # (B, E)
         layer_dropout = self.lstm.dropout if self.training else 0.0
         new_h, new_c = [], []
         for layer in range(self.num_layers):
             if layer > 0 and layer_dropout:
                 x = F.dropout(x, layer_dropout, training=True)
-            weights = [
-                getattr(self.lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-            ]
-            h_layer, c_layer = torch.lstm_cell(x, (h[layer], c[layer]), *weights)
+            h_layer, c_layer = torch.lstm_cell(x, (h[layer], c[layer]), *self._layer_weights(layer))
             new_h.append(h_layer)
             new_c.append(c_layer)
             x = h_layer
-        return self.dropout(x), (torch.stack(new_h), torch.stack(new_c))
+        return self._drop(x), (torch.stack(new_h), torch.stack(new_c))
 
     def log_probs(self, hidden: Tensor) -> Tensor:
         """Normalised log-probabilities ``(..., V)`` of the next word, in float32."""

@@ -8,7 +8,7 @@ restart or a crashed training process all find the same truth::
       dataset/       the prepared data (Dataset.save): a resume trains on exactly the same ids
       status.json    where the run stands: state, process id, step, time (rewritten atomically)
       events.jsonl   the trainer's reports, one JSON object a line (steps thinned to a few a second)
-      last.pt        everything needed to resume: at every evaluation, at epoch ends, at the end
+      last.pt        everything needed to resume: at every evaluation, every save_every steps, at the end
       best.pt        the weights with the best validation loss so far (model only)
       baselines.json the n-gram baselines' validation perplexities on this run's data (written once,
                      by the training process when the run starts from step 0; see lstm_core/baselines.py)

@@ -675,6 +675,15 @@ def test_picking_a_word_shows_the_gates_of_that_word(generate_page):
     assert not at.exception
 
 
+def test_the_gpu_preset_is_offered_only_where_cuda_is(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert state.offered_presets() == ["cookbook", "quick", "default"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert state.offered_presets() == ["cookbook", "quick", "default", "gpu"]
+
+
 def test_the_train_settings_take_their_ranges_from_the_config(app):
     at = train_page(app)
     shown = page_widgets(at)

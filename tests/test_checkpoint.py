@@ -138,3 +138,18 @@ def test_inconsistent_contents(checkpoint, tmp_path):
     torch.save(plain, buffer)
     with pytest.raises(CheckpointError, match=r"odd\.pt: its contents are incomplete"):
         load_checkpoint(buffer.getvalue(), name="odd.pt")
+
+
+def test_an_averaging_run_keeps_its_raw_weights_beside_the_average(tiny_config, tiny_dataset, tmp_path):
+    config = tiny_config.replace(epochs=1, eval_every=0, weight_average="uniform", average_start=0.5)
+    checkpoint = Trainer(config, tiny_dataset).fit().checkpoint
+    assert checkpoint.training_weights is not None and checkpoint.progress["averaged_steps"] > 1
+    loaded = load_checkpoint(save_checkpoint(checkpoint, tmp_path / "averaged.pt"))
+    for name, tensor in checkpoint.training_weights.items():
+        assert torch.equal(loaded.training_weights[name], tensor)
+    assert not torch.equal(loaded.weights["embedding.weight"], loaded.training_weights["embedding.weight"])
+    exported = load_checkpoint(checkpoint.without_training_state(half=True).to_bytes())
+    assert exported.training_weights is None  # the model alone
+    torch.testing.assert_close(
+        exported.weights["embedding.weight"].float(), checkpoint.weights["embedding.weight"], atol=1e-3, rtol=1e-3
+    )

@@ -162,3 +162,11 @@ def test_the_step_history_travels_as_a_table_and_comes_back_the_same(plain, tmp_
     records = loaded.history["steps"]
     assert [r["step"] for r in records] == list(range(1, len(records) + 1))
     assert all(isinstance(r["step"], int) and isinstance(r["loss"], float) for r in records)
+
+
+def test_raw_weights_that_do_not_fit_the_model_are_refused(plain, tmp_path):
+    raw = {name: tensor.clone() for name, tensor in plain["weights"].items()}
+    raw["embedding.weight"] = torch.zeros(3, 16)
+    path = save(with_changes(plain, training_weights=raw), tmp_path / "raw.pt")
+    with pytest.raises(CheckpointError, match=r"embedding.weight is \(3, 16\)"):
+        load_checkpoint(path)

@@ -36,6 +36,11 @@ def test_embedding_size_zero_means_rnn_size():
         ({"valid_fraction": 0.5, "test_fraction": 0.45}, "leaves too little to train on"),
         ({"prime_texts": ()}, "prime_texts must be one or more non-empty texts"),
         ({"lr_decay": 0.0}, "lr_decay must be in (0, 1]"),
+        ({"embedding_dropout": 1.0}, "embedding_dropout must be in [0, 1)"),
+        ({"weight_drop": -0.2}, "weight_drop must be in [0, 1)"),
+        ({"average_start": 1.0}, "average_start must be in [0, 1)"),
+        ({"ema_decay": 1.0}, "ema_decay must be in (0, 1)"),
+        ({"weight_average": "swa"}, "weight_average must be one of off, uniform, ema"),
     ],
 )
 def test_impossible_settings_are_explained(changes, message):

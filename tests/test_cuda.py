@@ -7,10 +7,13 @@ import math
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from lstm_core.checkpoint import load_checkpoint
+from lstm_core.config import preset
+from lstm_core.model import LSTMLanguageModel
 from lstm_core.sampling import SamplingOptions, StepGenerator, generate, score
-from lstm_core.trainer import Trainer
+from lstm_core.trainer import Trainer, evaluate
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 
@@ -121,3 +124,58 @@ def test_two_gpus_train_with_nccl_like_one_gpu(tmp_path):
     assert ranks[0]["time_limit"] == ranks[1]["time_limit"] and ranks[0]["time_limit"]["reason"] == "time_limit"
     assert stopped.carry[0].shape == (1, 4, 24) and stopped.carry[0].device.type == "cpu"
     assert_close([s["loss"] for s in resumed.checkpoint.history["steps"]], expected, CUDA_LOSS_TOLERANCE)
+
+
+# ---- the gpu preset: regularisers, weight averaging and a time budget on the GPU -------------------
+
+
+def small_gpu_preset(**changes):
+    """The gpu preset's recipe on a model and batch the tiny corpus can feed."""
+    return preset(
+        "gpu", rnn_size=32, batch_size=4, training_seq_len=8, epochs=3, train_minutes=0.0, eval_every=0
+    ).replace(**changes)
+
+
+def test_the_gpu_preset_trains_with_every_regulariser_and_saves_its_average(tiny_dataset, tmp_path):
+    config = small_gpu_preset(epochs=6, learning_rate=0.01)
+    assert config.locked_dropout and config.embedding_dropout and config.weight_drop and config.num_layers == 2
+    trainer = Trainer(config, tiny_dataset, out_dir=tmp_path)
+    assert trainer.device.type == "cuda" and trainer.optimizer.defaults["fused"] is True
+    result = trainer.fit()
+    losses = [entry["loss"] for entry in result.checkpoint.history["steps"]]
+    assert all(math.isfinite(loss) for loss in losses)
+    assert sum(losses[-10:]) < 0.8 * sum(losses[:10])  # it learns, through all that noise
+    last = load_checkpoint(tmp_path / "last.pt")  # the average, and the raw weights beside it
+    assert last.progress["averaged_steps"] == trainer.total_steps - trainer.average_start_step
+    assert last.training_weights is not None
+    # The validation loss is the average's, and the CPU scores the saved average the same.
+    cpu_loss, _ = evaluate(last.build_model("cpu"), tiny_dataset.valid, config.training_seq_len)
+    assert cpu_loss == pytest.approx(result.val_loss, rel=2e-2)  # bf16 autocast on the GPU
+
+
+def test_weight_drop_on_the_gpu_is_the_lstm_with_masked_recurrent_weights():
+    config = small_gpu_preset(dropout=0.0, embedding_dropout=0.0)
+    torch.manual_seed(0)
+    model = LSTMLanguageModel(40, config).cuda().train()
+    ids = torch.randint(0, 40, (3, 7), device="cuda")
+    torch.manual_seed(1)
+    hidden, _ = model(ids)
+    torch.manual_seed(1)  # the same draws: one mask per layer, in layer order
+    masked = [F.dropout(getattr(model.lstm, f"weight_hh_l{layer}"), 0.5, training=True) for layer in range(2)]
+    reference = LSTMLanguageModel(40, config.replace(weight_drop=0.0)).cuda()
+    reference.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for layer, weight in enumerate(masked):
+            getattr(reference.lstm, f"weight_hh_l{layer}").copy_(weight)
+        expected, _ = reference.eval()(ids)
+    torch.testing.assert_close(hidden, expected, rtol=1e-3, atol=1e-3)
+
+
+def test_the_time_budget_ends_a_gpu_run_and_averages_its_second_half(tiny_dataset):
+    config = small_gpu_preset(epochs=100_000, train_minutes=0.05)  # 3 seconds
+    trainer = Trainer(config, tiny_dataset)
+    result = trainer.fit()
+    assert result.reason == "finished" and 0 < result.steps < trainer.total_steps
+    assert result.elapsed_s >= 3.0
+    averaged = result.checkpoint.progress["averaged_steps"]
+    assert 0 < averaged < result.steps

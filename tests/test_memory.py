@@ -112,3 +112,10 @@ except RuntimeError as error:
 def test_the_address_space_limit_refuses_one_huge_allocation():
     result = subprocess.run([sys.executable, "-c", LIMITED], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.stdout.strip() == "refused True", result.stderr
+
+
+def test_weight_averaging_adds_the_average_and_the_raw_copy_to_the_estimate(plays):
+    tokens = plays.train.numel()
+    plain = estimate_memory(preset("default", weight_average="off"), plays.vocab.counts, tokens)
+    averaged = estimate_memory(preset("default", weight_average="uniform"), plays.vocab.counts, tokens)
+    assert averaged.parameters - plain.parameters == 2 * 4 * plain.parameter_count

@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from lstm_core.config import Config
 from lstm_core.model import LSTMLanguageModel, choose_cutoffs, detach_state
@@ -85,7 +86,7 @@ def test_adaptive_softmax_factorises_over_clusters():
     hidden = torch.randn(6, 16)
     with torch.no_grad():
         log_probs = model.adaptive.log_probs(hidden)
-        head = model.adaptive._head_log_probs(hidden)
+        head = model.adaptive._head_log_probs(hidden, model.adaptive._clusters()[0])
     # The head's cluster tokens carry exactly the mass of their clusters' words.
     for cluster, (low, high) in enumerate([(10, 30), (30, VOCAB)]):
         torch.testing.assert_close(log_probs[:, low:high].exp().sum(1), head[:, 10 + cluster].exp())
@@ -151,3 +152,73 @@ def test_step_equals_a_one_word_forward(output_layer):
             torch.testing.assert_close(hidden, whole[:, t])
     torch.testing.assert_close(state[0], h)
     torch.testing.assert_close(state[1], c)
+
+
+# ---- regularisation: embedding dropout, locked dropout, weight drop ----
+
+
+def regularised(**changes):
+    config = Config(rnn_size=16, num_layers=2, output_layer="adaptive", **changes)
+    torch.manual_seed(0)
+    return LSTMLanguageModel(VOCAB, config, [10, 30])
+
+
+def test_the_regularisers_leave_an_eval_model_as_it_is():
+    plain = regularised()
+    model = regularised(dropout=0.3, embedding_dropout=0.3, locked_dropout=True, weight_drop=0.5)
+    model.load_state_dict(plain.state_dict())
+    ids = torch.randint(0, VOCAB, (3, 7))
+    with torch.no_grad():
+        expected, expected_state = plain.eval()(ids)
+        hidden, state = model.eval()(ids)
+        stepped, _ = model.step(ids[:, 0])
+    torch.testing.assert_close(hidden, expected, rtol=0, atol=0)
+    torch.testing.assert_close(state, expected_state, rtol=0, atol=0)
+    torch.testing.assert_close(stepped, expected[:, 0])
+    model.train()
+    with torch.no_grad():
+        assert not torch.equal(model(ids)[0], expected)
+
+
+def test_embedding_dropout_drops_a_word_everywhere_in_the_window():
+    model = regularised(embedding_dropout=0.5).train()
+    ids = torch.arange(20).repeat(3, 2)  # 20 words, each 6 times
+    embedded = model._embed(ids)  # (3, 40, 16)
+    vectors = model.embedding.weight.detach()
+    dropped = set()
+    for word in ids.unique().tolist():
+        at = embedded[ids == word]  # every occurrence of the word, (n, 16)
+        if torch.all(at == 0):
+            dropped.add(word)
+        else:
+            torch.testing.assert_close(at, (vectors[word] / 0.5).expand_as(at))
+    assert 0 < len(dropped) < 20  # about half (all or none: a chance of 2 in a million)
+
+
+def test_locked_dropout_keeps_one_mask_for_a_streams_whole_window():
+    model = regularised(dropout=0.5, locked_dropout=True).train()
+    dropped = model._drop(torch.ones(4, 9, 16)) == 0  # (B, T, D)
+    assert torch.equal(dropped, dropped[:, :1].expand_as(dropped))  # the same units at every step
+    assert not torch.equal(dropped[0], dropped[1])  # each stream its own mask
+    fresh = regularised(dropout=0.5).train()._drop(torch.ones(4, 9, 16)) == 0
+    assert not torch.equal(fresh, fresh[:, :1].expand_as(fresh))  # ordinary dropout: a new mask per word
+
+
+def test_weight_drop_is_the_lstm_with_masked_recurrent_weights():
+    model = regularised(weight_drop=0.5).train()
+    ids = torch.randint(0, VOCAB, (3, 7))
+    torch.manual_seed(1)
+    hidden, (h, c) = model(ids)
+    torch.manual_seed(1)  # the same draws: one mask per layer, in layer order
+    masked = [F.dropout(getattr(model.lstm, f"weight_hh_l{layer}"), 0.5, training=True) for layer in range(2)]
+    reference = regularised()
+    reference.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for layer, weight in enumerate(masked):
+            getattr(reference.lstm, f"weight_hh_l{layer}").copy_(weight)
+        expected, (expected_h, expected_c) = reference.eval()(ids)
+    torch.testing.assert_close(hidden, expected)
+    torch.testing.assert_close((h, c), (expected_h, expected_c))
+    hidden.sum().backward()  # a dropped connection learns nothing from this window
+    gradient = model.lstm.weight_hh_l0.grad
+    assert torch.equal(gradient == 0, masked[0] == 0)

@@ -162,9 +162,9 @@ def test_events_report_steps_evaluations_samples_and_checkpoints(tiny_config, ti
     assert all(e.tokens_per_s > 0 and e.eta_s >= 0 and e.total_steps == trainer.total_steps for e in steps)
     assert steps[-1].eta_s == 0
     evals = [e for e in events if isinstance(e, EvalEvent)]
-    per_epoch = trainer.steps_per_epoch
-    expected = sorted({*range(10, trainer.total_steps + 1, 10), per_epoch, 2 * per_epoch})
-    assert [e.step for e in evals] == expected
+    # Every eval_every steps and at the end; not at the first epoch's end (step 34) as well.
+    assert trainer.total_steps == 68 and trainer.steps_per_epoch == 34
+    assert [e.step for e in evals] == [10, 20, 30, 40, 50, 60, 68]
     assert evals[0].best and all(e.perplexity == pytest.approx(math.exp(e.val_loss)) for e in evals)
     samples = [e for e in events if isinstance(e, SampleEvent)]
     assert len(samples) == len(evals)
@@ -229,3 +229,132 @@ def test_other_output_layers_precisions_and_optimizers_learn(tiny_config, tiny_d
     _, result, events = run(config, tiny_dataset)
     assert losses(events)[-1] < 0.6 * losses(events)[0]
     assert math.isfinite(result.val_loss)
+
+
+# ---- weight averaging ----
+
+
+def raw_weights_by_step(config, dataset, **kwargs):
+    """Train, recording the raw (trained) embedding matrix after every step."""
+    seen = []
+    trainer = Trainer(config, dataset, **kwargs)
+
+    def record(event):
+        if isinstance(event, StepEvent):
+            seen.append(trainer.model.embedding.weight.detach().clone())
+
+    trainer.callback = record
+    return trainer, trainer.fit(), seen
+
+
+@pytest.mark.parametrize("kind", ["uniform", "ema"])
+def test_weight_averaging_validates_and_saves_the_average_of_the_last_steps(tiny_config, tiny_dataset, tmp_path, kind):
+    config = tiny_config.replace(
+        weight_average=kind, average_start=0.5, ema_decay=0.9, eval_every=0, output_layer="adaptive", tie_weights=True
+    )
+    trainer, result, seen = raw_weights_by_step(config, tiny_dataset, out_dir=tmp_path)
+    start = trainer.average_start_step
+    assert start == trainer.total_steps // 2 and result.checkpoint.progress["averaged_steps"] == len(seen) - start
+    if kind == "uniform":
+        expected = torch.stack(seen[start:]).mean(0)
+    else:
+        expected = seen[start]
+        for weights in seen[start + 1 :]:
+            expected = 0.9 * expected + 0.1 * weights
+    saved = result.checkpoint.weights["embedding.weight"]
+    torch.testing.assert_close(saved, expected)
+    assert not torch.equal(saved, seen[-1])
+    # The raw weights travel beside the average, for a resume; the model is the average.
+    torch.testing.assert_close(result.checkpoint.training_weights["embedding.weight"], seen[-1], rtol=0, atol=0)
+    assert result.checkpoint.weights["adaptive.weight"] is saved  # still tied: stored once
+    assert result.val_loss == pytest.approx(evaluate(result.checkpoint.build_model(), tiny_dataset.valid, 8)[0])
+    torch.testing.assert_close(trainer.snapshot().embedding.weight, expected)
+    # Training itself went on with the raw weights.
+    assert torch.equal(trainer.model.embedding.weight.detach(), seen[-1])
+    last = load_checkpoint(tmp_path / "last.pt")
+    assert torch.equal(last.weights["embedding.weight"], saved)
+    assert last.without_training_state().training_weights is None
+
+
+def test_before_the_average_starts_the_raw_weights_are_the_model(tiny_config, tiny_dataset):
+    config = tiny_config.replace(weight_average="uniform", average_start=0.9, eval_every=5)
+    trainer, result, _ = raw_weights_by_step(config, tiny_dataset)
+    evals = result.checkpoint.history["evals"]
+    early = [e for e in evals if e["step"] <= trainer.average_start_step]
+    assert early and result.checkpoint.progress["averaged_steps"] == trainer.total_steps - trainer.average_start_step
+    _, plain_result, _ = raw_weights_by_step(tiny_config.replace(eval_every=5), tiny_dataset)
+    # Identical runs up to the start: averaging changes what is validated, never the training.
+    assert [e["val_loss"] for e in early] == [e["val_loss"] for e in plain_result.checkpoint.history["evals"]][
+        : len(early)
+    ]
+    assert [s["loss"] for s in result.checkpoint.history["steps"]] == [
+        s["loss"] for s in plain_result.checkpoint.history["steps"]
+    ]
+
+
+@pytest.mark.parametrize("stop_at", [10, 40])  # before the average starts (at 34), and after
+def test_a_resumed_averaging_run_is_the_uninterrupted_one(tiny_config, tiny_dataset, tmp_path, stop_at):
+    config = tiny_config.replace(dropout=0.2, weight_average="uniform", average_start=0.5)
+    _, full, full_events = run(config, tiny_dataset)
+    trainer = Trainer(config, tiny_dataset, out_dir=tmp_path)
+
+    def stop(event):
+        if isinstance(event, StepEvent) and event.step == stop_at:
+            trainer.request_stop()
+
+    trainer.callback = stop
+    trainer.fit()
+    checkpoint = load_checkpoint(tmp_path / "last.pt")
+    assert (checkpoint.training_weights is not None) == (stop_at > trainer.average_start_step)
+    resumed = Trainer(config, tiny_dataset, resume=checkpoint).fit()
+    assert [s["loss"] for s in resumed.checkpoint.history["steps"]] == losses(full_events)
+    assert [e["val_loss"] for e in resumed.checkpoint.history["evals"] if e["step"] > stop_at] == [
+        e["val_loss"] for e in full.checkpoint.history["evals"] if e["step"] > stop_at
+    ]
+    for name, tensor in full.checkpoint.weights.items():
+        torch.testing.assert_close(resumed.checkpoint.weights[name], tensor, rtol=0, atol=0)
+        torch.testing.assert_close(resumed.checkpoint.training_weights[name], full.checkpoint.training_weights[name])
+
+
+def test_the_optimizer_is_the_fused_one_on_the_cpu(tiny_config, tiny_dataset):
+    for optimizer in ("adam", "adamw", "sgd"):
+        trainer = Trainer(tiny_config.replace(optimizer=optimizer), tiny_dataset)
+        assert trainer.optimizer.defaults["fused"] is True
+
+
+# ---- a time budget ----
+
+
+def test_a_time_budget_drives_the_schedule_and_the_average_and_ends_the_run(tiny_config, tiny_dataset):
+    now = [0.0]
+    config = tiny_config.replace(
+        train_minutes=0.5, lr_schedule="cosine", weight_average="uniform", average_start=0.5, epochs=100
+    )
+    events = []
+
+    def trainer_of(config, **kwargs):
+        trainer = Trainer(config, tiny_dataset, callback=events.append, clock=lambda: now[0], **kwargs)
+        train_step = trainer._train_step
+
+        def one_second_a_step(*args):
+            now[0] += 1.0
+            return train_step(*args)
+
+        trainer._train_step = one_second_a_step
+        return trainer
+
+    trainer = trainer_of(config)
+    result = trainer.fit()
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    # 30 seconds: 30 steps, the last one's learning rate the schedule's end, and a last evaluation.
+    assert result.reason == "finished" and result.steps == len(steps) == 30 and trainer.finished
+    for event in steps:
+        progress = (event.step - 1) / 30  # the time used before the step
+        assert event.learning_rate == pytest.approx(learning_rate_at(config, 0, 1, 1, progress))
+        assert event.eta_s == pytest.approx(30 - event.step)
+    assert learning_rate_at(config, 0, 1, 1, 1.0) == pytest.approx(0.1 * config.learning_rate)
+    assert trainer.average_start_step is None and result.checkpoint.progress["averaged_steps"] == 15
+    assert result.checkpoint.history["evals"][-1]["step"] == 30
+    # Resumed with its time used up, it ends at once; with more minutes it goes on.
+    assert trainer_of(config, resume=result.checkpoint).fit().steps == 30
+    assert trainer_of(config.replace(train_minutes=0.75), resume=result.checkpoint).fit().steps == 45

@@ -28,7 +28,7 @@ from lstm_core.model import count_parameters
 from lstm_core.standing import overfitting, standing
 from lstm_core.trainer import CheckpointEvent, EvalEvent, SampleEvent, StepEvent
 
-PRESET_LABELS = {"cookbook": "Cookbook recipe", "quick": "Quick", "default": "Best"}
+PRESET_LABELS = {"cookbook": "Cookbook recipe", "quick": "Quick", "default": "Best", "gpu": "GPU"}
 STATUS_TEXT = {
     "starting": "Starting...",
     "running": "Training...",
@@ -53,8 +53,9 @@ def _duration(seconds: float) -> str:
 
 def settings_section() -> None:
     st.write("**Presets**")
-    columns = st.columns(len(PRESETS))
-    for column, name in zip(columns, PRESETS, strict=True):
+    offered = state.offered_presets()
+    columns = st.columns(len(offered))
+    for column, name in zip(columns, offered, strict=True):
         chosen = st.session_state.get(state.PRESET) == name
         column.button(
             PRESET_LABELS.get(name, name),
