@@ -83,6 +83,26 @@ def median_seconds(run: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+def print_table(
+    threads: str,
+    models: dict[str, Callable[[], LSTMLanguageModel]],
+    measure: Callable[[LSTMLanguageModel], dict[str, float]],
+    digits: int,
+) -> None:
+    """One Markdown row per thread count (comma-separated) and model: the figures ``measure`` returns."""
+    header = None
+    for count in (int(t) for t in threads.split(",")):
+        torch.set_num_threads(count)
+        for output_layer, make_model in models.items():
+            results = measure(make_model())
+            if header is None:
+                header = ["threads", "output layer", *results]
+                print("| " + " | ".join(header) + " |")
+                print("|" + "|".join("---" for _ in header) + "|")
+            cells = [str(count), output_layer, *(f"{value:.{digits}f}" for value in results.values())]
+            print("| " + " | ".join(cells) + " |", flush=True)
+
+
 def build_model(vocab: Vocab, output_layer: str) -> LSTMLanguageModel:
     torch.manual_seed(0)
     config = Config(rnn_size=256, num_layers=2, output_layer=output_layer)
@@ -328,17 +348,7 @@ def main() -> None:
         f"vocabulary: {len(vocab):,} words; model: {described}; "
         f"torch default threads here: {torch.get_num_threads()}; medians of {args.repeats} runs"
     )
-    header = None
-    for threads in (int(t) for t in args.threads.split(",")):
-        torch.set_num_threads(threads)
-        for output_layer, make_model in models.items():
-            results = measure(make_model(), vocab, text, args.repeats)
-            if header is None:
-                header = ["threads", "output layer", *results]
-                print("| " + " | ".join(header) + " |")
-                print("|" + "|".join("---" for _ in header) + "|")
-            cells = [str(threads), output_layer, *(f"{value:.2f}" for value in results.values())]
-            print("| " + " | ".join(cells) + " |", flush=True)
+    print_table(args.threads, models, lambda model: measure(model, vocab, text, args.repeats), digits=2)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import torch
 # `python bench/bench_inspection.py` puts bench/, not the repository root, on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_generate import median_seconds
+from bench.bench_generate import median_seconds, print_table
 from lstm_core.checkpoint import load_checkpoint
 from lstm_core.config import Config
 from lstm_core.corpus import bundled_plays
@@ -138,17 +138,7 @@ def main() -> None:
         f"vocabulary: {len(vocab):,} words; model: {described}; text: {args.words} words of raw play text; "
         f"torch default threads here: {torch.get_num_threads()}; medians of {args.repeats} runs"
     )
-    header = None
-    for threads in (int(t) for t in args.threads.split(",")):
-        torch.set_num_threads(threads)
-        for output_layer, make_model in models.items():
-            results = measure(make_model(), vocab, text, args.words, args.repeats)
-            if header is None:
-                header = ["threads", "output layer", *results]
-                print("| " + " | ".join(header) + " |")
-                print("|" + "|".join("---" for _ in header) + "|")
-            cells = [str(threads), output_layer, *(f"{value:.1f}" for value in results.values())]
-            print("| " + " | ".join(cells) + " |", flush=True)
+    print_table(args.threads, models, lambda model: measure(model, vocab, text, args.words, args.repeats), digits=1)
 
 
 if __name__ == "__main__":

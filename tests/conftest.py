@@ -40,19 +40,23 @@ def tiny_dataset() -> Dataset:
     return prepare(TINY_TEXT, min_word_freq=0, fractions=(0.8, 0.1, 0.1), name="sonnet 18")
 
 
+TINY_CONFIG = Config(
+    rnn_size=24,
+    batch_size=4,
+    training_seq_len=8,
+    epochs=2,
+    learning_rate=0.01,
+    eval_every=10,
+    save_every=0,
+    sample_length=4,
+    seed=3,
+)
+"""A model and run small enough to train in a test: 4 streams, 34 steps an epoch, an evaluation every 10."""
+
+
 @pytest.fixture
 def tiny_config() -> Config:
-    return Config(
-        rnn_size=24,
-        batch_size=4,
-        training_seq_len=8,
-        epochs=2,
-        learning_rate=0.01,
-        eval_every=10,
-        save_every=0,
-        sample_length=4,
-        seed=3,
-    )
+    return TINY_CONFIG
 
 
 # ---- tiny language models for the sampling and scoring tests (helpers in tests/language_models.py) ----

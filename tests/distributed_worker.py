@@ -23,7 +23,7 @@ from lstm_core.checkpoint import load_checkpoint, save_checkpoint
 from lstm_core.config import Config
 from lstm_core.data import Dataset, prepare
 from lstm_core.trainer import StepEvent, Trainer
-from tests.conftest import TINY_TEXT
+from tests.conftest import TINY_CONFIG, TINY_TEXT
 
 ROOT = Path(__file__).resolve().parent.parent
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone"]
@@ -53,19 +53,8 @@ def launch(out: Path, device: str = "cpu") -> subprocess.CompletedProcess:
 
 
 def worker_config() -> Config:
-    """conftest's tiny config: 4 streams (2 per rank), 34 steps an epoch, an evaluation every 10."""
-    return Config(
-        rnn_size=24,
-        batch_size=4,
-        training_seq_len=8,
-        epochs=2,
-        learning_rate=0.01,
-        eval_every=10,
-        save_every=0,
-        sample_length=4,
-        seed=3,
-        device="cpu",
-    )
+    """conftest's tiny config on the CPU: 4 streams (2 per rank), 34 steps an epoch, an evaluation every 10."""
+    return TINY_CONFIG.replace(device="cpu")
 
 
 def worker_dataset() -> Dataset:
