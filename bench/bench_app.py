@@ -39,6 +39,12 @@ entry script's start to its end for the Generate page's runs (``LSTM_PLAYHOUSE_T
 the browsers share the server's cores, and this figure leaves their own work out; the memory
 (PSS of the server's processes and the two runs, mean and peak, sampled every 0.5 s); and the
 runs' words per second in that window. Any run that ended (finished, out of memory) is named.
+A second table gives processor time, which waiting for a core does not inflate: each Generate
+script run's own thread (the timing log's ``cpu``), the server's processes per move, and the
+cores' worth of time the server, the runs and everything else (the browsers) used in the window.
+``--pin`` puts the server and the two runs on one core and the browsers on the others, so that
+the browsers' rendering does not take the server's processor (a one-core server, with the runs
+at their lower priority beside it).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import random
 import shutil
@@ -92,11 +99,16 @@ def free_port() -> int:
 # ---- the server and its memory -------------------------------------------------------------------
 
 
-def start_server(port: int, data: Path | str | None = None, **settings: str) -> subprocess.Popen:
-    """``streamlit run streamlit_app.py`` on ``port`` in a new session, with ``LSTM_PLAYHOUSE_*`` settings."""
+def start_server(
+    port: int, data: Path | str | None = None, cores: set[int] | None = None, **settings: str
+) -> subprocess.Popen:
+    """``streamlit run streamlit_app.py`` on ``port`` in a new session, with ``LSTM_PLAYHOUSE_*`` settings
+    (and, given ``cores``, every thread of it on those cores only)."""
     env = {**os.environ, "LSTM_PLAYHOUSE_DATA": str(data or tempfile.mkdtemp()), "LSTM_PLAYHOUSE_THREADS": "1"}
     env.update({f"LSTM_PLAYHOUSE_{name.upper()}": value for name, value in settings.items()})
     command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true"]
+    if cores is not None:
+        command = ["taskset", "-c", ",".join(map(str, sorted(cores))), *command]
     command += ["--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
     return subprocess.Popen(
         command, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -157,18 +169,33 @@ def memory_mb(pids: Iterable[int]) -> tuple[float, float]:
 
 
 class MemorySampler:
-    """PSS of the server's session and of other processes (the runs), every ``interval`` seconds, in a thread."""
+    """PSS of the server's session and of other processes (the runs), every ``interval`` seconds, in a
+    thread; and with each sample the processor time they and the whole machine have used so far."""
 
     def __init__(self, session: int, extra: Iterable[int] = (), interval: float = 0.5) -> None:
         self.session, self.extra, self.interval = session, list(extra), interval
         self.samples: list[tuple[float, float]] = []  # (server, the others)
+        self.cpu: list[tuple[float, float, float, float]] = []  # (time, server, the others, machine busy)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((memory_mb(session_pids(self.session))[0], memory_mb(self.extra)[0]))
+            server = session_pids(self.session)
+            self.samples.append((memory_mb(server)[0], memory_mb(self.extra)[0]))
+            self.cpu.append((time.time(), cpu_seconds(server), cpu_seconds(self.extra), busy_seconds()))
             self._stop.wait(self.interval)
+
+    def cores(self, start: float, end: float) -> tuple[float, float, float]:
+        """Cores' worth of processor time the server, the others and the rest of the machine used
+        between the first sample at or after ``start`` and the last at or before ``end``."""
+        inside = [sample for sample in self.cpu if start <= sample[0] <= end]
+        if len(inside) < 2:
+            return math.nan, math.nan, math.nan
+        (t0, server0, others0, busy0), (t1, server1, others1, busy1) = inside[0], inside[-1]
+        server, others = server1 - server0, others1 - others0
+        rest = max(0.0, busy1 - busy0 - server - others)
+        return server / (t1 - t0), others / (t1 - t0), rest / (t1 - t0)
 
     def __enter__(self) -> MemorySampler:
         self._thread.start()
@@ -177,6 +204,25 @@ class MemorySampler:
     def __exit__(self, *_: Any) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """Processor time (user + system, every thread) these processes have used so far, in seconds."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def busy_seconds() -> float:
+    """Processor time the whole machine has spent on anything but idling, summed over its cores."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # user..steal; guest time is in user
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -329,6 +375,11 @@ class Window:
     runs_peak: float = 0.0
     words_per_s: float = 0.0
     ended: list[str] = field(default_factory=list)
+    script_cpu_ms: list[float] = field(default_factory=list)  # each script run's own thread
+    server_cores: float = 0.0  # cores' worth of time used while the visitors moved: the server's,
+    runs_cores: float = 0.0  # the two runs,
+    other_cores: float = 0.0  # and everything else (the browsers)
+    server_cpu_per_move_ms: float = 0.0
 
 
 WATCH = """() => {
@@ -391,14 +442,16 @@ async def visitors_window(url: str, count: int, moves: int) -> tuple[list[float]
     return [latency for result in results for latency in result], start, end
 
 
-def server_times(log: Path, start: float, end: float, page: str = "Generate") -> list[float]:
-    """The page's script runs (ms) that started within ``[start, end]``, from the timing log."""
-    times = []
+def server_times(log: Path, start: float, end: float, page: str = "Generate") -> tuple[list[float], list[float]]:
+    """The page's script runs that started within ``[start, end]``, from the timing log: their wall
+    times and their threads' processor times, in ms."""
+    times, cpu = [], []
     for line in log.read_text(encoding="utf-8").splitlines() if log.is_file() else []:
         entry = json.loads(line)
         if entry["page"] == page and start <= entry["start"] <= end:
             times.append((entry["end"] - entry["start"]) * 1000)
-    return times
+            cpu.append(entry.get("cpu", math.nan) * 1000)
+    return times, cpu
 
 
 def start_training(data: Path, epochs: int) -> list[Path]:
@@ -438,7 +491,11 @@ def load_for_nice(args: argparse.Namespace, nice: int) -> list[Window]:
     os.environ.update({f"LSTM_PLAYHOUSE_{name.upper()}": value for name, value in settings.items()})
     os.environ["LSTM_PLAYHOUSE_DATA"], os.environ["LSTM_PLAYHOUSE_THREADS"] = str(data), "1"
     port = free_port()
-    server = start_server(port, data, **settings)
+    everything = os.sched_getaffinity(0)
+    server_cores = {min(everything)} if args.pin else None
+    if server_cores is not None:  # the browsers (started by this process) keep off the server's core
+        os.sched_setaffinity(0, everything - server_cores)
+    server = start_server(port, data, server_cores, **settings)
     quick = PRESETS["quick"]
     words_per_step = quick.batch_size * quick.training_seq_len
     windows = []
@@ -448,7 +505,11 @@ def load_for_nice(args: argparse.Namespace, nice: int) -> list[Window]:
         # One visitor's page first, so that the server is as after its first visitors (torch and
         # the demo model loaded) before anything is measured.
         asyncio.run(visitors_window(f"http://127.0.0.1:{port}", 1, 0))
+        if server_cores is not None:  # the runs share the server's core, at their lower priority
+            os.sched_setaffinity(0, server_cores)
         folders = start_training(data, args.run_epochs)
+        if server_cores is not None:
+            os.sched_setaffinity(0, everything - server_cores)
         while not all(step > 0 for step, _, _ in run_steps(folders)):
             time.sleep(0.5)
         pids = [pid for _, _, pid in run_steps(folders) if pid]
@@ -459,10 +520,16 @@ def load_for_nice(args: argparse.Namespace, nice: int) -> list[Window]:
                 if count:
                     latencies, start, end = asyncio.run(visitors_window(f"http://127.0.0.1:{port}", count, args.moves))
                     window.latencies_ms = latencies
-                    window.server_ms = server_times(log, start, end)
+                    window.server_ms, window.script_cpu_ms = server_times(log, start, end)
                 else:
+                    start = time.time()
                     time.sleep(args.idle_seconds)
+                    end = time.time()
             after, ended = run_steps(folders), time.time()
+            # Processor time while the visitors moved the temperature (their pages' loads left out).
+            window.server_cores, window.runs_cores, window.other_cores = sampler.cores(start, end)
+            moves_per_s = len(window.latencies_ms) / (end - start)
+            window.server_cpu_per_move_ms = window.server_cores * 1000 / moves_per_s if count else 0.0
             totals = [server + others for server, others in sampler.samples]
             window.pss_mean, window.pss_peak = statistics.mean(totals), max(totals)
             window.server_peak = max(server for server, _ in sampler.samples)
@@ -486,6 +553,7 @@ def load_for_nice(args: argparse.Namespace, nice: int) -> list[Window]:
                 break
             time.sleep(0.2)
         shutil.rmtree(data, ignore_errors=True)
+        os.sched_setaffinity(0, everything)
     return windows
 
 
@@ -497,6 +565,9 @@ def load(args: argparse.Namespace) -> None:
     print(
         "Memory: PSS of the server's processes and the two runs together, sampled every 0.5 s (and each part's peak)."
     )
+    print()
+    if args.pin:
+        print("Pinned: the server and the two runs on one core, the browsers on the others.")
     print()
     header = ["nice", "visitors", "moves", "browser median ms", "browser p95 ms", "server median ms", "server p95 ms"]
     header += ["memory mean MB", "memory peak MB", "server peak MB", "runs' peak MB"]
@@ -511,6 +582,20 @@ def load(args: argparse.Namespace) -> None:
         cells = [str(w.nice), str(w.visitors), str(len(w.latencies_ms)), *spread(w.latencies_ms), *spread(w.server_ms)]
         cells += [f"{w.pss_mean:.0f}", f"{w.pss_peak:.0f}", f"{w.server_peak:.0f}", f"{w.runs_peak:.0f}"]
         cells += [f"{w.words_per_s:,.0f}", ", ".join(w.ended) or "none"]
+        print("| " + " | ".join(cells) + " |")
+    print()
+    print("Processor time while the visitors moved the temperature (their pages' loads left out): each")
+    print("Generate script run's own thread (median, p95), the server's processes per move, and the cores'")
+    print("worth of time each part used.")
+    print()
+    header = ["nice", "visitors", "script CPU median ms", "script CPU p95 ms", "server CPU ms per move"]
+    header += ["server cores", "runs' cores", "other cores (browsers)"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for w in windows:
+        cells = [str(w.nice), str(w.visitors), *spread(w.script_cpu_ms)]
+        cells += [f"{w.server_cpu_per_move_ms:.0f}" if w.visitors else ""]
+        cells += [f"{w.server_cores:.2f}", f"{w.runs_cores:.2f}", f"{w.other_cores:.2f}"]
         print("| " + " | ".join(cells) + " |")
 
 
@@ -531,6 +616,9 @@ def main() -> None:
     load_parser.add_argument("--nice", type=_numbers, default=[10, 0], help="the runs' nice values, comma-separated")
     load_parser.add_argument("--run-epochs", type=int, default=40, help="epochs of the two runs (they must outlast)")
     load_parser.add_argument("--idle-seconds", type=float, default=15.0, help="the runs alone, before the visitors")
+    load_parser.add_argument(
+        "--pin", action="store_true", help="the server and the runs on one core, the browsers on the others"
+    )
     args = parser.parse_args()
     {"cold": cold, "memory": visitors_memory, "load": load}[args.command](args)
 

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -368,17 +369,34 @@ def test_an_unwritable_data_folder_still_gives_the_plays(small_plays: Path, tmp_
     assert same(plays.encoded, EncodedText.from_text(bundled_plays().text))
 
 
+# ---- the shipped server settings -----------------------------------------------------------------
+
+
+def test_the_shipped_streamlit_settings_suit_a_hosted_server() -> None:
+    from streamlit import config
+
+    settings = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    flat = {f"{section}.{name}": value for section, values in settings.items() for name, value in values.items()}
+    unknown = [name for name in flat if name not in config._config_options_template]
+    assert not unknown, f"Streamlit has no such options (a typo does nothing): {unknown}"
+    assert flat["server.fileWatcherType"] == "none"  # no module reloads in a live server
+    assert flat["runner.postScriptGC"] is False  # no full garbage collection after every rerun
+    assert flat["client.toolbarMode"] == "viewer"
+    assert flat["client.showErrorDetails"] == "type"
+    assert flat["server.maxUploadSize"] == 20
+
+
 # ---- the timing log and the runs' priority -------------------------------------------------------
 
 
 def test_the_timing_log_appends_one_json_line_per_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     log = tmp_path / "timing.jsonl"
     monkeypatch.setattr(timing, "PATH", str(log))
-    timing.record("Generate", 100.0, 100.25)
+    timing.record("Generate", 100.0, 100.25, 0.125)
     timing.record("Data", 101.0, 101.5)
     lines = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
     assert lines == [
-        {"page": "Generate", "start": 100.0, "end": 100.25},
+        {"page": "Generate", "start": 100.0, "end": 100.25, "cpu": 0.125},
         {"page": "Data", "start": 101.0, "end": 101.5},
     ]
 
@@ -406,6 +424,8 @@ def test_the_entry_script_logs_its_runs_when_asked(tmp_path: Path) -> None:
     entries = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
     assert [entry["page"] for entry in entries] == ["Data", "About"]
     assert all(entry["end"] >= entry["start"] for entry in entries)
+    # The script thread's own processor time: some, and never more than the run's wall time.
+    assert all(0 < entry["cpu"] <= entry["end"] - entry["start"] + 0.01 for entry in entries)
 
 
 @pytest.mark.parametrize(("raw", "nice"), [(None, app_runs.NICE), ("0", 0), ("19", 19), ("5", 5)])
