@@ -5,8 +5,8 @@
     python bench/bench_recipes.py --preset default --averages uniform:0.5,uniform:0.25,ema:0.999:0.5
     python bench/bench_recipes.py --preset default --shares 0.7,0.9,0.97    # other adaptive clusters
 
-A recipe trains its preset's epochs (the ``default`` preset: 8 epochs, 2,592 steps, what ten
-minutes gave it on the 2-core development machine with 2 threads) on the split of
+A recipe trains its preset's epochs (the ``default`` preset: 20 epochs, 6,480 steps, 8.5 minutes
+on the 2-core development machine with 2 threads) on the split of
 ``bench/bench_quality.py`` (hamlet, the-tempest and julius-caesar held out), so recipes are
 compared at the same number of steps whatever the machine's load: a time budget measured on a
 busy machine would compare the load, not the recipes.
