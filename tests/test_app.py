@@ -699,6 +699,20 @@ def test_the_train_settings_take_their_ranges_from_the_config(app):
     assert at.slider(key="train:epochs").max == 100 and at.slider(key="train:training_seq_len").min == 2
 
 
+def test_the_best_preset_shows_its_regularisers_and_averaging_and_they_reach_the_run_config(app):
+    at = train_page(app)
+    button(at, "Best").click().run()
+    assert at.checkbox(key="train:locked_dropout").value is True
+    assert at.radio(key="train:weight_average").value == "uniform"
+    assert at.slider(key="train:dropout").value == PRESETS["default"].dropout
+    at.checkbox(key="train:locked_dropout").uncheck().run()
+    at.slider(key="train:weight_drop").set_value(0.2).run()
+    settings = at.session_state[state.CONFIG]  # what a Start would train, over the preset's other fields
+    assert at.session_state[state.PRESET] == "default"
+    assert (settings["locked_dropout"], settings["weight_drop"], settings["weight_average"]) == (False, 0.2, "uniform")
+    assert not at.exception
+
+
 def test_scoring_a_text(generate_page):
     at = open_tab(generate_page, "Score a text")
     at.text_area(key="score_text").input("shall i compare thee to a summer's day").run()
