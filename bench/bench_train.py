@@ -241,6 +241,11 @@ def _per_cluster_slices(model: LSTMLanguageModel) -> None:
     )
 
 
+def _compiled(trainer: Trainer) -> None:
+    """The step's forward pass and loss compiled by TorchDynamo and Inductor (the first steps compile)."""
+    trainer._objective = torch.compile(trainer._objective)
+
+
 def _unfused(trainer: Trainer) -> None:
     trainer.optimizer = torch.optim.Adam(trainer.model.parameters(), lr=trainer.config.learning_rate)
 
@@ -257,6 +262,7 @@ STEP_VARIANTS: dict[str, tuple[dict, tuple]] = {
     "+ uniform weight averaging": ({"weight_average": "uniform", "average_start": 0.0}, ()),
     "+ 3 tails (0.75, 0.9, 0.97)": ({"shares": (0.75, 0.9, 0.97)}, ()),
     "+ 3 tails (0.7, 0.9, 0.97)": ({"shares": (0.7, 0.9, 0.97)}, ()),
+    "+ torch.compile of the forward and loss": ({}, (_compiled,)),
 }
 
 
