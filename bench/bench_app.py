@@ -75,6 +75,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: the project's packages are one folder up
     sys.path.insert(0, str(ROOT))
 
+from lstm_core.runs import process_stat  # noqa: E402  (after the path is set; no torch)
+
 CHROMIUM = os.environ.get("LSTM_PLAYHOUSE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -141,15 +143,8 @@ def wait_healthy(port: int, started: float) -> float:
 
 def session_pids(session: int) -> list[int]:
     """The processes of a session (the server started with ``start_new_session``, and its children)."""
-    pids = []
-    for path in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = path.read_text().rsplit(") ", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[3]) == session:
-            pids.append(int(path.parent.name))
-    return pids
+    pids = (int(path.parent.name) for path in Path("/proc").glob("[0-9]*/stat"))
+    return [pid for pid in pids if (fields := process_stat(pid)) is not None and int(fields[3]) == session]
 
 
 def memory_mb(pids: Iterable[int]) -> tuple[float, float]:
@@ -210,11 +205,9 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     """Processor time (user + system, every thread) these processes have used so far, in seconds."""
     ticks = 0
     for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        fields = process_stat(pid)
+        if fields is not None:
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
@@ -492,6 +485,8 @@ def load_for_nice(args: argparse.Namespace, nice: int) -> list[Window]:
     os.environ["LSTM_PLAYHOUSE_DATA"], os.environ["LSTM_PLAYHOUSE_THREADS"] = str(data), "1"
     port = free_port()
     everything = os.sched_getaffinity(0)
+    if args.pin and len(everything) < 2:
+        raise SystemExit("--pin needs at least two cores: one for the server and the runs, the rest for the browsers")
     server_cores = {min(everything)} if args.pin else None
     if server_cores is not None:  # the browsers (started by this process) keep off the server's core
         os.sched_setaffinity(0, everything - server_cores)

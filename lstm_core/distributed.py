@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from lstm_core.errors import InputError
-from lstm_core.runs import process_alive, process_start_time
+from lstm_core.runs import process_alive, process_start_time, process_stat
 from lstm_core.runtime import resolve_device
 
 if TYPE_CHECKING:
@@ -346,11 +346,8 @@ def _machine_id() -> int:
 
 def _process_state(pid: int) -> str | None:
     """The one-letter state of a process from Linux's ``/proc`` (``T``: stopped), or None."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as file:
-            return file.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
+    fields = process_stat(pid)
+    return fields[0] if fields else None
 
 
 def _short_error(error: BaseException) -> str:

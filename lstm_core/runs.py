@@ -156,14 +156,22 @@ def create_run(folder: Path | str, config: Config, dataset: Dataset, *, created:
 # ---- processes -------------------------------------------------------------------------------
 
 
+def process_stat(pid: int) -> list[str] | None:
+    """The fields of Linux's ``/proc/PID/stat`` after the command name (``[0]`` is the state, ``T``:
+    stopped, ``Z``: zombie; ``[19]`` the start time), or None where the process or ``/proc`` is not."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as file:
+            return file.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def process_start_time(pid: int) -> int | None:
     """The start time of process ``pid`` (clock ticks since boot, from ``/proc``), or None if it
     is not running (or is a zombie). With the pid it names one process for good: a pid can be
     reused by another process after the first one ends, its start time cannot."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as file:
-            fields = file.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+    fields = process_stat(pid)
+    if fields is None:
         return None if os.path.isdir("/proc") else _start_time_without_proc(pid)
     if fields[0] in ("Z", "X"):  # a zombie has ended; it only waits to be reaped
         return None
