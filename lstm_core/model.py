@@ -141,7 +141,7 @@ class AdaptiveSoftmax(nn.Module):
 
         One ``split`` rather than a slice per cluster: when ``weight`` is the embedding matrix, the
         backward pass of each slice would write its own zero-filled ``(V, H)`` gradient and add
-        it to the others, a split's writes one (a tenth of a 1 x 512 model's training step).
+        it to the others, a split's writes one (6% of a 1 x 512 model's training step, bench/RESULTS.md).
         """
         sizes = [high - low for low, high in itertools.pairwise(self.bounds)]
         return list(zip(self.weight.split(sizes), self.bias.split(sizes), strict=True))
@@ -275,7 +275,7 @@ class LSTMLanguageModel(nn.Module):
         With ``locked_dropout`` (variational dropout) one mask ``(B, 1, D)`` serves every word of a
         stream's window, as in Gal and Ghahramani's recurrent dropout: the same units are missing
         all along, which regularises what the state carries rather than adding noise per word.
-        It also draws 1/T as many random numbers (``bernoulli_`` over ``(B, T, D)`` is a tenth of a
+        It also draws 1/T as many random numbers (``bernoulli_`` over ``(B, T, D)`` took 13% of a
         1 x 512 model's CPU step).
         """
         p = self.dropout.p
