@@ -532,6 +532,8 @@ class RunRecorder:
             return
         self._flush_step()
         self._append(data)
+        if data["kind"] == "end":  # the run's whole time, past its last step's report
+            self.update(elapsed_s=data["elapsed_s"])
         if data["kind"] == "eval":
             best = self._status.get("best_perplexity")
             perplexity = data["perplexity"]

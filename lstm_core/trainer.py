@@ -506,9 +506,9 @@ class Trainer:
         evals = self.history["evals"]
         if self.step > 0 and (not evals or evals[-1]["step"] != self.step):
             self._evaluate_and_sample()  # a run ended between evaluations still reports where it stands
+        self.elapsed_s = self._clock()  # before the last save: a resume's time cap counts all of it
         if self.out_dir is not None and self.step > 0:
             self._save_last()
-        self.elapsed_s = self._clock()
         last = perplexity(self.last_val_loss) if self.last_val_loss is not None else None
         self.callback(EndEvent(self.step, reason, self.elapsed_s, self.last_val_loss, last))
         return TrainResult(
