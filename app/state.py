@@ -108,6 +108,8 @@ UI_FIELDS = (
     "locked_dropout",
     "embedding_dropout",
     "weight_drop",
+    "activation_reg",
+    "temporal_reg",
     "tie_weights",
     "output_layer",
     "epochs",

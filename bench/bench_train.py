@@ -183,10 +183,10 @@ def _phases(trainer: Trainer, inputs: torch.Tensor, targets: torch.Tensor, state
     """One training step as the trainer takes it, timed by phase: (forward, backward, clip, optimizer, state)."""
     marks = [time.perf_counter()]
     with autocast(trainer.device, trainer.dtype):
-        loss, new_state = trainer._objective(inputs, targets, state)
+        objective, loss, new_state = trainer._objective(inputs, targets, state)
     marks.append(time.perf_counter())
     trainer.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    objective.backward()
     marks.append(time.perf_counter())
     torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), trainer.config.grad_clip)
     marks.append(time.perf_counter())

@@ -88,6 +88,26 @@ class Config:
             step=0.05,
         ),
     )
+    activation_reg: float = field(
+        default=0.0,
+        metadata=meta(
+            "activation regularisation: this times the mean square of the LSTM's (dropped) outputs is added to "
+            "the loss, which keeps them small",
+            0.0,
+            4.0,
+            step=0.5,
+        ),
+    )
+    temporal_reg: float = field(
+        default=0.0,
+        metadata=meta(
+            "temporal activation regularisation: this times the mean square of the change of the LSTM's outputs "
+            "from one word to the next is added to the loss, which keeps the state from jumping",
+            0.0,
+            4.0,
+            step=0.5,
+        ),
+    )
     tie_weights: bool = field(
         default=False,
         metadata=meta(
@@ -227,6 +247,8 @@ class Config:
             "dropout",
             "embedding_dropout",
             "weight_drop",
+            "activation_reg",
+            "temporal_reg",
             "average_start",
             "ema_decay",
             "lr_decay",
@@ -244,6 +266,9 @@ class Config:
             out.append(f"grad_clip must be 0 (off) or positive, got {self.grad_clip}")
         if self.weight_decay < 0:
             out.append(f"weight_decay must be 0 or positive, got {self.weight_decay}")
+        for name in ("activation_reg", "temporal_reg"):
+            if getattr(self, name) < 0:
+                out.append(f"{name} must be 0 (off) or positive, got {getattr(self, name)}")
         if self.train_minutes < 0:
             out.append(f"train_minutes must be 0 (train for the epochs) or positive, got {self.train_minutes}")
         for name in ("dropout", "embedding_dropout", "weight_drop", "average_start"):

@@ -248,9 +248,18 @@ class LSTMLanguageModel(nn.Module):
 
     def forward(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """``ids (B, T)`` -> hidden features ``(B, T, H)`` and the new state."""
+        _, hidden, state = self.features(ids, state)
+        return hidden, state
+
+    def features(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, Tensor, State]:
+        """``ids (B, T)`` -> the last layer's outputs ``(B, T, H)`` before and after the output dropout, and the state.
+
+        :meth:`forward` returns the second; the training objective also penalises the first (temporal
+        activation regularisation).
+        """
         embedded = self._drop(self._embed(ids))  # (B, T, E)
         output, state = self._run_lstm(embedded, state)  # (B, T, H)
-        return self._drop(output), state
+        return output, self._drop(output), state
 
     # ---- regularisation: each is a no-op in eval mode, so inference reads the weights as they are ----
 

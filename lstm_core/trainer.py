@@ -220,13 +220,22 @@ class _Objective(torch.nn.Module):
     learns there which parameters will get gradients); with one process it is just the two calls.
     """
 
-    def __init__(self, model: LSTMLanguageModel) -> None:
+    def __init__(self, model: LSTMLanguageModel, activation_reg: float = 0.0, temporal_reg: float = 0.0) -> None:
         super().__init__()
         self.model = model
+        self.activation_reg = activation_reg
+        self.temporal_reg = temporal_reg
 
-    def forward(self, inputs: Tensor, targets: Tensor, state: State | None) -> tuple[Tensor, State]:
-        hidden, new_state = self.model(inputs, state)  # (B, T, H)
-        return self.model.loss(hidden, targets), new_state
+    def forward(self, inputs: Tensor, targets: Tensor, state: State | None) -> tuple[Tensor, Tensor, State]:
+        """The objective to minimise (the loss plus any activation penalties), the loss, and the new state."""
+        raw, hidden, new_state = self.model.features(inputs, state)  # (B, T, H) each
+        loss = self.model.loss(hidden, targets)
+        objective = loss
+        if self.activation_reg > 0:  # Merity et al.'s AR: small outputs
+            objective = objective + self.activation_reg * hidden.float().pow(2).mean()
+        if self.temporal_reg > 0:  # and TAR: outputs that change slowly from word to word
+            objective = objective + self.temporal_reg * (raw[:, 1:] - raw[:, :-1]).float().pow(2).mean()
+        return objective, loss, new_state
 
 
 # ---- the trainer ---------------------------------------------------------------------------
@@ -326,7 +335,8 @@ class Trainer:
         self._run_clock = self.elapsed_s
         # Built after the restore: DDP starts every rank from rank 0's weights.
         self._objective = self.world.wrap(
-            _Objective(self.model), find_unused_parameters=config.output_layer == "adaptive"
+            _Objective(self.model, config.activation_reg, config.temporal_reg),
+            find_unused_parameters=config.output_layer == "adaptive",
         )
 
     # ---- public API ----
@@ -556,9 +566,9 @@ class Trainer:
     ) -> tuple[Tensor, Tensor | None, State]:
         """One optimizer step. Returns the loss and gradient norm as tensors, still on the device."""
         with autocast(self.device, self.dtype):
-            loss, new_state = self._objective(inputs, targets, state)
+            objective, loss, new_state = self._objective(inputs, targets, state)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # with several ranks, DDP averages the gradients over them here
+        objective.backward()  # with several ranks, DDP averages the gradients over them here
         norm = None
         if self.config.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)

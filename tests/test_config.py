@@ -38,6 +38,8 @@ def test_embedding_size_zero_means_rnn_size():
         ({"lr_decay": 0.0}, "lr_decay must be in (0, 1]"),
         ({"embedding_dropout": 1.0}, "embedding_dropout must be in [0, 1)"),
         ({"weight_drop": -0.2}, "weight_drop must be in [0, 1)"),
+        ({"activation_reg": -1.0}, "activation_reg must be 0 (off) or positive"),
+        ({"temporal_reg": float("inf")}, "temporal_reg must be a finite number"),
         ({"average_start": 1.0}, "average_start must be in [0, 1)"),
         ({"ema_decay": 1.0}, "ema_decay must be in (0, 1)"),
         ({"weight_average": "swa"}, "weight_average must be one of off, uniform, ema"),

@@ -180,6 +180,19 @@ def test_the_regularisers_leave_an_eval_model_as_it_is():
         assert not torch.equal(model(ids)[0], expected)
 
 
+def test_features_are_the_outputs_before_and_after_the_output_dropout():
+    model = regularised(dropout=0.5, locked_dropout=True)
+    ids = torch.randint(0, VOCAB, (3, 7))
+    with torch.no_grad():
+        raw, hidden, state = model.eval().features(ids)
+        expected, expected_state = model(ids)
+        torch.testing.assert_close((raw, hidden, state), (expected, expected, expected_state), rtol=0, atol=0)
+        raw, hidden, _ = model.train().features(ids)
+    kept = hidden != 0
+    torch.testing.assert_close(hidden[kept], raw[kept] / 0.5)  # the dropped output is the raw one, masked
+    assert 0 < kept.float().mean() < 1
+
+
 def test_embedding_dropout_drops_a_word_everywhere_in_the_window():
     model = regularised(embedding_dropout=0.5).train()
     ids = torch.arange(20).repeat(3, 2)  # 20 words, each 6 times

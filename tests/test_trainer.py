@@ -231,6 +231,30 @@ def test_other_output_layers_precisions_and_optimizers_learn(tiny_config, tiny_d
     assert math.isfinite(result.val_loss)
 
 
+def test_activation_penalties_shape_the_gradients_but_not_the_reported_loss(tiny_config, tiny_dataset):
+    plain = losses(run(tiny_config.replace(epochs=1), tiny_dataset)[2])
+    penalised = losses(run(tiny_config.replace(epochs=1, activation_reg=2.0, temporal_reg=1.0), tiny_dataset)[2])
+    assert penalised[0] == plain[0]  # the same weights score the same: the penalties are not in the loss shown
+    assert penalised[1] != plain[1]  # but the first step followed their gradients too
+
+
+def test_the_objective_adds_the_activation_penalties_to_the_loss(tiny_config, tiny_dataset):
+    config = tiny_config.replace(dropout=0.4, locked_dropout=True, activation_reg=2.0, temporal_reg=1.0)
+    trainer = Trainer(config, tiny_dataset)
+    model = trainer.model.train()
+    ids = tiny_dataset.train[: 4 * 9].view(4, 9)
+    inputs, targets = ids[:, :-1], ids[:, 1:]
+    torch.manual_seed(3)
+    objective, loss, _ = trainer._objective(inputs, targets, None)
+    torch.manual_seed(3)  # the same dropout masks
+    raw, hidden, _ = model.features(inputs)
+    assert not torch.equal(raw, hidden)  # AR reads the dropped outputs, TAR the raw ones
+    expected_loss = model.loss(hidden, targets)
+    slowness = (raw[:, 1:] - raw[:, :-1]).pow(2).mean()
+    torch.testing.assert_close(loss, expected_loss)
+    torch.testing.assert_close(objective, expected_loss + 2.0 * hidden.pow(2).mean() + 1.0 * slowness)
+
+
 # ---- weight averaging ----
 
 
