@@ -262,13 +262,11 @@ class Config:
             return out
         if self.learning_rate <= 0:
             out.append(f"learning_rate must be greater than 0, got {self.learning_rate}")
-        if self.grad_clip < 0:
-            out.append(f"grad_clip must be 0 (off) or positive, got {self.grad_clip}")
-        if self.weight_decay < 0:
-            out.append(f"weight_decay must be 0 or positive, got {self.weight_decay}")
-        for name in ("activation_reg", "temporal_reg"):
+        for name in ("grad_clip", "activation_reg", "temporal_reg"):
             if getattr(self, name) < 0:
                 out.append(f"{name} must be 0 (off) or positive, got {getattr(self, name)}")
+        if self.weight_decay < 0:
+            out.append(f"weight_decay must be 0 or positive, got {self.weight_decay}")
         if self.train_minutes < 0:
             out.append(f"train_minutes must be 0 (train for the epochs) or positive, got {self.train_minutes}")
         for name in ("dropout", "embedding_dropout", "weight_drop", "average_start"):

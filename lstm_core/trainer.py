@@ -214,10 +214,11 @@ def _optimizer(config: Config, model: LSTMLanguageModel) -> torch.optim.Optimize
 
 
 class _Objective(torch.nn.Module):
-    """The model and its training loss as one module: ``(inputs, targets, state) -> (loss, state)``.
+    """The model and its training objective as one module: ``(inputs, targets, state) -> (objective,
+    loss, state)``, the objective being the loss plus the activation penalties the config asks for.
 
     DistributedDataParallel must see the output layer used inside the forward it wraps (it
-    learns there which parameters will get gradients); with one process it is just the two calls.
+    learns there which parameters will get gradients); with one process it is just these calls.
     """
 
     def __init__(self, model: LSTMLanguageModel, activation_reg: float = 0.0, temporal_reg: float = 0.0) -> None:
