@@ -15,12 +15,16 @@ import argparse
 import ast
 import json
 import math
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+# PyTorch's huge pages, as the command line asks for them (lstm_core.allocator), before it loads
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import torch
 

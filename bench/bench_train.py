@@ -31,6 +31,9 @@ from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+# PyTorch's huge pages, as the command line asks for them (lstm_core.allocator), before it loads
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
 import torch
 
 from bench.bench_quality import holdout_dataset

@@ -2,6 +2,10 @@
 
 import sys
 
-from lstm_core.cli import main
+from lstm_core.allocator import use_huge_pages
+
+use_huge_pages()  # before PyTorch loads, which reads it once
+
+from lstm_core.cli import main  # noqa: E402
 
 sys.exit(main())

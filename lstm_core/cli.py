@@ -594,7 +594,15 @@ def _train(args: argparse.Namespace, setup: _Setup, memory_limit: int | None, wo
             if not main_rank:
                 fail(f"this process {what}")
 
-        watchdog = MemoryWatchdog(memory_limit, over_limit, exit_code=runs.EXIT_OUT_OF_MEMORY)
+        def near_limit(resident: int) -> None:
+            what = (
+                f"memory reached {resident / 1e6:,.0f} MB of its {memory_limit / 1e6:,.0f} MB limit, so freed memory "
+                "now goes back to the system at once (slower steps, less memory)"
+            )
+            recorder.update(message=what)
+            print(f"{marker}note: {what}", file=sys.stderr)
+
+        watchdog = MemoryWatchdog(memory_limit, over_limit, exit_code=runs.EXIT_OUT_OF_MEMORY, on_pressure=near_limit)
         watchdog.limit_address_space()
         watchdog.start()
 

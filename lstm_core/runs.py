@@ -525,7 +525,8 @@ class RunRecorder:
             if now - self._last_status >= STATUS_EVERY_S:
                 self.update(**status)
             else:
-                self._status.update(status)
+                with self._lock:  # the memory watchdog's thread may be writing the status
+                    self._status.update(status)
             if now - self._last_check >= 0.2:
                 self._last_check = now
                 self._check_stop(now)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import random
 import threading
@@ -12,6 +13,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
+from lstm_core.allocator import return_freed_memory, trim_heap
 from lstm_core.errors import InputError
 
 
@@ -108,19 +110,39 @@ def _virtual_bytes() -> int | None:
 
 
 class MemoryWatchdog:
-    """Ends this process when its resident memory passes ``limit`` bytes.
+    """Ends this process when its resident memory passes ``limit`` bytes, after trying to stay
+    under it.
 
-    A thread reads the resident size every ``interval`` seconds; past the limit it calls
+    A thread reads the resident size every ``interval`` seconds. Past ``pressure`` times the
+    limit it makes the allocator give freed memory back (:func:`return_freed_memory`: slower
+    steps, but a process whose heap holds freed blocks comes back to its working set), calls
+    ``on_pressure(resident)`` once to say so, and from then on trims the heap again, at most
+    every ``trim_every`` seconds, while it stays past that line. Past the limit it calls
     ``on_exceed(resident)`` (to record why) and exits the process with ``exit_code`` at once, so
     a run that outgrows its estimate ends itself and no one else. A single allocation far past
     the limit is stopped earlier by :meth:`limit_address_space`.
     """
 
-    def __init__(self, limit: int, on_exceed: Callable[[int], None], *, exit_code: int, interval: float = 0.1) -> None:
+    def __init__(
+        self,
+        limit: int,
+        on_exceed: Callable[[int], None],
+        *,
+        exit_code: int,
+        interval: float = 0.1,
+        on_pressure: Callable[[int], None] | None = None,
+        pressure: float = 0.9,
+        trim_every: float = 1.0,
+    ) -> None:
         self.limit = limit
         self.on_exceed = on_exceed
         self.exit_code = exit_code
         self.interval = interval
+        self.on_pressure = on_pressure
+        self.pressure_line = int(limit * pressure)
+        self.trim_every = trim_every
+        self.returning_memory = False
+        self._headroom: int | None = None
         self._thread = threading.Thread(target=self._watch, name="memory-watchdog", daemon=True)
 
     def start(self) -> MemoryWatchdog:
@@ -129,6 +151,7 @@ class MemoryWatchdog:
         return self
 
     def _watch(self) -> None:
+        last_trim = -math.inf
         while True:
             resident = resident_bytes() or 0
             if resident > self.limit:
@@ -136,6 +159,19 @@ class MemoryWatchdog:
                     self.on_exceed(resident)
                 finally:
                     os._exit(self.exit_code)
+            now = time.monotonic()
+            if resident > self.pressure_line and now - last_trim >= self.trim_every:
+                last_trim = now
+                if self.returning_memory:
+                    trim_heap()
+                else:
+                    self.returning_memory = True
+                    if return_freed_memory() and self.on_pressure is not None:
+                        self.on_pressure(resident)
+                if self._headroom is not None:
+                    # The heap keeps the address space of the pages it gave back, and big blocks
+                    # now map more: the limit moves with it, still a single allocation's stop.
+                    self.limit_address_space(self._headroom)
             time.sleep(self.interval)
 
     def limit_address_space(self, headroom: int = 768 * 1024 * 1024) -> None:
@@ -144,8 +180,10 @@ class MemoryWatchdog:
         The address space may grow by what the resident size still may, plus ``headroom`` for
         what a process maps without using (thread stacks, allocator arenas: about 600 MB more
         than the resident size for a PyTorch training process here). An allocation past that
-        raises an out-of-memory error in the process instead of reaching the machine.
+        raises an out-of-memory error in the process instead of reaching the machine. The
+        watchdog moves this limit when it makes the allocator give memory back (above).
         """
+        self._headroom = headroom
         virtual, resident = _virtual_bytes(), resident_bytes()
         if virtual is None or resident is None:
             return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import threading
 import time
@@ -448,6 +449,29 @@ def test_a_calm_run_gets_a_sentence_and_no_warning(app):
     assert not at.warning
     sentence = "Better than uniform guessing after 10 s, than the unigram after 20 s, than the bigram after 30 s; "
     assert any(m.value.startswith(sentence + "not yet better than the 5-gram") for m in at.markdown)
+
+
+def test_a_training_runs_note_on_its_memory_is_shown_while_it_trains(app):
+    folder = put_history(
+        workspace_of(app),
+        "20260101-000000-0a1b2c3d",
+        PRESETS["quick"],
+        FALLING_LOSS[:60],
+        [(60, 30.0, 270.0)],
+        created=time.time(),
+    )
+    note = "memory reached 905 MB of its 1,000 MB limit, so freed memory now goes back to the system at once"
+    status = run_files.read_json(folder / run_files.STATUS_FILE)
+    pid = os.getpid()  # the process "training" it is this test's
+    status.update(state="running", total_steps=600, pid=pid, pid_start=run_files.process_start_time(pid), message=note)
+    run_files.write_json(folder / run_files.STATUS_FILE, status)
+    at = app.switch_page("app/pages/train.py").run()
+    assert not at.exception
+    assert f"Note: {note}." in [caption.value for caption in at.caption]
+    status.update(state="finished", message="")
+    run_files.write_json(folder / run_files.STATUS_FILE, status)
+    at = app.switch_page("app/pages/train.py").run()
+    assert not any(caption.value.startswith("Note:") for caption in at.caption)
 
 
 def test_two_runs_drawn_on_one_chart_against_training_time(app):

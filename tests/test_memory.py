@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from lstm_core import runs
+from lstm_core.allocator import HUGE_PAGES_VARIABLE
 from lstm_core.config import preset
 from lstm_core.corpus import bundled_plays
 from lstm_core.data import Dataset, EncodedText
@@ -56,6 +59,7 @@ def test_the_estimate_is_within_30_percent_of_a_real_training_process(plays, tmp
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env={**os.environ, HUGE_PAGES_VARIABLE: "1"},  # as `python -m lstm_core train` has it
         timeout=600,
     )
     assert result.returncode == 0, result.stderr
@@ -119,3 +123,134 @@ def test_weight_averaging_adds_the_average_and_the_raw_copy_to_the_estimate(play
     plain = estimate_memory(preset("default", weight_average="off"), plays.vocab.counts, tokens)
     averaged = estimate_memory(preset("default", weight_average="uniform"), plays.vocab.counts, tokens)
     assert averaged.parameters - plain.parameters == 2 * 4 * plain.parameter_count
+
+
+ON_GLIBC = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="tunes glibc's allocator")
+
+FRAGMENTED = """
+import json, sys
+from lstm_core.runtime import resident_bytes, return_freed_memory
+MB = 1_000_000
+if sys.argv[1] == "return":
+    return_freed_memory()
+start = resident_bytes()
+big = bytearray(16 * MB)
+del big  # by default glibc now serves blocks up to this size from its heap, and keeps them
+blocks = [bytearray(4 * MB) for _ in range(50)]
+del blocks[:-1]  # 196 MB freed below the last block, which keeps the heap's top from shrinking
+freed = resident_bytes()
+returned = return_freed_memory()
+print(json.dumps({"returned": returned, "kept": freed - start, "after_return": resident_bytes() - start}))
+"""
+
+
+@ON_GLIBC
+def test_returning_freed_memory_gives_the_heap_back_and_maps_big_blocks_of_their_own():
+    def run(mode: str) -> dict:
+        result = subprocess.run(
+            [sys.executable, "-c", FRAGMENTED, mode], capture_output=True, text=True, cwd=ROOT, timeout=120
+        )
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    default, returning = run("keep"), run("return")
+    assert default["returned"] is returning["returned"] is True
+    # By default the heap keeps the 196 MB freed; asked, it gives them back.
+    assert default["kept"] > 150 * MB
+    assert default["after_return"] < 40 * MB
+    # Asked first, big blocks get pages of their own, which go back as each is freed.
+    assert returning["kept"] < 40 * MB
+
+
+PRESSED = """
+import time
+from lstm_core.runtime import MemoryWatchdog, resident_bytes
+MB = 1_000_000
+start = resident_bytes()
+limit, line = start + 400 * MB, start + 200 * MB
+watchdog = MemoryWatchdog(
+    limit, lambda rss: print("over", flush=True), exit_code=3, interval=0.02,
+    on_pressure=lambda rss: print("pressure", rss > line, flush=True), pressure=line / limit, trim_every=0.05,
+).start()
+held = [bytearray(10 * MB) for _ in range(25)]  # 250 MB: past the line, within the limit
+time.sleep(0.5)
+held += [bytearray(10 * MB) for _ in range(5)]  # still past the line: no second call
+time.sleep(0.5)
+print("survived", watchdog.returning_memory, flush=True)
+"""
+
+
+@ON_GLIBC
+def test_near_its_limit_the_watchdog_returns_freed_memory_once_and_lets_the_process_go_on():
+    result = subprocess.run([sys.executable, "-c", PRESSED], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:-1] == ["pressure True", "survived True"]
+
+
+HUGE = """
+import os, runpy, sys
+sys.argv = ["lstm_core", "plays"]
+try:
+    runpy.run_module("lstm_core", run_name="__main__")  # what `python -m lstm_core plays` runs
+except SystemExit:
+    pass
+import torch
+block = torch.empty(64 * 1024 * 1024, dtype=torch.uint8)
+address = block.data_ptr()
+flags = ""
+with open("/proc/self/smaps", encoding="ascii") as smaps:
+    inside = False
+    for line in smaps:
+        if "-" in line.split()[0] and ":" not in line.split()[0]:
+            start, end = (int(part, 16) for part in line.split()[0].split("-"))
+            inside = start <= address < end
+        elif inside and line.startswith("VmFlags:"):
+            flags = line.split()[1:]
+print(os.environ.get("THP_MEM_ALLOC_ENABLE"), "hg" in flags)
+"""
+
+
+@pytest.mark.skipif(not Path("/sys/kernel/mm/transparent_hugepage").exists(), reason="no transparent huge pages")
+@pytest.mark.parametrize(("given", "expected"), [(None, "1 True"), ("0", "0 False")])
+def test_the_command_line_asks_pytorch_for_huge_pages_unless_told_not_to(given, expected):
+    environment = {key: value for key, value in os.environ.items() if key != HUGE_PAGES_VARIABLE}
+    if given is not None:
+        environment[HUGE_PAGES_VARIABLE] = given
+    result = subprocess.run(
+        [sys.executable, "-c", HUGE], capture_output=True, text=True, cwd=ROOT, env=environment, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == expected
+
+
+@ON_GLIBC
+def test_a_run_whose_heap_would_outgrow_its_limit_returns_memory_and_goes_on(tmp_path):
+    # This recipe's process settles near 1 GB with glibc's heap keeping freed blocks (more than
+    # the 950 MB limit: the watchdog would end it) and near 700 MB when they go back at once.
+    folder = tmp_path / "run"
+    recipe = ["--weight-drop", "0.3", "--activation-reg", "2", "--temporal-reg", "1", "--batch-size", "128"]
+    limits = ["--threads", "1", "--memory-limit-mb", "950", "--max-minutes", "0.6"]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lstm_core",
+            "train",
+            "--preset",
+            "default",
+            *recipe,
+            *limits,
+            "--quiet",
+            "--out",
+            str(folder),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "note: memory reached" in result.stderr
+    status = runs.read_json(folder / runs.STATUS_FILE)
+    assert status["state"] == "time_limit", status
+    assert status["step"] > 0 and (folder / runs.LAST_CHECKPOINT).exists()

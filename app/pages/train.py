@@ -235,6 +235,8 @@ def live_section() -> None:
     columns[2].metric("Words per second", f"{last.tokens_per_s:,.0f}" if last else "-")
     columns[3].metric("Elapsed", _duration(run.elapsed_s) if run.step else "-")
     columns[4].metric("Time left", _duration(last.eta_s) if last and run.active else "-")
+    if run.active and run.message:
+        st.caption(f"Note: {run.message}.")
     if run.ended_unexpectedly or run.state == "diverged":
         saved = [e.step for e in events if isinstance(e, CheckpointEvent) and not e.best]
         kept = (
