@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lstm_core.allocator import FREED_MEMORY_THRESHOLD, HUGE_PAGES_VARIABLE  # noqa: E402
+from lstm_core.runs import process_stat  # noqa: E402
 
 # glibc reads these at start: the same as lstm_core.allocator.return_freed_memory from the first step
 RETURNING = {
@@ -49,11 +50,9 @@ SETTINGS = {
 
 
 def resident_mb(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as file:
-            return next(int(line.split()[1]) / 1000 for line in file if line.startswith("VmRSS:"))
-    except (OSError, StopIteration):
-        return None
+    """Process ``pid``'s resident memory in MB (10^6 bytes; ``/proc/PID/stat``'s rss, in pages)."""
+    fields = process_stat(pid)
+    return None if fields is None else int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
 def one_try(flags: list[str], environment: dict[str, str], seconds: float) -> dict[str, float]:
