@@ -253,19 +253,38 @@ def _unfused(trainer: Trainer) -> None:
     trainer.optimizer = torch.optim.Adam(trainer.model.parameters(), lr=trainer.config.learning_rate)
 
 
+def _bernoulli_masks(trainer: Trainer) -> None:
+    """Make the model draw its dropout and weight-drop masks with ``bernoulli_``, as it did before
+    :func:`lstm_core.model.keep_mask` (the same masks in distribution, drawn another way)."""
+    model = trainer.model
+
+    def layer_weights(layer: int) -> list[torch.Tensor]:
+        weights = [getattr(model.lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        weights[1] = torch.nn.functional.dropout(weights[1], model.weight_drop, training=True)
+        return weights
+
+    def drop(x: torch.Tensor) -> torch.Tensor:
+        p = model.dropout.p
+        return x * x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1.0 - p).div_(1.0 - p)
+
+    model._layer_weights = layer_weights  # type: ignore[method-assign]
+    model._drop = drop  # type: ignore[method-assign]
+
+
 STEP_VARIANTS: dict[str, tuple[dict, tuple]] = {
     # name: (config changes to the preset, tweaks of the trainer); "shares" in the changes are the
-    # adaptive softmax's cluster shares (choose_cutoffs), not a config field
-    "before (Adam unfused, per-cluster slices)": ({}, (_unfused, lambda t: _per_cluster_slices(t.model))),
-    "fused Adam, per-cluster slices": ({}, (lambda t: _per_cluster_slices(t.model),)),
-    "fused Adam, one split (the preset)": ({}, ()),
-    "+ locked dropout": ({"locked_dropout": True}, ()),
-    "+ embedding dropout 0.1": ({"embedding_dropout": 0.1}, ()),
-    "+ weight drop 0.3": ({"weight_drop": 0.3}, ()),
-    "+ uniform weight averaging": ({"weight_average": "uniform", "average_start": 0.0}, ()),
-    "+ 3 tails (0.75, 0.9, 0.97)": ({"shares": (0.75, 0.9, 0.97)}, ()),
-    "+ 3 tails (0.7, 0.9, 0.97)": ({"shares": (0.7, 0.9, 0.97)}, ()),
-    "+ torch.compile of the forward and loss": ({}, (_compiled,)),
+    # adaptive softmax's cluster shares (choose_cutoffs), not a config field. The first is the
+    # preset as it is; each other row changes one thing of it.
+    "the preset": ({}, ()),
+    "masks drawn with bernoulli_ (before)": ({}, (_bernoulli_masks,)),
+    "Adam unfused": ({}, (_unfused,)),
+    "per-cluster weight slices": ({}, (lambda t: _per_cluster_slices(t.model),)),
+    "without weight drop": ({"weight_drop": 0.0}, ()),
+    "without AR and TAR": ({"activation_reg": 0.0, "temporal_reg": 0.0}, ()),
+    "without locked dropout": ({"locked_dropout": False}, ()),
+    "with the averaging running (the preset starts it halfway)": ({"average_start": 0.0}, ()),
+    "3 tails (0.75, 0.9, 0.97)": ({"shares": (0.75, 0.9, 0.97)}, ()),
+    "torch.compile of the forward and loss": ({}, (_compiled,)),
 }
 
 

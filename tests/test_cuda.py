@@ -7,11 +7,10 @@ import math
 
 import pytest
 import torch
-from torch.nn import functional as F
 
 from lstm_core.checkpoint import load_checkpoint
 from lstm_core.config import preset
-from lstm_core.model import LSTMLanguageModel
+from lstm_core.model import LSTMLanguageModel, keep_mask
 from lstm_core.sampling import SamplingOptions, StepGenerator, generate, score
 from lstm_core.trainer import Trainer, evaluate
 
@@ -161,7 +160,7 @@ def test_weight_drop_on_the_gpu_is_the_lstm_with_masked_recurrent_weights():
     torch.manual_seed(1)
     hidden, _ = model(ids)
     torch.manual_seed(1)  # the same draws: one mask per layer, in layer order
-    masked = [F.dropout(getattr(model.lstm, f"weight_hh_l{layer}"), 0.5, training=True) for layer in range(2)]
+    masked = [(w := getattr(model.lstm, f"weight_hh_l{layer}")) * keep_mask(w, w.shape, 0.5) for layer in range(2)]
     reference = LSTMLanguageModel(40, config.replace(weight_drop=0.0)).cuda()
     reference.load_state_dict(model.state_dict())
     with torch.no_grad():

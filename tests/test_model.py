@@ -2,10 +2,9 @@ import math
 
 import pytest
 import torch
-from torch.nn import functional as F
 
 from lstm_core.config import Config
-from lstm_core.model import LSTMLanguageModel, choose_cutoffs, detach_state
+from lstm_core.model import LSTMLanguageModel, choose_cutoffs, detach_state, keep_mask
 
 VOCAB = 50
 
@@ -217,13 +216,25 @@ def test_locked_dropout_keeps_one_mask_for_a_streams_whole_window():
     assert not torch.equal(fresh, fresh[:, :1].expand_as(fresh))  # ordinary dropout: a new mask per word
 
 
+@pytest.mark.parametrize("p", [0.0, 0.3, 0.5])
+def test_a_keep_mask_keeps_a_share_of_1_minus_p_scaled_by_its_inverse(p):
+    like = torch.zeros(3, dtype=torch.bfloat16)
+    torch.manual_seed(0)
+    mask = keep_mask(like, (400, 500), p)
+    assert mask.shape == (400, 500) and mask.dtype == torch.bfloat16
+    kept = mask != 0
+    assert torch.all(mask[kept] == torch.tensor(1 / (1 - p), dtype=torch.bfloat16))
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.005  # 200,000 draws: 4.5 standard deviations at p=0.5
+    assert not torch.equal(keep_mask(like, (400, 500), p), mask) or p == 0  # a new draw each call
+
+
 def test_weight_drop_is_the_lstm_with_masked_recurrent_weights():
     model = regularised(weight_drop=0.5).train()
     ids = torch.randint(0, VOCAB, (3, 7))
     torch.manual_seed(1)
     hidden, (h, c) = model(ids)
     torch.manual_seed(1)  # the same draws: one mask per layer, in layer order
-    masked = [F.dropout(getattr(model.lstm, f"weight_hh_l{layer}"), 0.5, training=True) for layer in range(2)]
+    masked = [(w := getattr(model.lstm, f"weight_hh_l{layer}")) * keep_mask(w, w.shape, 0.5) for layer in range(2)]
     reference = regularised()
     reference.load_state_dict(model.state_dict())
     with torch.no_grad():
