@@ -105,6 +105,7 @@ UI_FIELDS = (
     "embedding_size",
     "num_layers",
     "dropout",
+    "input_dropout",
     "locked_dropout",
     "embedding_dropout",
     "weight_drop",

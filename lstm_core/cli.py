@@ -636,7 +636,7 @@ def _train(args: argparse.Namespace, setup: _Setup, memory_limit: int | None, wo
             f"on {processes} processes ({world.backend}; rank 0 on {trainer.device}), {share} of the batch's rows each"
         )
     saved_by = len(resume.rank_rng_states or [None]) if resume is not None else processes
-    if saved_by != processes and config.dropout > 0:
+    if saved_by != processes and config.draws_masks:
         say(
             f"note: the run was saved by {saved_by} process(es) and goes on with {processes}: dropout draws other "
             "masks than the uninterrupted run would have"

@@ -64,7 +64,12 @@ class Config:
     )
     num_layers: int = field(default=1, metadata=meta("stacked LSTM layers", 1, 4))
     dropout: float = field(
-        default=0.0, metadata=meta("dropout on embeddings, between layers and before the output", 0.0, 0.8, step=0.05)
+        default=0.0,
+        metadata=meta("dropout on the LSTM's outputs: between layers and before the softmax", 0.0, 0.8, step=0.05),
+    )
+    input_dropout: float = field(
+        default=0.0,
+        metadata=meta("dropout on the word vectors entering the LSTM (its inputs)", 0.0, 0.8, step=0.05),
     )
     embedding_dropout: float = field(
         default=0.0,
@@ -228,6 +233,11 @@ class Config:
         """The embedding size actually used (``embedding_size``, or ``rnn_size`` when that is 0)."""
         return self.embedding_size or self.rnn_size
 
+    @property
+    def draws_masks(self) -> bool:
+        """Whether training draws random masks (some dropout or weight drop is on)."""
+        return any(getattr(self, name) > 0 for name in ("dropout", "input_dropout", "embedding_dropout", "weight_drop"))
+
     def problems(self) -> list[str]:
         """Every reason this config cannot work, in words a user understands (empty if none)."""
         out: list[str] = []
@@ -245,6 +255,7 @@ class Config:
             "weight_decay",
             "train_minutes",
             "dropout",
+            "input_dropout",
             "embedding_dropout",
             "weight_drop",
             "activation_reg",
@@ -269,7 +280,7 @@ class Config:
             out.append(f"weight_decay must be 0 or positive, got {self.weight_decay}")
         if self.train_minutes < 0:
             out.append(f"train_minutes must be 0 (train for the epochs) or positive, got {self.train_minutes}")
-        for name in ("dropout", "embedding_dropout", "weight_drop", "average_start"):
+        for name in ("dropout", "input_dropout", "embedding_dropout", "weight_drop", "average_start"):
             if not 0 <= getattr(self, name) < 1:
                 out.append(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if not 0 < self.ema_decay < 1:
@@ -315,6 +326,9 @@ class Config:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+        if "input_dropout" not in data and "dropout" in data:
+            # Saved before the inputs had a dropout of their own: ``dropout`` was on them too.
+            data = {**data, "input_dropout": data["dropout"]}
         return cls(**data)
 
     def replace(self, **changes: Any) -> Config:
@@ -355,6 +369,7 @@ PRESETS: dict[str, Config] = {
         rnn_size=512,
         tie_weights=True,
         dropout=0.45,
+        input_dropout=0.45,
         locked_dropout=True,
         weight_drop=0.3,
         activation_reg=2.0,
@@ -382,6 +397,7 @@ PRESETS: dict[str, Config] = {
         num_layers=2,
         tie_weights=True,
         dropout=0.5,
+        input_dropout=0.5,
         locked_dropout=True,
         embedding_dropout=0.1,
         weight_drop=0.5,

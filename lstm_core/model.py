@@ -220,6 +220,7 @@ class LSTMLanguageModel(nn.Module):
             batch_first=True,
         )
         self.dropout = nn.Dropout(config.dropout)
+        self.input_dropout = config.input_dropout
         self.locked_dropout = config.locked_dropout
         self.embedding_dropout = config.embedding_dropout
         self.weight_drop = config.weight_drop
@@ -269,7 +270,7 @@ class LSTMLanguageModel(nn.Module):
         :meth:`forward` returns the second; the training objective also penalises the first (temporal
         activation regularisation).
         """
-        embedded = self._drop(self._embed(ids))  # (B, T, E)
+        embedded = self._drop(self._embed(ids), self.input_dropout)  # (B, T, E)
         output, state = self._run_lstm(embedded, state)  # (B, T, H)
         return output, self._drop(output), state
 
@@ -289,8 +290,9 @@ class LSTMLanguageModel(nn.Module):
         words = keep_mask(embedded, (self.vocab_size,), self.embedding_dropout)  # (V,)
         return embedded * words[ids].unsqueeze(-1)
 
-    def _drop(self, x: Tensor) -> Tensor:
-        """Dropout on word vectors or LSTM outputs ``(B, T, D)`` (or ``(B, D)``).
+    def _drop(self, x: Tensor, p: float | None = None) -> Tensor:
+        """Dropout with probability ``p`` (the output ``dropout`` unless given) on word vectors or
+        LSTM outputs ``(B, T, D)`` (or ``(B, D)``).
 
         With ``locked_dropout`` (variational dropout) one mask ``(B, 1, D)`` serves every word of a
         stream's window, as in Gal and Ghahramani's recurrent dropout: the same units are missing
@@ -298,9 +300,11 @@ class LSTMLanguageModel(nn.Module):
         It also draws 1/T as many random numbers (``bernoulli_`` over ``(B, T, D)`` took 13% of a
         1 x 512 model's CPU step).
         """
-        p = self.dropout.p
-        if not (self.training and p > 0 and self.locked_dropout and x.dim() == 3):
-            return self.dropout(x)
+        p = self.dropout.p if p is None else p
+        if not (self.training and p > 0):
+            return x
+        if not (self.locked_dropout and x.dim() == 3):
+            return F.dropout(x, p, training=True)
         return x * keep_mask(x, (x.size(0), 1, x.size(2)), p)  # one mask (B, 1, D) for every step
 
     def _layer_weights(self, layer: int) -> list[Tensor]:
@@ -341,7 +345,7 @@ class LSTMLanguageModel(nn.Module):
         if state is None:
             state = self.init_state(ids.size(0))
         h, c = state
-        x = self._drop(self._embed(ids))  # (B, E)
+        x = self._drop(self._embed(ids), self.input_dropout)  # (B, E)
         layer_dropout = self.lstm.dropout if self.training else 0.0
         new_h, new_c = [], []
         for layer in range(self.num_layers):

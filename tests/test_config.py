@@ -25,6 +25,7 @@ def test_embedding_size_zero_means_rnn_size():
         ({"tie_weights": True, "embedding_size": 64}, "tie_weights needs embedding_size equal to rnn_size"),
         ({"dropout": 1.0}, "dropout must be in [0, 1)"),
         ({"dropout": -0.1}, "dropout must be in [0, 1)"),
+        ({"input_dropout": 1.0}, "input_dropout must be in [0, 1)"),
         ({"rnn_size": 0}, "rnn_size must be a whole number of at least 1"),
         ({"batch_size": -3}, "batch_size must be a whole number of at least 1"),
         ({"epochs": 2.5}, "epochs must be a whole number"),
@@ -69,6 +70,19 @@ def test_plain_data_round_trip_and_unknown_keys():
     assert Config.from_dict(data) == config
     with pytest.raises(ConfigError, match="unknown setting"):
         Config.from_dict({**data, "rnn_sise": 3})
+
+
+def test_a_config_saved_before_input_dropout_existed_drops_its_inputs_as_it_trained():
+    old = {name: value for name, value in Config(dropout=0.35).to_dict().items() if name != "input_dropout"}
+    assert Config.from_dict(old).input_dropout == 0.35  # ``dropout`` was on the inputs too
+    assert Config.from_dict({**old, "input_dropout": 0.1}).input_dropout == 0.1
+    assert Config.from_dict({}).input_dropout == 0.0
+
+
+def test_training_draws_masks_when_any_dropout_or_weight_drop_is_on():
+    assert not Config().draws_masks
+    for name in ("dropout", "input_dropout", "embedding_dropout", "weight_drop"):
+        assert Config(**{name: 0.1}).draws_masks, name
 
 
 def test_every_preset_is_valid_and_unknown_preset_is_explained():

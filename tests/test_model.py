@@ -192,6 +192,27 @@ def test_features_are_the_outputs_before_and_after_the_output_dropout():
     assert 0 < kept.float().mean() < 1
 
 
+@pytest.mark.parametrize("locked", [False, True])
+def test_input_dropout_is_on_the_lstm_inputs_and_dropout_on_its_outputs(locked):
+    ids = torch.randint(0, VOCAB, (3, 7))
+    seen = []
+    for changes in ({"input_dropout": 0.5}, {"dropout": 0.5}):
+        model = regularised(locked_dropout=locked, **changes).train()
+        model.lstm.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+        with torch.no_grad():
+            raw, hidden, _ = model.features(ids)
+        words = model.embedding(ids)
+        inputs = seen.pop()
+        if "input_dropout" in changes:
+            kept = inputs != 0
+            torch.testing.assert_close(inputs[kept], words[kept] / 0.5)
+            assert 0.3 < kept.float().mean() < 0.7
+            torch.testing.assert_close(hidden, raw, rtol=0, atol=0)  # no dropout on the outputs
+        else:
+            torch.testing.assert_close(inputs, words, rtol=0, atol=0)  # none on the inputs
+            assert not torch.equal(hidden, raw)
+
+
 def test_embedding_dropout_drops_a_word_everywhere_in_the_window():
     model = regularised(embedding_dropout=0.5).train()
     ids = torch.arange(20).repeat(3, 2)  # 20 words, each 6 times

@@ -75,7 +75,15 @@ def settings_section() -> None:
         state.config_widget(getattr(st, spec.kind), spec.label, name, scope="train", **spec.kwargs, **extra)
 
     model_fields = ("rnn_size", "embedding_size", "num_layers", "tie_weights", "output_layer", "precision")
-    regularisers = ("dropout", "locked_dropout", "embedding_dropout", "weight_drop", "activation_reg", "temporal_reg")
+    regularisers = (
+        "input_dropout",
+        "dropout",
+        "locked_dropout",
+        "embedding_dropout",
+        "weight_drop",
+        "activation_reg",
+        "temporal_reg",
+    )
     training_fields = ("epochs", "batch_size", "training_seq_len", "learning_rate", "lr_schedule", "min_word_freq")
     with st.expander("Model and training settings", expanded=False):
         model, training = st.columns(2)
