@@ -155,8 +155,19 @@ class Config:
     learning_rate: float = field(
         default=0.001, metadata=meta("optimizer step size", 1e-5, 1.0, log=True, label="learning_rate (log scale)")
     )
-    optimizer: Optimizer = field(default="adam", metadata=meta("adam (the recipe's), adamw or sgd"))
-    weight_decay: float = field(default=0.0, metadata=meta("L2 penalty (decoupled for adamw)", 0.0, 0.1))
+    optimizer: Optimizer = field(
+        default="adam", metadata=meta("adam (the recipe's), adamw (Adam with decoupled weight decay) or sgd")
+    )
+    weight_decay: float = field(
+        default=0.0,
+        metadata=meta(
+            "weight decay: with adamw every step shrinks each weight by learning_rate x this (decoupled); with "
+            "adam and sgd it is an L2 penalty added to the gradients instead",
+            0.0,
+            0.5,
+            values=(0.0, 0.0001, 0.001, 0.01, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5),
+        ),
+    )
     lr_schedule: Schedule = field(
         default="constant",
         metadata=meta(

@@ -81,10 +81,19 @@ def settings_section() -> None:
         "locked_dropout",
         "embedding_dropout",
         "weight_drop",
+        "weight_decay",
         "activation_reg",
         "temporal_reg",
     )
-    training_fields = ("epochs", "batch_size", "training_seq_len", "learning_rate", "lr_schedule", "min_word_freq")
+    training_fields = (
+        "epochs",
+        "batch_size",
+        "training_seq_len",
+        "learning_rate",
+        "optimizer",
+        "lr_schedule",
+        "min_word_freq",
+    )
     with st.expander("Model and training settings", expanded=False):
         model, training = st.columns(2)
         with model:
