@@ -263,9 +263,9 @@ def _bernoulli_masks(trainer: Trainer) -> None:
         weights[1] = torch.nn.functional.dropout(weights[1], model.weight_drop, training=True)
         return weights
 
-    def drop(x: torch.Tensor) -> torch.Tensor:
-        p = model.dropout.p
-        return x * x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1.0 - p).div_(1.0 - p)
+    def drop(x: torch.Tensor, p: float | None = None) -> torch.Tensor:
+        p = model.dropout.p if p is None else p
+        return x * x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1.0 - p).div_(1.0 - p) if p > 0 else x
 
     model._layer_weights = layer_weights  # type: ignore[method-assign]
     model._drop = drop  # type: ignore[method-assign]
