@@ -730,6 +730,8 @@ def test_the_best_preset_shows_its_regularisers_and_averaging_and_they_reach_the
     assert at.radio(key="train:weight_average").value == "uniform"
     assert at.slider(key="train:dropout").value == PRESETS["default"].dropout
     assert at.slider(key="train:input_dropout").value == PRESETS["default"].input_dropout
+    assert at.radio(key="train:optimizer").value == "adamw"
+    assert at.select_slider(key="train:weight_decay").value == PRESETS["default"].weight_decay > 0
     at.checkbox(key="train:locked_dropout").uncheck().run()
     at.slider(key="train:weight_drop").set_value(0.2).run()
     settings = at.session_state[state.CONFIG]  # what a Start would train, over the preset's other fields
