@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 from pathlib import Path
 
 import pytest
 import torch
 
 from lstm_core.checkpoint import load_checkpoint
+from lstm_core.cli import build_parser, config_from_args
 from lstm_core.config import RECIPE_PRIME_TEXTS
 from lstm_core.corpus import bundled_plays
 from lstm_core.sampling import SamplingOptions, generate
@@ -57,3 +59,10 @@ def test_greedy_continuations_are_the_readme_ones_and_reproducible(demo):
         runs = [generate(model, demo.vocab, prime, 12, SamplingOptions()) for _ in range(2)]
         assert runs[0].words == runs[1].words
         assert " ".join([*runs[0].prime_words, *runs[0].words]) == line
+
+
+def test_the_readme_command_builds_the_demo_models_config(demo):
+    commands = readme_section().split("```bash\n", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+    train = next(line for line in commands.splitlines() if line.startswith("python -m lstm_core train"))
+    args = build_parser().parse_args(shlex.split(train)[3:])  # after "python -m lstm_core"
+    assert config_from_args(args) == demo.config
