@@ -727,7 +727,7 @@ def nucleus_ids(log_probs: Tensor, top_p: float) -> Tensor:
             break
         smallest = float(probs[-1])
         at_least = count + (top_p - float(mass_before[-1]) - smallest) / smallest if smallest > 0 else math.inf
-        count = min(512 if at_least <= 512 else finite, finite)
+        count = min(512 if count < 512 and at_least <= 512 else finite, finite)  # 64, 512, all: never the same twice
     last = values[inside - 1]
     keep = log_probs > last
     missing = inside - int(keep.sum())

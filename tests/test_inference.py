@@ -577,3 +577,12 @@ def test_a_rank_counts_a_tail_word_above_the_target_by_a_hair():
         torch.testing.assert_close(log_prob, full[:, target], rtol=0, atol=2e-5)
         assert int(rank) == 4 + (margin > -within)  # word 45 above it or not (no other tail word is)
         assert_ranks_fit(rank, full, torch.tensor([target]), 2e-5)
+
+
+def test_the_nucleus_of_512_even_words_just_past_top_p_is_found_and_not_searched_for_ever():
+    # 511 of them hold less than top_p, all 512 a little more: the search by 64, then 512 words
+    # must go on to all of them once 512 were not enough, not try 512 again.
+    even = 0.9 / 512 * 1.0001
+    probs = torch.tensor([even] * 512 + [(1 - 512 * even) / 488] * 488, dtype=torch.float64)
+    ids = nucleus_ids(probs.log().float(), 0.9)
+    assert torch.equal(ids, torch.arange(512))
