@@ -99,35 +99,35 @@ SAVED_GENERATE = "saved_generate"  # the Generate settings saved for this visito
 OPENED_SHARES = "opened_shares"  # the shared models this visitor opened by a link, while the session lasts
 ADDRESS_NOTES = "address_notes"  # what a link's settings needed changed, shown once the page has them
 
-# The config fields the Train page shows; the rest keep the preset's value.
-UI_FIELDS = (
-    "rnn_size",
-    "embedding_size",
-    "num_layers",
-    "dropout",
-    "input_dropout",
-    "locked_dropout",
-    "embedding_dropout",
-    "weight_drop",
-    "weight_decay",
-    "activation_reg",
-    "temporal_reg",
-    "tie_weights",
-    "output_layer",
-    "epochs",
-    "batch_size",
-    "training_seq_len",
-    "learning_rate",
-    "optimizer",
-    "lr_schedule",
-    "min_word_freq",
-    "grad_clip",
-    "weight_average",
-    "average_start",
-    "eval_every",
-    "precision",
-    "seed",
-)
+# The config fields the Train page shows, in its groups and order; the rest keep the preset's value.
+UI_GROUPS: dict[str, tuple[str, ...]] = {
+    "Model": ("rnn_size", "embedding_size", "num_layers", "tie_weights", "output_layer", "precision"),
+    "Regularisation": (
+        "input_dropout",
+        "dropout",
+        "locked_dropout",
+        "embedding_dropout",
+        "weight_drop",
+        "weight_decay",
+        "activation_reg",
+        "temporal_reg",
+    ),
+    "Training": (
+        "epochs",
+        "batch_size",
+        "training_seq_len",
+        "learning_rate",
+        "optimizer",
+        "lr_schedule",
+        "min_word_freq",
+        "grad_clip",
+        "weight_average",
+        "average_start",
+        "eval_every",
+        "seed",
+    ),
+}
+UI_FIELDS = tuple(name for group in UI_GROUPS.values() for name in group)
 # A visitor of a hosted demo should see a model learn within a minute.
 DEFAULT_PRESET = "quick"
 MAX_REFUSED = 32

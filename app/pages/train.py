@@ -74,39 +74,13 @@ def settings_section() -> None:
         extra = {"horizontal": True} if spec.kind == "radio" else {}
         state.config_widget(getattr(st, spec.kind), spec.label, name, scope="train", **spec.kwargs, **extra)
 
-    model_fields = ("rnn_size", "embedding_size", "num_layers", "tie_weights", "output_layer", "precision")
-    regularisers = (
-        "input_dropout",
-        "dropout",
-        "locked_dropout",
-        "embedding_dropout",
-        "weight_drop",
-        "weight_decay",
-        "activation_reg",
-        "temporal_reg",
-    )
-    training_fields = (
-        "epochs",
-        "batch_size",
-        "training_seq_len",
-        "learning_rate",
-        "optimizer",
-        "lr_schedule",
-        "min_word_freq",
-    )
     with st.expander("Model and training settings", expanded=False):
-        model, training = st.columns(2)
-        with model:
-            st.caption("Model")
-            for name in model_fields:
-                widget(name)
-            st.caption("Regularisation")
-            for name in regularisers:
-                widget(name)
-        with training:
-            st.caption("Training")
-            for name in (*training_fields, "grad_clip", "weight_average", "average_start", "eval_every", "seed"):
-                widget(name)
+        left, right = st.columns(2)
+        for column, group in ((left, "Model"), (left, "Regularisation"), (right, "Training")):
+            with column:
+                st.caption(group)
+                for name in state.UI_GROUPS[group]:
+                    widget(name)
 
 
 def check_settings(
