@@ -301,6 +301,19 @@ def train_command(folder: Path, limits: RunLimits) -> list[str]:
     ]
 
 
+def wait_unreaped(process: subprocess.Popen) -> int:
+    """Wait for ``process`` to end and return its return code as ``Popen`` gives it, leaving it
+    unreaped (a zombie) where the system allows: until it is reaped, readers take the run for one
+    still ending (:func:`lstm_core.runs.process_ending`), so none of them finds it gone without
+    a record of how it ended. Reap it with ``process.wait()`` once that is written."""
+    if not hasattr(os, "waitid"):  # macOS: reaped at once, leaving a moment without a record
+        return process.wait()
+    info = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
+    if info is None:  # not possible without WNOHANG; keeps the type checker content
+        return process.wait()
+    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+
+
 def _launch(data_root: Path, folder: Path, limits: RunLimits) -> None:
     """Start the training process, record it, and wait for it in a thread (which records its end).
 
@@ -328,11 +341,12 @@ def _launch(data_root: Path, folder: Path, limits: RunLimits) -> None:
 
     def wait() -> None:
         try:
-            returncode = process.wait()
+            returncode = wait_unreaped(process)
             runs.write_json(folder / runs.EXIT_FILE, {"returncode": returncode, "ended": time.time()})
         except OSError:
             pass  # the run folder was deleted meanwhile: nothing to record
         finally:
+            process.wait()
             log.close()
             marker.unlink(missing_ok=True)
 

@@ -197,6 +197,15 @@ def process_alive(pid: Any, start: Any) -> bool:
     return now is not None and (not isinstance(start, int) or now == 0 or now == start)
 
 
+def process_ending(pid: Any, start: Any) -> bool:
+    """Whether the process ``pid`` that started at ``start`` has ended but not yet been reaped
+    (a zombie): its parent is about to learn, and record, how it ended."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    fields = process_stat(pid)
+    return fields is not None and fields[0] == "Z" and (not isinstance(start, int) or int(fields[19]) == start)
+
+
 def signal_name(returncode: int) -> str:
     """``-9`` -> ``"killed by signal 9 (SIGKILL)"``; ``1`` -> ``"exit code 1"``."""
     if returncode < 0:
@@ -265,6 +274,10 @@ def _effective_state(folder: Path, status: dict[str, Any]) -> tuple[State, str, 
     ):
         return state, message, pid if isinstance(pid, int) else None
     exit_info = read_json(folder / EXIT_FILE)
+    if exit_info is None and any(
+        process_ending(record.get("pid"), record.get("pid_start")) for record in (status, launched)
+    ):
+        return state, message, None  # ended a moment ago: the server that started it records how next
     if exit_info is not None and isinstance(exit_info.get("returncode"), int):
         code = exit_info["returncode"]
         if code == EXIT_OUT_OF_MEMORY:

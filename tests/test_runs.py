@@ -116,6 +116,34 @@ def test_a_run_says_it_crashed_when_its_process_is_gone(tmp_path, dataset):
     assert run_files.read_run(folder).state == "crashed"
 
 
+def test_a_process_that_ended_but_is_not_yet_reaped_is_ending_not_gone(tmp_path, dataset):
+    """Between a training process's end and its server's record of how it ended, a reader must
+    not call it gone (the server may have restarted): that message would stay on the page."""
+    folder = run_files.create_run(tmp_path / "run", SMALL, dataset)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    start = run_files.process_start_time(child.pid)
+    status = {"state": "running", "pid": child.pid, "pid_start": start, "step": 7, "total_steps": 70}
+    run_files.write_json(folder / run_files.STATUS_FILE, status)
+    child.kill()
+    assert runs.wait_unreaped(child) == -signal.SIGKILL
+    assert run_files.process_ending(child.pid, start) and not run_files.process_alive(child.pid, start)
+    assert not run_files.process_ending(child.pid, start + 1)  # another process's start time
+    run = run_files.read_run(folder)
+    assert run.state == "running" and run.pid is None  # ending: its record comes next
+    run_files.write_json(folder / run_files.EXIT_FILE, {"returncode": -signal.SIGKILL})
+    assert run_files.read_run(folder).message.endswith("(killed by signal 9 (SIGKILL))")
+    assert child.wait() == -signal.SIGKILL  # reaped now, and Popen agrees on how it ended
+    assert not run_files.process_ending(child.pid, start)
+    (folder / run_files.EXIT_FILE).unlink()
+    assert "the server may have restarted" in run_files.read_run(folder).message
+
+
+def test_waiting_unreaped_gives_popens_return_code(tmp_path):
+    for code in ("0", "3"):
+        child = subprocess.Popen([sys.executable, "-c", f"raise SystemExit({code})"])
+        assert runs.wait_unreaped(child) == int(code) == child.wait()
+
+
 def test_the_event_tail_reads_only_complete_new_lines(tmp_path):
     path = tmp_path / "events.jsonl"
     tail = run_files.EventTail(path)
