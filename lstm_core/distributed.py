@@ -27,13 +27,14 @@ other ranks; a rank that dies is noticed sooner by torchrun's agent, which ends 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import re
 import socket
 import time
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -61,6 +62,14 @@ class Peer:
     pid: int
     start: int | None  # see runs.process_start_time: with the pid, it names the process for good
     machine: int = 0  # tells machines apart where host names repeat (see _machine_id)
+
+
+def _buffer_sync_argument(ddp: type) -> str:
+    """The name of DistributedDataParallel's switch for syncing buffers in each forward pass:
+    ``forward_sync_buffers`` since torch 2.13 (which deprecates the old name), ``broadcast_buffers``
+    before (the torch of a machine's own image may be older than the pinned one)."""
+    parameters = inspect.signature(ddp).parameters
+    return "forward_sync_buffers" if "forward_sync_buffers" in parameters else "broadcast_buffers"
 
 
 @dataclass(frozen=True)
@@ -169,12 +178,14 @@ class DistributedContext:
         from torch.nn.parallel import DistributedDataParallel
 
         device_ids = [self.device.index] if self.device.type == "cuda" else None
+        # No syncing of buffers: the model's only buffer is a constant (the adaptive cutoffs).
+        options: dict[str, Any] = {_buffer_sync_argument(DistributedDataParallel): False}
         return DistributedDataParallel(
             module,
             device_ids=device_ids,
             process_group=self.group,
-            forward_sync_buffers=False,  # its only buffer is a constant (the adaptive cutoffs)
             find_unused_parameters=find_unused_parameters,
+            **options,
         )
 
     def lost_rank_message(self, error: BaseException, wait_s: float = 3.0) -> str:

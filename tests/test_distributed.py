@@ -62,6 +62,20 @@ def test_rank_r_trains_its_rows_of_the_single_process_streams(size):
         assert share.steps_per_epoch == single.steps_per_epoch  # every rank steps in lockstep
 
 
+def test_buffer_syncing_is_turned_off_by_the_name_the_installed_torch_knows():
+    """torch 2.13 renamed DDP's ``broadcast_buffers`` to ``forward_sync_buffers`` (the old name
+    warns); a machine's own older torch (2.11 on the H200 this was checked on) knows only the old."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    class OlderDDP:
+        def __init__(self, module, device_ids=None, broadcast_buffers=True, process_group=None):
+            pass
+
+    assert distributed._buffer_sync_argument(OlderDDP) == "broadcast_buffers"
+    expected = "forward_sync_buffers" if torch.__version__ >= "2.13" else "broadcast_buffers"
+    assert distributed._buffer_sync_argument(DistributedDataParallel) == expected
+
+
 def test_a_batch_that_does_not_divide_among_the_ranks_is_refused():
     with pytest.raises(InputError, match=r"batch_size 10 does not divide among 4 processes.*\(e\.g\. 8 or 12\)"):
         check_batch_split(10, 4)
