@@ -377,7 +377,7 @@ PRESETS: dict[str, Config] = {
     # weight decay, batches of 128 (more words a second than 64) at a higher learning rate, a
     # cosine learning-rate decay, and the average of the second half's weights as the model.
     # Weight drop (DropConnect on the recurrent weights) paid before the weight decay and the
-    # input dropout came, and no longer does.
+    # input dropout came, and no longer does. 22 epochs take about 8.4 minutes with 2 threads.
     "default": Config(
         rnn_size=512,
         tie_weights=True,
@@ -394,7 +394,7 @@ PRESETS: dict[str, Config] = {
         lr_schedule="cosine",
         batch_size=128,
         training_seq_len=35,
-        epochs=20,
+        epochs=22,
         weight_average="uniform",
         average_start=0.5,
         eval_every=250,
