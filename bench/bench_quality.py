@@ -90,10 +90,10 @@ def main() -> None:
 
         trainer = Trainer(config, dataset, out_dir=out, callback=progress, time_limit_s=args.minutes * 60)
         result = trainer.fit()
-        best = load_checkpoint(out / "best.pt").build_model()
+        best = load_checkpoint(out / "best.pt").build_model(trainer.device)
     test_loss, _ = evaluate(best, dataset.test, config.training_seq_len)
     # The run's model at its end: its averaged weights where the config averages them.
-    last_loss, _ = evaluate(result.checkpoint.build_model(), dataset.test, config.training_seq_len)
+    last_loss, _ = evaluate(result.checkpoint.build_model(trainer.device), dataset.test, config.training_seq_len)
     row = {
         "preset": args.preset,
         "changes": changes,
@@ -108,6 +108,7 @@ def main() -> None:
         "kn_ppl": round(kn_ppl, 2),
         "below_kn": round(1 - math.exp(test_loss) / kn_ppl, 4) if not args.no_kn else None,
         "threads": args.threads,
+        "device": str(trainer.device),
     }
     if args.json:
         print(json.dumps(row))
