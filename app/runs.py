@@ -306,10 +306,8 @@ def wait_unreaped(process: subprocess.Popen) -> int:
     unreaped (a zombie) where the system allows: until it is reaped, readers take the run for one
     still ending (:func:`lstm_core.runs.process_ending`), so none of them finds it gone without
     a record of how it ended. Reap it with ``process.wait()`` once that is written."""
-    if not hasattr(os, "waitid"):  # macOS: reaped at once, leaving a moment without a record
-        return process.wait()
-    info = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
-    if info is None:  # not possible without WNOHANG; keeps the type checker content
+    info = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT) if hasattr(os, "waitid") else None
+    if info is None:  # macOS has no waitid: reaped at once, leaving a moment without a record
         return process.wait()
     return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
 

@@ -138,7 +138,7 @@ def test_a_process_that_ended_but_is_not_yet_reaped_is_ending_not_gone(tmp_path,
     assert "the server may have restarted" in run_files.read_run(folder).message
 
 
-def test_waiting_unreaped_gives_popens_return_code(tmp_path):
+def test_waiting_unreaped_gives_popens_return_code():
     for code in ("0", "3"):
         child = subprocess.Popen([sys.executable, "-c", f"raise SystemExit({code})"])
         assert runs.wait_unreaped(child) == int(code) == child.wait()
