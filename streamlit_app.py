@@ -14,7 +14,7 @@ from functools import partial
 import streamlit as st
 
 from app import services, state, timing, warmup
-from app.runs import SettingError, sweep
+from app.run_control import SettingError, sweep
 from app.sidebar import training_status
 from app.visitor import data_root
 

@@ -7,7 +7,7 @@ import os
 import streamlit as st
 
 from app import services, state
-from lstm_core.corpus import DEFAULT_GUTENBERG_URL, Corpus, gutenberg, gutenberg_cache_path, text_from_bytes
+from lstm_core.text.corpus import DEFAULT_GUTENBERG_URL, Corpus, gutenberg, gutenberg_cache_path, text_from_bytes
 
 
 def gutenberg_url() -> str:

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from app.charts import Chart
-from lstm_core.inspection import (
+from lstm_core.explain.inspection import (
     MAX_HEATMAP_UNITS,
     MAX_HEATMAP_WORDS,
     QUANTITIES,
@@ -36,7 +36,7 @@ from lstm_core.inspection import (
     pca_2d,
     pick_units,
 )
-from lstm_core.vocab import Vocab
+from lstm_core.text.vocab import Vocab
 
 GATES = ("input_gate", "forget_gate", "output_gate")
 """Quantities squashed by a sigmoid into (0, 1): drawn on the sequential scale."""
@@ -170,7 +170,7 @@ def heatmap_view(
 
     Words keep their order (a sentence with gaps is unreadable), so a long text is shown through a
     window of at most ``max_words``, moved back when it would run past the end. Units are
-    :func:`~lstm_core.inspection.pick_units`: ``keep`` first, then the most variable.
+    :func:`~lstm_core.explain.inspection.pick_units`: ``keep`` first, then the most variable.
     """
     steps, units = values.shape
     count = min(steps, max_words)

@@ -22,10 +22,10 @@ import streamlit as st
 
 from app import services, share, state
 from app.visitor import data_root
-from lstm_core import runs as run_files
 from lstm_core.config import Config
-from lstm_core.model import LSTMLanguageModel
-from lstm_core.vocab import Vocab
+from lstm_core.model.network import LSTMLanguageModel
+from lstm_core.runs import folder as run_files
+from lstm_core.text.vocab import Vocab
 
 
 @dataclass(frozen=True)

@@ -22,20 +22,20 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 
 from app.cache import ByteLRU
-from app.runs import RunLimits, SettingError, active_runs
+from app.run_control import RunLimits, SettingError, active_runs
 from app.visitor import data_root
 from lstm_core.config import Config
-from lstm_core.corpus import Corpus, bundled_plays_head, list_plays, play_title
-from lstm_core.encoded import EncodedText
-from lstm_core.plays_cache import EncodedPlays, encoded_plays
-from lstm_core.runs import EventTail
-from lstm_core.vocab import Vocab
+from lstm_core.runs.folder import EventTail
+from lstm_core.text.corpus import Corpus, bundled_plays_head, list_plays, play_title
+from lstm_core.text.encoded import EncodedText
+from lstm_core.text.plays_cache import EncodedPlays, encoded_plays
+from lstm_core.text.vocab import Vocab
 
 if TYPE_CHECKING:
-    from lstm_core.checkpoint import Checkpoint, LoadLimits
-    from lstm_core.data import Dataset
-    from lstm_core.model import LSTMLanguageModel
-    from lstm_core.ngram import KneserNey
+    from lstm_core.data.dataset import Dataset
+    from lstm_core.evaluation.ngram import KneserNey
+    from lstm_core.model.checkpoint import Checkpoint, LoadLimits
+    from lstm_core.model.network import LSTMLanguageModel
 
 DEMO_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "demo.pt"
 SAMPLE_CHARS = 20_000
@@ -201,7 +201,7 @@ def digest(data: bytes) -> str:
 def upload_limits() -> LoadLimits:
     """What a visitor's model file may ask for: the server's parameter cap, and no more bytes than
     such a model with its training state takes."""
-    from lstm_core.checkpoint import LoadLimits
+    from lstm_core.model.checkpoint import LoadLimits
 
     cap = limits().max_parameters
     return LoadLimits(max_bytes=16 * cap + 32 * MB, max_parameters=cap)
@@ -213,7 +213,7 @@ def _loaded(checkpoint: Checkpoint) -> LoadedModel:
 
 
 def _load(path: Path, limits: LoadLimits | None = None) -> LoadedModel:
-    from lstm_core.checkpoint import load_checkpoint
+    from lstm_core.model.checkpoint import load_checkpoint
 
     return _loaded(load_checkpoint(path, limits=limits))
 
@@ -249,7 +249,7 @@ def shipped_model(path: Path | None = None) -> tuple[LoadedModel | None, str | N
 
 
 def _read_shipped(path: Path) -> tuple[LoadedModel | None, str | None]:
-    from lstm_core.checkpoint import CheckpointError
+    from lstm_core.model.checkpoint import CheckpointError
 
     if not path.is_file():
         return None, None
@@ -271,7 +271,7 @@ def demo_model() -> tuple[LoadedModel | None, str | None]:
 @st.cache_resource(show_spinner=False, max_entries=64)
 def event_tail(path: str) -> EventTail:
     """One incremental reader per run's events file, shared by the tabs that show the run."""
-    from lstm_core.trainer import event_from_dict
+    from lstm_core.training.trainer import event_from_dict
 
     return EventTail(path, event_from_dict)
 
@@ -292,7 +292,7 @@ DEMO_HELD_OUT = ("hamlet", "the-tempest", "julius-caesar")
 
 
 def _fit_ngram(train_ids: Any, vocab_size: int) -> KneserNey:
-    from lstm_core.ngram import fit_kneser_ney
+    from lstm_core.evaluation.ngram import fit_kneser_ney
 
     return fit_kneser_ney(train_ids, vocab_size, (NGRAM_ORDER,))[NGRAM_ORDER]
 
@@ -303,7 +303,7 @@ def run_ngram(dataset_folder: Path) -> KneserNey:
     key = ("run", str(dataset_folder), stamp)
 
     def build() -> KneserNey:
-        from lstm_core.data import Dataset
+        from lstm_core.data.dataset import Dataset
 
         dataset = Dataset.load(dataset_folder)
         return _fit_ngram(dataset.train, len(dataset.vocab))

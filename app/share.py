@@ -32,9 +32,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 from app import state, widgets
-from lstm_core.checkpoint import load_checkpoint, save_checkpoint
 from lstm_core.fields import describe_field
 from lstm_core.files import atomic_write_text
+from lstm_core.model.checkpoint import load_checkpoint, save_checkpoint
 from lstm_core.sampling import SamplingOptions
 
 SHARED_DIR = "shared"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import state
-from lstm_core import runs as run_files
+from lstm_core.runs import folder as run_files
 
 
 def _active_run() -> run_files.RunSummary | None:

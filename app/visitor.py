@@ -8,7 +8,7 @@ listing gives away no key)::
 
     <data>/visitors/<sha256(key)[:32]>/
         settings.json     the pages' settings (corpus, model settings, generation settings)
-        runs/<run id>/    the visitor's training runs (see lstm_core/runs.py)
+        runs/<run id>/    the visitor's training runs (see lstm_core/runs/folder.py)
         uploads/<digest>.txt, models/<digest>.pt   what the visitor uploaded
 
 Nothing here imports Streamlit: :mod:`app.state` reads and writes the address.
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lstm_core.corpus import default_cache_dir
 from lstm_core.files import atomic_write_text
+from lstm_core.text.corpus import default_cache_dir
 
 KEY_PARAM = "k"
 _KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{22,64}$")

@@ -33,10 +33,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lstm_core.allocator import FREED_MEMORY_THRESHOLD, HUGE_PAGES_VARIABLE  # noqa: E402
-from lstm_core.runs import process_stat  # noqa: E402
+from lstm_core.runs.folder import process_stat  # noqa: E402
+from lstm_core.system.allocator import FREED_MEMORY_THRESHOLD, HUGE_PAGES_VARIABLE  # noqa: E402
 
-# glibc reads these at start: the same as lstm_core.allocator.return_freed_memory from the first step
+# glibc reads these at start: the same as lstm_core.system.allocator.return_freed_memory from the first step
 RETURNING = {
     "MALLOC_MMAP_THRESHOLD_": str(FREED_MEMORY_THRESHOLD),
     "MALLOC_TRIM_THRESHOLD_": str(FREED_MEMORY_THRESHOLD),

@@ -10,7 +10,7 @@ Playwright. Each subcommand prints Markdown tables; nothing here is a test.
 
 **cold**: a server's data folder is made once and kept across the starts, as on a host that has
 run before; the first start on the empty folder (which also builds the plays' cache, see
-:mod:`lstm_core.plays_cache`) is reported on its own. For each of ``--repeats`` fresh starts:
+:mod:`lstm_core.text.plays_cache`) is reported on its own. For each of ``--repeats`` fresh starts:
 the health endpoint's first ``ok``; from it, the first content of the first page (the Data
 page's metrics) and the whole page (its two charts drawn, the script run over); then the page
 switches Data -> Train -> Generate -> Inside -> About, each from the click on the link to the
@@ -25,7 +25,7 @@ training ones included) is read ``--train-seconds`` after each start.
 
 **load**: for each ``--nice`` value, a fresh server (``LSTM_PLAYHOUSE_NICE``) and two training
 runs on all the plays (the Quick preset's model and batches, with ``--run-epochs`` epochs so that
-they train throughout; started with :func:`app.runs.start_run` on the server's data folder and
+they train throughout; started with :func:`app.run_control.start_run` on the server's data folder and
 caps, as its Train page does, so they are the bench's child processes, not the server's, and
 their memory is added to the server's), once one visitor has opened the Generate page (so that
 the server has loaded torch and the demo model). First the runs' words per second with no
@@ -75,7 +75,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: the project's packages are one folder up
     sys.path.insert(0, str(ROOT))
 
-from lstm_core.runs import process_stat  # noqa: E402  (after the path is set; no torch)
+from lstm_core.runs.folder import process_stat  # noqa: E402  (after the path is set; no torch)
 
 CHROMIUM = os.environ.get("LSTM_PLAYHOUSE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -449,10 +449,10 @@ def server_times(log: Path, start: float, end: float, page: str = "Generate") ->
 
 def start_training(data: Path, epochs: int) -> list[Path]:
     """Two runs on all the plays, as the Train page starts them (this process's children)."""
-    from app import runs
+    from app import run_control as runs
     from app.visitor import Workspace, new_key
     from lstm_core.config import PRESETS
-    from lstm_core.plays_cache import encoded_plays
+    from lstm_core.text.plays_cache import encoded_plays
 
     config = replace(PRESETS["quick"], epochs=epochs)
     limits = runs.RunLimits.from_environment()
@@ -465,7 +465,7 @@ def start_training(data: Path, epochs: int) -> list[Path]:
 
 
 def run_steps(folders: list[Path]) -> list[tuple[int, str, int | None]]:
-    from lstm_core import runs as run_files
+    from lstm_core.runs import folder as run_files
 
     found = []
     for folder in folders:
@@ -475,8 +475,8 @@ def run_steps(folders: list[Path]) -> list[tuple[int, str, int | None]]:
 
 
 def load_for_nice(args: argparse.Namespace, nice: int) -> list[Window]:
-    from lstm_core import runs as run_files
     from lstm_core.config import PRESETS
+    from lstm_core.runs import folder as run_files
 
     data = Path(tempfile.mkdtemp(prefix="bench-load-"))
     log = data / "timing.jsonl"
@@ -541,7 +541,7 @@ def load_for_nice(args: argparse.Namespace, nice: int) -> list[Window]:
         for pid in [pid for _, _, pid in run_steps(folders) if pid]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-        # The runs' processes are reaped by app.runs' waiting threads, which then write exit.json.
+        # The runs' processes are reaped by app.run_control' waiting threads, which then write exit.json.
         deadline = time.monotonic() + 60
         while not all((folder / run_files.EXIT_FILE).exists() for folder in folders):
             if time.monotonic() > deadline:

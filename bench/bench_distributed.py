@@ -29,13 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from lstm_core import distributed
 from lstm_core.config import PRESETS
-from lstm_core.corpus import bundled_plays
-from lstm_core.data import Dataset, prepare
-from lstm_core.distributed import DistributedContext
-from lstm_core.runtime import resolve_device
-from lstm_core.trainer import StepEvent, Trainer
+from lstm_core.data.dataset import Dataset, prepare
+from lstm_core.system.runtime import resolve_device
+from lstm_core.text.corpus import bundled_plays
+from lstm_core.training import distributed as distributed
+from lstm_core.training.distributed import DistributedContext
+from lstm_core.training.trainer import StepEvent, Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAYS = ["hamlet", "king-lear", "othello", "macbeth", "the-tempest", "twelfth-night", "julius-caesar"]

@@ -57,14 +57,14 @@ from torch import Tensor, nn
 # `python bench/bench_generate.py` puts bench/, not the repository root, on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lstm_core.checkpoint import load_checkpoint
 from lstm_core.config import Config
-from lstm_core.corpus import bundled_plays
-from lstm_core.data import prepare
-from lstm_core.model import LSTMLanguageModel, choose_cutoffs
+from lstm_core.data.dataset import prepare
+from lstm_core.model.checkpoint import load_checkpoint
+from lstm_core.model.network import LSTMLanguageModel, choose_cutoffs
 from lstm_core.sampling import SamplingOptions, StepGenerator, generate, score
-from lstm_core.text import tokenize
-from lstm_core.vocab import UNK_INDEX, Vocab
+from lstm_core.text.cleaning import tokenize
+from lstm_core.text.corpus import bundled_plays
+from lstm_core.text.vocab import UNK_INDEX, Vocab
 
 PRIME = "to be or not to be that is the question"
 WORDS_PER_RUN = 200

@@ -34,10 +34,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_generate import median_seconds, print_table
-from lstm_core.checkpoint import load_checkpoint
 from lstm_core.config import Config
-from lstm_core.corpus import bundled_plays
-from lstm_core.inspection import (
+from lstm_core.explain.inspection import (
     most_frequent_ids,
     nearest_words,
     pca_2d,
@@ -46,11 +44,13 @@ from lstm_core.inspection import (
     units_for_span,
     word_features,
 )
-from lstm_core.model import LSTMLanguageModel, choose_cutoffs
+from lstm_core.explain.walkthrough import softmax_walkthrough, word_just_read
+from lstm_core.model.checkpoint import load_checkpoint
+from lstm_core.model.network import LSTMLanguageModel, choose_cutoffs
 from lstm_core.sampling import SamplingOptions, StepGenerator
-from lstm_core.text import tokenize
-from lstm_core.vocab import Vocab
-from lstm_core.walkthrough import softmax_walkthrough, word_just_read
+from lstm_core.text.cleaning import tokenize
+from lstm_core.text.corpus import bundled_plays
+from lstm_core.text.vocab import Vocab
 
 
 def build_model(vocab: Vocab, output_layer: str) -> LSTMLanguageModel:

@@ -6,7 +6,7 @@
 The bundled plays minus the held-out ones are the training text; the last ``valid_fraction`` of
 it is the validation block (used only to keep the best checkpoint). The held-out plays are the
 test text: the LSTM's best checkpoint and a modified Kneser-Ney 5-gram, fitted on exactly the
-same training words with the same vocabulary (``lstm_core.ngram``), are both scored on them.
+same training words with the same vocabulary (``lstm_core.evaluation.ngram``), are both scored on them.
 """
 
 from __future__ import annotations
@@ -23,18 +23,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-# PyTorch's huge pages, as the command line asks for them (lstm_core.allocator), before it loads
+# PyTorch's huge pages, as the command line asks for them (lstm_core.system.allocator), before it loads
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import torch
 
 from bench.kneser_ney import DEFAULT_HELDOUT_PLAYS
-from lstm_core.checkpoint import load_checkpoint
 from lstm_core.config import PRESETS, preset
-from lstm_core.corpus import bundled_plays, list_plays
-from lstm_core.data import Dataset, prepare_holdout
-from lstm_core.ngram import KneserNey
-from lstm_core.trainer import Trainer, evaluate
+from lstm_core.data.dataset import Dataset, prepare_holdout
+from lstm_core.evaluation.ngram import KneserNey
+from lstm_core.model.checkpoint import load_checkpoint
+from lstm_core.text.corpus import bundled_plays, list_plays
+from lstm_core.training.trainer import Trainer, evaluate
 
 
 def holdout_dataset(held_out: list[str], min_word_freq: int, valid_fraction: float) -> Dataset:

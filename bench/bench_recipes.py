@@ -33,18 +33,18 @@ from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-# PyTorch's huge pages, as the command line asks for them (lstm_core.allocator), before it loads
+# PyTorch's huge pages, as the command line asks for them (lstm_core.system.allocator), before it loads
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import torch
 
 from bench.bench_quality import holdout_dataset, parse_value
 from bench.kneser_ney import DEFAULT_HELDOUT_PLAYS
-from lstm_core.averaging import WeightAverage
-from lstm_core.checkpoint import load_checkpoint
 from lstm_core.config import PRESETS, preset
-from lstm_core.model import choose_cutoffs
-from lstm_core.trainer import StepEvent, Trainer, evaluate
+from lstm_core.model.checkpoint import load_checkpoint
+from lstm_core.model.network import choose_cutoffs
+from lstm_core.training.averaging import WeightAverage
+from lstm_core.training.trainer import StepEvent, Trainer, evaluate
 
 KNESER_NEY_PERPLEXITY = 241.82
 """The modified Kneser-Ney 5-gram's perplexity on the held-out plays (``bench/bench_quality.py``)."""
@@ -81,7 +81,7 @@ def main() -> None:
     shares = tuple(float(share) for share in args.shares.split(",")) if args.shares else (0.8, 0.95)
     cutoffs = choose_cutoffs(dataset.vocab.counts, shares)
     with tempfile.TemporaryDirectory() as scratch:
-        with mock.patch("lstm_core.trainer.choose_cutoffs", lambda counts: cutoffs):
+        with mock.patch("lstm_core.training.trainer.choose_cutoffs", lambda counts: cutoffs):
             trainer = Trainer(config, dataset, out_dir=scratch)
         averages = {}
         for spec in filter(None, args.averages.split(",")):

@@ -31,18 +31,18 @@ from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-# PyTorch's huge pages, as the command line asks for them (lstm_core.allocator), before it loads
+# PyTorch's huge pages, as the command line asks for them (lstm_core.system.allocator), before it loads
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import torch
 
 from bench.bench_quality import holdout_dataset
-from lstm_core.batching import batchify, windows
 from lstm_core.config import PRESETS, Config
-from lstm_core.data import Dataset
-from lstm_core.model import LSTMLanguageModel, State, choose_cutoffs, detach_state
-from lstm_core.runtime import autocast, resolve_precision
-from lstm_core.trainer import EvalEvent, SampleEvent, StepEvent, Trainer
+from lstm_core.data.batching import batchify, windows
+from lstm_core.data.dataset import Dataset
+from lstm_core.model.network import LSTMLanguageModel, State, choose_cutoffs, detach_state
+from lstm_core.system.runtime import autocast, resolve_precision
+from lstm_core.training.trainer import EvalEvent, SampleEvent, StepEvent, Trainer
 
 HELD_OUT = ["hamlet", "the-tempest", "julius-caesar"]
 
@@ -160,7 +160,7 @@ import resource, sys, json, torch
 sys.path.insert(0, {root!r})
 from bench.bench_quality import holdout_dataset
 from lstm_core.config import preset
-from lstm_core.trainer import Trainer
+from lstm_core.training.trainer import Trainer
 torch.set_num_threads(1)
 dataset = holdout_dataset({held_out!r}, 5, 0.05)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -255,7 +255,7 @@ def _unfused(trainer: Trainer) -> None:
 
 def _bernoulli_masks(trainer: Trainer) -> None:
     """Make the model draw its dropout and weight-drop masks with ``bernoulli_``, as it did before
-    :func:`lstm_core.model.keep_mask` (the same masks in distribution, drawn another way)."""
+    :func:`lstm_core.model.network.keep_mask` (the same masks in distribution, drawn another way)."""
     model = trainer.model
 
     def layer_weights(layer: int) -> list[torch.Tensor]:
@@ -304,7 +304,7 @@ def step_times(args: argparse.Namespace) -> None:
         changes = dict(changes)
         shares = changes.pop("shares", (0.8, 0.95))
         cutoffs = choose_cutoffs(dataset.vocab.counts, shares)
-        with mock.patch("lstm_core.trainer.choose_cutoffs", lambda counts, cutoffs=cutoffs: cutoffs):
+        with mock.patch("lstm_core.training.trainer.choose_cutoffs", lambda counts, cutoffs=cutoffs: cutoffs):
             trainer = Trainer(base.replace(device="cpu", **changes), dataset)
         for tweak in tweaks:
             tweak(trainer)

@@ -1,4 +1,4 @@
-"""Held-out perplexity of the interpolated modified Kneser-Ney n-gram models of ``lstm_core.ngram``.
+"""Held-out perplexity of the interpolated modified Kneser-Ney n-gram models of ``lstm_core.evaluation.ngram``.
 
     python bench/kneser_ney.py                      # train on all plays but three, orders 1..5
     python bench/kneser_ney.py --train a.txt --heldout b.txt --max-order 3
@@ -19,9 +19,9 @@ from pathlib import Path
 # `python bench/kneser_ney.py` puts bench/, not the repository root, on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lstm_core.corpus import CorpusError, bundled_plays, list_plays, text_from_file
-from lstm_core.data import prepare_pair
-from lstm_core.ngram import KneserNey
+from lstm_core.data.dataset import prepare_pair
+from lstm_core.evaluation.ngram import KneserNey
+from lstm_core.text.corpus import CorpusError, bundled_plays, list_plays, text_from_file
 
 DEFAULT_HELDOUT_PLAYS = ("hamlet", "the-tempest", "julius-caesar")
 

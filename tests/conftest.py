@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from lstm_core.config import Config
-from lstm_core.data import Dataset, prepare
-from lstm_core.model import LSTMLanguageModel
-from lstm_core.text import tokenize
-from lstm_core.vocab import UNK_TOKEN, Vocab
+from lstm_core.data.dataset import Dataset, prepare
+from lstm_core.model.network import LSTMLanguageModel
+from lstm_core.text.cleaning import tokenize
+from lstm_core.text.vocab import UNK_TOKEN, Vocab
 from tests.language_models import make_model, train
 
 # One thread: on a 2-core machine that also runs a server or a browser, PyTorch's default of

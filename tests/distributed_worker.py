@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
-from lstm_core import distributed
-from lstm_core.checkpoint import load_checkpoint, save_checkpoint
 from lstm_core.config import Config
-from lstm_core.data import Dataset, prepare
-from lstm_core.trainer import StepEvent, Trainer
+from lstm_core.data.dataset import Dataset, prepare
+from lstm_core.model.checkpoint import load_checkpoint, save_checkpoint
+from lstm_core.training import distributed as distributed
+from lstm_core.training.trainer import StepEvent, Trainer
 from tests.conftest import TINY_CONFIG, TINY_TEXT
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from lstm_core.config import Config
-from lstm_core.model import LSTMLanguageModel
-from lstm_core.text import tokenize
-from lstm_core.vocab import UNK_INDEX, Vocab
+from lstm_core.model.network import LSTMLanguageModel
+from lstm_core.text.cleaning import tokenize
+from lstm_core.text.vocab import UNK_INDEX, Vocab
 
 LAYERS = ["full", "adaptive"]
 PRIME = "shall i compare thee"

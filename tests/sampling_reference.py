@@ -18,10 +18,10 @@ from typing import Any
 import torch
 
 from lstm_core.config import Config
-from lstm_core.model import LSTMLanguageModel
+from lstm_core.model.network import LSTMLanguageModel
 from lstm_core.sampling import SamplingOptions, generate
-from lstm_core.text import tokenize
-from lstm_core.vocab import UNK_INDEX, Vocab
+from lstm_core.text.cleaning import tokenize
+from lstm_core.text.vocab import UNK_INDEX, Vocab
 from tests.conftest import SONNET
 
 PRIME = "shall i compare thee"

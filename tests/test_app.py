@@ -22,16 +22,17 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from app import runs, state
+from app import run_control as runs
+from app import state
 from app.visitor import KEY_PARAM, Workspace
-from lstm_core import runs as run_files
-from lstm_core.baselines import Baseline
-from lstm_core.checkpoint import load_checkpoint, save_checkpoint
 from lstm_core.config import PRESETS, Config
-from lstm_core.data import prepare
+from lstm_core.data.dataset import prepare
+from lstm_core.evaluation.baselines import Baseline
 from lstm_core.fields import describe_field, describe_fields
+from lstm_core.model.checkpoint import load_checkpoint, save_checkpoint
+from lstm_core.runs import folder as run_files
 from lstm_core.sampling import SamplingOptions
-from lstm_core.trainer import Trainer
+from lstm_core.training.trainer import Trainer
 from tests.conftest import TINY_TEXT
 from tests.workspaces import put_history, put_run
 
@@ -385,11 +386,11 @@ def test_a_bad_cap_is_reported_instead_of_ignored(data, monkeypatch):
 
 def test_a_bad_model_file_is_refused_once_and_remembered(app, monkeypatch):
     at = train_page(app)
-    import lstm_core.checkpoint
+    import lstm_core.model.checkpoint
 
     calls = []
-    real = lstm_core.checkpoint.load_checkpoint
-    monkeypatch.setattr(lstm_core.checkpoint, "load_checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = lstm_core.model.checkpoint.load_checkpoint
+    monkeypatch.setattr(lstm_core.model.checkpoint, "load_checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
     at.file_uploader(key=state.MODEL_UPLOAD).upload("model.pt", b"not a checkpoint at all", "application/octet-stream")
     at.run()
     assert any("cannot load checkpoint model.pt" in e.value for e in at.error)
@@ -751,11 +752,11 @@ def test_scoring_a_text(generate_page):
 
 
 def test_a_text_is_scored_once_and_only_up_to_the_limit(generate_page, monkeypatch):
-    import lstm_core.evaluation
+    import lstm_core.evaluation.scoring
 
     calls = []
-    real = lstm_core.evaluation.score
-    monkeypatch.setattr(lstm_core.evaluation, "score", lambda *a: calls.append(1) or real(*a))
+    real = lstm_core.evaluation.scoring.score
+    monkeypatch.setattr(lstm_core.evaluation.scoring, "score", lambda *a: calls.append(1) or real(*a))
     at = open_tab(generate_page, "Score a text")
     at.text_area(key="score_text").input("shall i compare thee to a summer's day").run()
     at.slider(key="temperature").set_value(1.5).run()  # a change elsewhere does not score it again

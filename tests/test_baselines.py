@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from lstm_core.baselines import (
+from lstm_core.data.dataset import prepare, prepare_pair
+from lstm_core.errors import InputError
+from lstm_core.evaluation.baselines import (
     DEFAULT_ORDERS,
     Baseline,
     baseline_label,
@@ -18,10 +20,8 @@ from lstm_core.baselines import (
     fit_baselines,
     score_baselines,
 )
-from lstm_core.data import prepare, prepare_pair
-from lstm_core.errors import InputError
-from lstm_core.ngram import KneserNey
-from lstm_core.vocab import UNK_INDEX
+from lstm_core.evaluation.ngram import KneserNey
+from lstm_core.text.vocab import UNK_INDEX
 
 TEXT = (
     "to be or not to be that is the question whether tis nobler in the mind to suffer "

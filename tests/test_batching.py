@@ -1,4 +1,4 @@
-"""Batching (lstm_core.batching): contiguous streams, one-step targets, no wrap-around."""
+"""Batching (lstm_core.data.batching): contiguous streams, one-step targets, no wrap-around."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lstm_core.batching import batchify, min_tokens, num_windows, windows
+from lstm_core.data.batching import batchify, min_tokens, num_windows, windows
 
 
 def test_batchify_cuts_contiguous_rows_and_drops_the_remainder() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 from app import charts
-from lstm_core.baselines import Baseline
-from lstm_core.trainer import EvalEvent, StepEvent
+from lstm_core.evaluation.baselines import Baseline
+from lstm_core.training.trainer import EvalEvent, StepEvent
 
 
 def step(n: int, loss: float) -> StepEvent:

@@ -3,8 +3,8 @@ import io
 import pytest
 import torch
 
-from lstm_core.checkpoint import VERSION, CheckpointError, load_checkpoint, save_checkpoint
-from lstm_core.trainer import Trainer
+from lstm_core.model.checkpoint import VERSION, CheckpointError, load_checkpoint, save_checkpoint
+from lstm_core.training.trainer import Trainer
 
 
 @pytest.fixture

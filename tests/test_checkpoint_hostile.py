@@ -1,4 +1,4 @@
-"""Hostile checkpoint files: each is refused before it can cost memory (lstm_core.checkpoint).
+"""Hostile checkpoint files: each is refused before it can cost memory (lstm_core.model.checkpoint).
 
 A hosted app loads visitors' uploads, so every file is a possible attack on the server's memory.
 Each case here is refused with a CheckpointError, and loading it in a fresh process adds less than
@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from lstm_core.checkpoint import CheckpointError, LoadLimits, load_checkpoint
-from lstm_core.trainer import Trainer
+from lstm_core.model.checkpoint import CheckpointError, LoadLimits, load_checkpoint
+from lstm_core.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 MEASURE = """
 import json, sys
 import torch
-from lstm_core.checkpoint import CheckpointError, LoadLimits, load_checkpoint
+from lstm_core.model.checkpoint import CheckpointError, LoadLimits, load_checkpoint
 
 def peak_kb():  # this program's own peak resident size (ru_maxrss would count the forking test process)
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
@@ -43,7 +43,7 @@ print(json.dumps({"outcome": outcome, "added_mb": (peak_kb() - before) / 1024}))
 def plain(tmp_path_factory) -> dict:
     """A real (small) checkpoint as plain data, to be spoiled one way at a time."""
     from lstm_core.config import Config
-    from lstm_core.data import prepare
+    from lstm_core.data.dataset import prepare
     from tests.conftest import TINY_TEXT
 
     config = Config(rnn_size=16, batch_size=4, training_seq_len=8, epochs=1, eval_every=0, seed=3)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lstm_core import runs
-from lstm_core.checkpoint import load_checkpoint
-from lstm_core.cli import UsageError, build_parser, main, sampling_options_from_args
+from lstm_core.cli.main import UsageError, build_parser, main, sampling_options_from_args
+from lstm_core.model.checkpoint import load_checkpoint
+from lstm_core.runs import folder as runs
 from lstm_core.sampling import SamplingOptions
 from tests.conftest import TINY_TEXT
 
@@ -283,13 +283,13 @@ def test_a_bug_inside_the_core_is_not_reported_as_bad_input(monkeypatch, tmp_pat
     def broken(*args, **kwargs):
         raise ValueError("an internal invariant broke")
 
-    monkeypatch.setattr("lstm_core.cli._admit", broken)
+    monkeypatch.setattr("lstm_core.cli.main._admit", broken)
     with pytest.raises(ValueError, match="an internal invariant broke"):  # a traceback, not "error: ..." and 2
         train(tmp_path, texts)
 
 
 def test_bf16_where_it_is_not_supported_is_said(monkeypatch, tmp_path, texts, capsys):
-    monkeypatch.setattr("lstm_core.trainer.resolve_precision", lambda precision, device: None)
+    monkeypatch.setattr("lstm_core.training.trainer.resolve_precision", lambda precision, device: None)
     code, _ = train(tmp_path, texts, "--precision", "bf16", "--epochs", "1")
     assert code == 0
     assert "note: bf16 is not supported on cpu; training in fp32" in capsys.readouterr().err

@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app import runs as app_runs
+from app import run_control as app_runs
 from app import timing, warmup
-from lstm_core import corpus, plays_cache
-from lstm_core.corpus import bundled_plays, bundled_plays_head, list_plays, markdown_play_to_text, play_text
-from lstm_core.encoded import EncodedText
-from lstm_core.text import tokenize
+from lstm_core.text import corpus, plays_cache
+from lstm_core.text.cleaning import tokenize
+from lstm_core.text.corpus import bundled_plays, bundled_plays_head, list_plays, markdown_play_to_text, play_text
+from lstm_core.text.encoded import EncodedText
 
 ROOT = Path(__file__).resolve().parents[1]
 SOME_PLAYS = ["the-tempest", "macbeth"]
@@ -82,19 +82,19 @@ def test_the_first_pages_modules_import_no_torch(tmp_path: Path) -> None:
     # they use: none of them may import torch at module level.
     modules = [
         "app.services",
-        "app.runs",
+        "app.run_control",
         "app.state",
         "app.sidebar",
         "app.corpus_state",
         "app.charts",
         "app.timing",
         "app.warmup",
-        "lstm_core.encoded",
-        "lstm_core.plays_cache",
-        "lstm_core.corpus",
+        "lstm_core.text.encoded",
+        "lstm_core.text.plays_cache",
+        "lstm_core.text.corpus",
         "lstm_core.config",
-        "lstm_core.memory",
-        "lstm_core.runs",
+        "lstm_core.model.memory",
+        "lstm_core.runs.folder",
     ]
     script = f"""
         import importlib, sys
@@ -157,7 +157,7 @@ def test_the_background_imports_cover_what_the_later_pages_import(tmp_path: Path
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
     assert "torch" in warmup.modules()[:1]
-    assert {"app.charts", "lstm_core.sampling", "lstm_core.inspection"} <= set(warmup.modules())
+    assert {"app.charts", "lstm_core.sampling", "lstm_core.explain.inspection"} <= set(warmup.modules())
 
 
 def test_counting_and_checking_a_model_never_import_dynamo(tmp_path: Path) -> None:
@@ -165,9 +165,9 @@ def test_counting_and_checking_a_model_never_import_dynamo(tmp_path: Path) -> No
     # decomposition that imports torch._dynamo (seconds and tens of MB in a server).
     script = """
         import sys
-        from lstm_core.checkpoint import load_checkpoint
+        from lstm_core.model.checkpoint import load_checkpoint
         from lstm_core.config import PRESETS
-        from lstm_core.model import count_parameters
+        from lstm_core.model.network import count_parameters
         count_parameters(PRESETS["quick"], 7000, list(range(7000, 0, -1)))
         load_checkpoint("models/demo.pt")
         print("torch._dynamo" in sys.modules)
@@ -181,7 +181,7 @@ def test_a_meta_model_has_the_real_models_parameters() -> None:
     import dataclasses
 
     from lstm_core.config import PRESETS
-    from lstm_core.model import LSTMLanguageModel, choose_cutoffs, count_parameters, meta_model
+    from lstm_core.model.network import LSTMLanguageModel, choose_cutoffs, count_parameters, meta_model
 
     counts = list(range(500, 0, -1))
     for preset in PRESETS.values():
@@ -229,7 +229,7 @@ def test_the_demo_models_training_block_from_the_cache_is_prepare_holdouts(
     # what preparing the demo's training plays from their text gives.
     from app.services import DEMO_HELD_OUT
     from lstm_core.config import PRESETS
-    from lstm_core.data import prepare_holdout
+    from lstm_core.data.dataset import prepare_holdout
 
     training = [name for name in list_plays() if name not in DEMO_HELD_OUT]
     config = PRESETS["quick"]

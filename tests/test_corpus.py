@@ -1,4 +1,4 @@
-"""Where text comes from (lstm_core.corpus) and atomic writes (lstm_core.files).
+"""Where text comes from (lstm_core.text.corpus) and atomic writes (lstm_core.files).
 
 The Gutenberg download is tested against a real HTTP server on 127.0.0.1 whose replies each
 test scripts, so that retries, timeouts and broken transfers happen for real.
@@ -16,8 +16,9 @@ from typing import BinaryIO
 
 import pytest
 
-import lstm_core.corpus as corpus_module
-from lstm_core.corpus import (
+import lstm_core.text.corpus as corpus_module
+from lstm_core.files import atomic_write, atomic_write_chunks, atomic_write_text
+from lstm_core.text.corpus import (
     Corpus,
     CorpusError,
     bundled_plays,
@@ -32,7 +33,6 @@ from lstm_core.corpus import (
     text_from_bytes,
     text_from_file,
 )
-from lstm_core.files import atomic_write, atomic_write_chunks, atomic_write_text
 
 _MARKUP = "_*#[]\\"
 
@@ -392,7 +392,7 @@ def test_load_corpus_gutenberg(server: LocalServer, tmp_path: Path) -> None:
 
 
 def test_default_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from lstm_core.corpus import CACHE_ENV_VAR, default_cache_dir
+    from lstm_core.text.corpus import CACHE_ENV_VAR, default_cache_dir
 
     monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "data"))
     assert default_cache_dir() == tmp_path / "data"

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from lstm_core.checkpoint import load_checkpoint
 from lstm_core.config import preset
-from lstm_core.model import LSTMLanguageModel, keep_mask
+from lstm_core.model.checkpoint import load_checkpoint
+from lstm_core.model.network import LSTMLanguageModel, keep_mask
 from lstm_core.sampling import SamplingOptions, StepGenerator, generate, score
-from lstm_core.trainer import Trainer, evaluate
+from lstm_core.training.trainer import Trainer, evaluate
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 
@@ -65,7 +65,7 @@ order, so rounding differs more between one GPU and two (TF32 is off in both); a
 
 
 def test_a_rank_on_the_gpu_keeps_its_collective_tensors_there(tiny_config, tiny_dataset, tmp_path):
-    from lstm_core.distributed import DistributedContext
+    from lstm_core.training.distributed import DistributedContext
 
     # Rank 1 of 2 without a process group: its own side of every collective, on cuda:0.
     world = DistributedContext(rank=1, size=2, device=torch.device("cuda", 0))

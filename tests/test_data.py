@@ -1,12 +1,12 @@
-"""Text -> dataset (lstm_core.data): split first, vocabulary from the training block only."""
+"""Text -> dataset (lstm_core.data.dataset): split first, vocabulary from the training block only."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from lstm_core.data import Dataset, prepare, prepare_pair
-from lstm_core.vocab import UNK_INDEX, UNK_TOKEN
+from lstm_core.data.dataset import Dataset, prepare, prepare_pair
+from lstm_core.text.vocab import UNK_INDEX, UNK_TOKEN
 
 # 100 words: 90 of training text (o / thee / sweet), then 5 of validation with "zebra" in the
 # middle, then 5 of test with "yak". Neither animal occurs in the training block.

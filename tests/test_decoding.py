@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from lstm_core.errors import InputError
-from lstm_core.evaluation import score
-from lstm_core.model import State
+from lstm_core.evaluation.scoring import score
+from lstm_core.model.network import State
 from lstm_core.sampling import (
     MAX_LENGTH,
     SamplingOptions,
@@ -25,7 +25,7 @@ from lstm_core.sampling import (
     beam_search,
     generate,
 )
-from lstm_core.vocab import UNK_INDEX, UNK_TOKEN, Vocab
+from lstm_core.text.vocab import UNK_INDEX, UNK_TOKEN, Vocab
 from tests import sampling_reference
 from tests.language_models import LAYERS, PRIME, favour_unknown, make_model, repeated_ngrams, sequence_log_prob
 
@@ -312,7 +312,7 @@ class _Table:
 def test_a_next_word_model_writes_through_the_same_rules_and_draws():
     from lstm_core.sampling import SamplingOptions, generate_next_word, sample_index
     from lstm_core.sampling.decoding import make_generator
-    from lstm_core.vocab import Vocab
+    from lstm_core.text.vocab import Vocab
 
     vocab = Vocab(["<unk>", "thou", "art", "more", "fair"], [0, 4, 3, 2, 1])
     torch.manual_seed(0)

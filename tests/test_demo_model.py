@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from lstm_core.checkpoint import load_checkpoint
-from lstm_core.cli import build_parser, config_from_args
+from lstm_core.cli.main import build_parser, config_from_args
 from lstm_core.config import RECIPE_PRIME_TEXTS
-from lstm_core.corpus import bundled_plays
+from lstm_core.model.checkpoint import load_checkpoint
 from lstm_core.sampling import SamplingOptions, generate
-from lstm_core.text import tokenize
-from lstm_core.trainer import evaluate
+from lstm_core.text.cleaning import tokenize
+from lstm_core.text.corpus import bundled_plays
+from lstm_core.training.trainer import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "models" / "demo.pt"

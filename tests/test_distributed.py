@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from lstm_core import distributed
-from lstm_core.checkpoint import load_checkpoint, save_checkpoint
-from lstm_core.cli import _Setup, _setup_bytes, _setup_from_bytes, main
-from lstm_core.distributed import DistributedContext, Peer, check_batch_split, rank_device, rank_seed
+from lstm_core.cli.main import _Setup, _setup_bytes, _setup_from_bytes, main
 from lstm_core.errors import InputError
-from lstm_core.runs import list_snapshots
-from lstm_core.trainer import StepEvent, Trainer
+from lstm_core.model.checkpoint import load_checkpoint, save_checkpoint
+from lstm_core.runs.folder import list_snapshots
+from lstm_core.training import distributed as distributed
+from lstm_core.training.distributed import DistributedContext, Peer, check_batch_split, rank_device, rank_seed
+from lstm_core.training.trainer import StepEvent, Trainer
 from tests.conftest import TINY_TEXT
 from tests.distributed_worker import TORCHRUN, launch, torchrun_env, worker_config, worker_dataset
 

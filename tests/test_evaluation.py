@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from lstm_core.checkpoint import load_checkpoint
-from lstm_core.evaluation import score
+from lstm_core.evaluation.scoring import score
+from lstm_core.model.checkpoint import load_checkpoint
 from lstm_core.sampling import StepGenerator
-from lstm_core.text import tokenize
+from lstm_core.text.cleaning import tokenize
 from tests.conftest import SONNET
 from tests.language_models import PRIME, ProtocolOnly
 
@@ -43,7 +43,7 @@ def test_score_agrees_with_the_models_loss(sonnet_model, sonnet_vocab):
 def test_score_in_blocks_equals_score_at_once(sonnet_model, sonnet_vocab, monkeypatch):
     text = SONNET[:300]
     whole = score(sonnet_model, sonnet_vocab, text)
-    monkeypatch.setattr("lstm_core.evaluation.SCORE_BLOCK", 7)
+    monkeypatch.setattr("lstm_core.evaluation.scoring.SCORE_BLOCK", 7)
     blocked = score(sonnet_model, sonnet_vocab, text)
     assert [w.rank for w in blocked.words] == [w.rank for w in whole.words]
     assert blocked.mean_nll == pytest.approx(whole.mean_nll, rel=1e-6)

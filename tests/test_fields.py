@@ -13,7 +13,7 @@ import dataclasses
 import pytest
 
 from app.widgets import log_values, widget_spec
-from lstm_core.cli import add_dataclass_flags, build_parser
+from lstm_core.cli.main import add_dataclass_flags, build_parser
 from lstm_core.config import Config
 from lstm_core.fields import describe_field, describe_fields, meta
 from lstm_core.sampling import SamplingOptions

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from lstm_core import inference
-from lstm_core.checkpoint import load_checkpoint
 from lstm_core.config import RECIPE_PRIME_TEXTS, Config
-from lstm_core.inference import FastLM, cut_min_p, fast_lm, fast_path, nucleus_ids, sample_top_k, top_k_ids
-from lstm_core.model import LSTMLanguageModel
+from lstm_core.model import fast as inference
+from lstm_core.model.checkpoint import load_checkpoint
+from lstm_core.model.fast import FastLM, cut_min_p, fast_lm, fast_path, nucleus_ids, sample_top_k, top_k_ids
+from lstm_core.model.network import LSTMLanguageModel
 from lstm_core.sampling import (
     History,
     ProcessorList,
@@ -31,8 +31,8 @@ from lstm_core.sampling import (
     processors,
     sample_index,
 )
-from lstm_core.text import tokenize
-from lstm_core.vocab import UNK_INDEX
+from lstm_core.text.cleaning import tokenize
+from lstm_core.text.vocab import UNK_INDEX
 from tests.conftest import SONNET
 
 DEMO = Path(__file__).resolve().parent.parent / "models" / "demo.pt"

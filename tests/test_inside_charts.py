@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from app import inside_charts as charts
-from lstm_core.inspection import MAX_HEATMAP_UNITS, MAX_HEATMAP_WORDS, QUANTITIES
-from lstm_core.vocab import UNK_TOKEN, Vocab
+from lstm_core.explain.inspection import MAX_HEATMAP_UNITS, MAX_HEATMAP_WORDS, QUANTITIES
+from lstm_core.text.vocab import UNK_TOKEN, Vocab
 
 
 def activations(words: int, units: int, seed: int = 0) -> torch.Tensor:

@@ -13,10 +13,10 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from app import state
-from lstm_core import inspection
 from lstm_core.config import Config
-from lstm_core.data import prepare
-from lstm_core.trainer import Trainer
+from lstm_core.data.dataset import prepare
+from lstm_core.explain import inspection as inspection
+from lstm_core.training.trainer import Trainer
 from tests.conftest import TINY_TEXT
 from tests.workspaces import put_run
 
@@ -161,7 +161,7 @@ def test_a_slider_or_a_unit_choice_redraws_without_tracing_again(app, monkeypatc
         calls.append(1)
         return real_trace(*args, **kwargs)
 
-    monkeypatch.setattr("lstm_core.inspection.trace", counting_trace)
+    monkeypatch.setattr("lstm_core.explain.inspection.trace", counting_trace)
     at = open_page(app, text=SONNET_LINE)
     traced = len(calls)
     assert traced >= 1

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from lstm_core.config import Config
 from lstm_core.errors import InputError
-from lstm_core.inspection import (
+from lstm_core.explain.inspection import (
     FEATURES,
     MAX_HEATMAP_UNITS,
     QUANTITIES,
@@ -23,9 +23,9 @@ from lstm_core.inspection import (
     word_features,
     word_window,
 )
-from lstm_core.model import LSTMLanguageModel
-from lstm_core.text import tokenize
-from lstm_core.vocab import UNK_INDEX, Vocab
+from lstm_core.model.network import LSTMLanguageModel
+from lstm_core.text.cleaning import tokenize
+from lstm_core.text.vocab import UNK_INDEX, Vocab
 from tests.conftest import SONNET, TINY_TEXT
 
 VOCAB = 50

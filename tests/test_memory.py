@@ -1,4 +1,4 @@
-"""The memory estimate (lstm_core/memory.py) against real training processes, and the limits."""
+"""The memory estimate (lstm_core/model/memory.py) against real training processes, and the limits."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from lstm_core import runs
-from lstm_core.allocator import HUGE_PAGES_VARIABLE
 from lstm_core.config import preset
-from lstm_core.corpus import bundled_plays
-from lstm_core.data import Dataset, EncodedText
-from lstm_core.memory import MB, check_memory, estimate_memory, format_bytes
+from lstm_core.data.dataset import Dataset, EncodedText
+from lstm_core.model.memory import MB, check_memory, estimate_memory, format_bytes
+from lstm_core.runs import folder as runs
+from lstm_core.system.allocator import HUGE_PAGES_VARIABLE
+from lstm_core.text.corpus import bundled_plays
 
 ROOT = Path(__file__).resolve().parent.parent
 # A training process as the app starts one: the data loaded from a run's dataset folder, a few
@@ -26,8 +26,8 @@ import json, sys
 import torch
 torch.set_num_threads(1)
 from lstm_core.config import preset
-from lstm_core.data import Dataset
-from lstm_core.trainer import StepEvent, Trainer
+from lstm_core.data.dataset import Dataset
+from lstm_core.training.trainer import StepEvent, Trainer
 dataset = Dataset.load(sys.argv[1])
 config = preset(sys.argv[2]).replace(eval_every=3, device="cpu")
 trainer = None
@@ -83,7 +83,7 @@ def test_the_cap_refuses_batch_256_by_200_with_the_full_softmax(plays):
 
 WATCHED = """
 import sys
-from lstm_core.runtime import MemoryWatchdog, resident_bytes
+from lstm_core.system.runtime import MemoryWatchdog, resident_bytes
 limit = resident_bytes() + 200_000_000
 MemoryWatchdog(limit, lambda rss: print("over", rss > limit, flush=True), exit_code=3, interval=0.02).start()
 chunks = []
@@ -101,7 +101,7 @@ def test_the_watchdog_ends_a_process_that_outgrows_its_limit():
 
 
 LIMITED = """
-from lstm_core.runtime import MemoryWatchdog, resident_bytes
+from lstm_core.system.runtime import MemoryWatchdog, resident_bytes
 watchdog = MemoryWatchdog(resident_bytes() + 100_000_000, lambda rss: None, exit_code=3)
 watchdog.limit_address_space(headroom=100_000_000)
 import torch
@@ -129,7 +129,7 @@ ON_GLIBC = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="tunes g
 
 FRAGMENTED = """
 import json, sys
-from lstm_core.runtime import resident_bytes, return_freed_memory
+from lstm_core.system.runtime import resident_bytes, return_freed_memory
 MB = 1_000_000
 if sys.argv[1] == "return":
     return_freed_memory()
@@ -164,7 +164,7 @@ def test_returning_freed_memory_gives_the_heap_back_and_maps_big_blocks_of_their
 
 PRESSED = """
 import time
-from lstm_core.runtime import MemoryWatchdog, resident_bytes
+from lstm_core.system.runtime import MemoryWatchdog, resident_bytes
 MB = 1_000_000
 start = resident_bytes()
 limit, line = start + 400 * MB, start + 200 * MB

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lstm_core.config import Config
-from lstm_core.model import LSTMLanguageModel, choose_cutoffs, detach_state, keep_mask
+from lstm_core.model.network import LSTMLanguageModel, choose_cutoffs, detach_state, keep_mask
 
 VOCAB = 50
 

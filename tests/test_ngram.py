@@ -1,4 +1,4 @@
-"""The Kneser-Ney n-gram models (lstm_core.ngram) against probabilities worked out by hand.
+"""The Kneser-Ney n-gram models (lstm_core.evaluation.ngram) against probabilities worked out by hand.
 
 Every expected number below is derived in the comments from the formulas in the module's
 docstring, so a reader can check it with pencil and paper:
@@ -26,8 +26,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lstm_core.errors import InputError
-from lstm_core.ngram import KneserNey, fit_kneser_ney, modified_discounts
-from lstm_core.vocab import Vocab
+from lstm_core.evaluation.ngram import KneserNey, fit_kneser_ney, modified_discounts
+from lstm_core.text.vocab import Vocab
 
 # The hand-worked corpus: 17 tokens over words 0..3; word 4 is in the vocabulary (V = 5) but
 # never occurs in training.

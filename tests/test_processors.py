@@ -31,7 +31,7 @@ from lstm_core.sampling import (
     penalize_repetition,
     sample_index,
 )
-from lstm_core.vocab import UNK_INDEX
+from lstm_core.text.vocab import UNK_INDEX
 
 
 def transform(log_probs: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Runs on disk (lstm_core/runs.py) and the app's training processes (app/runs.py).
+"""Runs on disk (lstm_core/runs/folder.py) and the app's training processes (app/run_control.py).
 
 The process tests start real ``python -m lstm_core train`` processes on a tiny text, the way the
 app does, and read their run folders.
@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from app import runs
-from app.runs import CapacityError, RunLimits, SettingError
-from lstm_core import runs as run_files
-from lstm_core.checkpoint import load_checkpoint
+from app import run_control as runs
+from app.run_control import CapacityError, RunLimits, SettingError
 from lstm_core.config import Config
-from lstm_core.data import Dataset, prepare
-from lstm_core.trainer import EvalEvent, StepEvent
+from lstm_core.data.dataset import Dataset, prepare
+from lstm_core.model.checkpoint import load_checkpoint
+from lstm_core.runs import folder as run_files
+from lstm_core.training.trainer import EvalEvent, StepEvent
 from tests.conftest import TINY_TEXT
 
 ROOT = Path(__file__).resolve().parent.parent

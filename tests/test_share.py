@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from app import share, state
 from app.visitor import KEY_PARAM
-from lstm_core.checkpoint import load_checkpoint
+from lstm_core.model.checkpoint import load_checkpoint
 from tests.test_app import ENTRY, TINY_RUN, generated_texts, put_run, tiny_checkpoint, workspace_of  # noqa: F401
 
 MODELS = ("demo", "run:20260101-000000-0a1b2c3d")

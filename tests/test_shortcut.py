@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from lstm_core.checkpoint import load_checkpoint
 from lstm_core.config import RECIPE_PRIME_TEXTS, Config
-from lstm_core.evaluation import score
-from lstm_core.inference import fast_path
-from lstm_core.model import LSTMLanguageModel
+from lstm_core.evaluation.scoring import score
+from lstm_core.model.checkpoint import load_checkpoint
+from lstm_core.model.fast import fast_path
+from lstm_core.model.network import LSTMLanguageModel
 from lstm_core.sampling import (
     History,
     MinP,
@@ -33,8 +33,8 @@ from lstm_core.sampling import (
     generate,
 )
 from lstm_core.sampling.shortcut import Shortcut
-from lstm_core.text import tokenize
-from lstm_core.vocab import UNK_INDEX
+from lstm_core.text.cleaning import tokenize
+from lstm_core.text.vocab import UNK_INDEX
 from tests import sampling_reference
 from tests.conftest import SONNET
 from tests.language_models import ProtocolOnly

@@ -1,4 +1,4 @@
-"""Snapshots of a run's model at its evaluations (lstm_core/runs.py, the trainer), and its baselines file."""
+"""Snapshots of a run's model at its evaluations (lstm_core/runs/folder.py, the trainer), and its baselines file."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import json
 import pytest
 import torch
 
-from lstm_core import runs
-from lstm_core.baselines import Baseline
-from lstm_core.checkpoint import load_checkpoint, save_checkpoint
 from lstm_core.errors import InputError
+from lstm_core.evaluation.baselines import Baseline
+from lstm_core.model.checkpoint import load_checkpoint, save_checkpoint
+from lstm_core.runs import folder as runs
 from lstm_core.sampling import SamplingOptions, generate
-from lstm_core.trainer import CheckpointEvent, EvalEvent, Trainer
+from lstm_core.training.trainer import CheckpointEvent, EvalEvent, Trainer
 
 
 def thinned_as_the_run_goes(steps: list[int], limit: int) -> list[list[int]]:

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from lstm_core.baselines import Baseline
 from lstm_core.errors import InputError
-from lstm_core.standing import format_duration, format_perplexity, overfitting, rising_evaluations, standing
+from lstm_core.evaluation.baselines import Baseline
+from lstm_core.evaluation.standing import format_duration, format_perplexity, overfitting, rising_evaluations, standing
 
 UNIFORM = Baseline(0, "uniform", "uniform", 7025.0, 41_314)
 UNIGRAM = Baseline(1, "unigram", "unigram", 522.8, 41_314)

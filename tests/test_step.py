@@ -16,7 +16,7 @@ from lstm_core.sampling import (
     generate,
     word_distribution,
 )
-from lstm_core.vocab import UNK_INDEX, UNK_TOKEN
+from lstm_core.text.vocab import UNK_INDEX, UNK_TOKEN
 from tests.language_models import PRIME, ForwardCounter, favour_unknown, make_model
 
 

@@ -1,4 +1,4 @@
-"""Cleaning and splitting (lstm_core.text), and the rule that lstm_core never loads streamlit."""
+"""Cleaning and splitting (lstm_core.text.cleaning), and the rule that lstm_core never loads streamlit."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from lstm_core.text import Split, clean_text, split_tokens, tokenize
+from lstm_core.text.cleaning import Split, clean_text, split_tokens, tokenize
 
 # ---- the recipe's rule ---------------------------------------------------------------------
 
@@ -210,11 +210,12 @@ _ROOT = Path(__file__).resolve().parents[1]
 
 def test_importing_lstm_core_never_loads_streamlit() -> None:
     # A fresh interpreter, so that nothing this test session imported can mask the result.
-    # Every module of the package is imported (except __main__, which would run the CLI).
+    # Every module of the package and its subpackages is imported (except __main__, which would run the CLI).
     script = (
         "import importlib, pkgutil, sys\n"
         "import lstm_core\n"
-        "names = [m.name for m in pkgutil.iter_modules(lstm_core.__path__) if m.name != '__main__']\n"
+        "found = pkgutil.walk_packages(lstm_core.__path__, 'lstm_core.')\n"
+        "names = [m.name.removeprefix('lstm_core.') for m in found if not m.name.endswith('__main__')]\n"
         "for name in names:\n"
         "    importlib.import_module('lstm_core.' + name)\n"
         "loaded = sorted(m for m in sys.modules if m == 'streamlit' or m.startswith('streamlit.'))\n"
@@ -224,5 +225,6 @@ def test_importing_lstm_core_never_loads_streamlit() -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=_ROOT)
     assert result.returncode == 0, result.stderr
     names_line, loaded_line = result.stdout.strip().splitlines()
-    assert {"text", "corpus", "vocab", "batching", "data", "files"} <= set(names_line.split(","))
+    expected = {"text.cleaning", "text.corpus", "text.vocab", "data.batching", "data.dataset", "files", "cli.main"}
+    assert expected <= set(names_line.split(","))
     assert loaded_line == "[]"

@@ -4,10 +4,10 @@ import threading
 import pytest
 import torch
 
-from lstm_core.checkpoint import load_checkpoint
 from lstm_core.config import ConfigError
-from lstm_core.data import prepare
-from lstm_core.trainer import (
+from lstm_core.data.dataset import prepare
+from lstm_core.model.checkpoint import load_checkpoint
+from lstm_core.training.trainer import (
     CheckpointEvent,
     EndEvent,
     EvalEvent,

@@ -1,4 +1,4 @@
-"""The vocabulary (lstm_core.vocab): the "more than" rule, <unk>, ordering, coverage, JSON form."""
+"""The vocabulary (lstm_core.text.vocab): the "more than" rule, <unk>, ordering, coverage, JSON form."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lstm_core.vocab import UNK_INDEX, UNK_TOKEN, Coverage, Vocab
+from lstm_core.text.vocab import UNK_INDEX, UNK_TOKEN, Coverage, Vocab
 
 
 def _repeat(**counts: int) -> list[str]:

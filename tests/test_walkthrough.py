@@ -9,11 +9,8 @@ import torch
 
 from lstm_core.config import Config
 from lstm_core.errors import InputError
-from lstm_core.inspection import trace
-from lstm_core.model import LSTMLanguageModel
-from lstm_core.sampling import TOP_P_TOLERANCE, ProcessorList, SamplingOptions, StepGenerator
-from lstm_core.text import tokenize
-from lstm_core.walkthrough import (
+from lstm_core.explain.inspection import trace
+from lstm_core.explain.walkthrough import (
     LayerRead,
     read_last_word,
     softmax_walkthrough,
@@ -21,6 +18,9 @@ from lstm_core.walkthrough import (
     walkthrough_rows,
     word_just_read,
 )
+from lstm_core.model.network import LSTMLanguageModel
+from lstm_core.sampling import TOP_P_TOLERANCE, ProcessorList, SamplingOptions, StepGenerator
+from lstm_core.text.cleaning import tokenize
 from tests.conftest import SONNET
 from tests.language_models import PRIME, ForwardCounter, train
 

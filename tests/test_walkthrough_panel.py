@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from app.inside_charts import BLUE_ORANGE, VIRIDIS
-from app.walkthrough import CUT, KEPT, gates_chart, gates_frame, styled, walkthrough_caption, walkthrough_frame
-from lstm_core.walkthrough import LayerRead, Walkthrough, WalkthroughRow
+from app.walkthrough_panel import CUT, KEPT, gates_chart, gates_frame, styled, walkthrough_caption, walkthrough_frame
+from lstm_core.explain.walkthrough import LayerRead, Walkthrough, WalkthroughRow
 
 
 def row(rank: int, logit: float, model_log_prob: float | None = None, **flags) -> WalkthroughRow:

@@ -9,12 +9,12 @@ import os
 from pathlib import Path
 
 from app.visitor import Workspace
-from lstm_core import runs as run_files
-from lstm_core.baselines import Baseline
-from lstm_core.checkpoint import Checkpoint, save_checkpoint
 from lstm_core.config import Config
-from lstm_core.data import prepare
-from lstm_core.trainer import EvalEvent, StepEvent
+from lstm_core.data.dataset import prepare
+from lstm_core.evaluation.baselines import Baseline
+from lstm_core.model.checkpoint import Checkpoint, save_checkpoint
+from lstm_core.runs import folder as run_files
+from lstm_core.training.trainer import EvalEvent, StepEvent
 from tests.conftest import TINY_TEXT
 
 

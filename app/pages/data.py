@@ -6,9 +6,9 @@ import streamlit as st
 
 from app import services, state
 from app.corpus_state import chosen_text, gutenberg_url
-from lstm_core.corpus import CorpusError, gutenberg, gutenberg_cache_path, text_from_bytes
 from lstm_core.files import atomic_write
-from lstm_core.text import tokenize
+from lstm_core.text.cleaning import tokenize
+from lstm_core.text.corpus import CorpusError, gutenberg, gutenberg_cache_path, text_from_bytes
 
 SOURCES = {
     "plays": "Bundled plays (offline)",

@@ -17,16 +17,16 @@ import streamlit as st
 from app import charts, inside_charts, services, share, state, widgets
 from app.models import ModelEntry, available_models, model_choice
 from app.visitor import KEY_PARAM, data_root
-from app.walkthrough import walkthrough_panel
-from lstm_core import runs as run_files
-from lstm_core.checkpoint import CheckpointError
+from app.walkthrough_panel import walkthrough_panel
 from lstm_core.config import RECIPE_PRIME_TEXTS
 from lstm_core.errors import InputError
-from lstm_core.evaluation import TextScore, score
+from lstm_core.evaluation.ngram import KneserNey
+from lstm_core.evaluation.scoring import TextScore, score
 from lstm_core.fields import describe_field, describe_fields
-from lstm_core.ngram import KneserNey
+from lstm_core.model.checkpoint import CheckpointError
+from lstm_core.runs import folder as run_files
 from lstm_core.sampling import ProcessorList, SamplingOptions, StepGenerator, generate, generate_next_word
-from lstm_core.text import tokenize
+from lstm_core.text.cleaning import tokenize
 
 BIND: Literal["query-params"] = "query-params"
 MAX_SCORE_WORDS = 1_000

@@ -1,6 +1,6 @@
 """Inside the LSTM page: the equations, every gate and memory for a text, one unit, word vectors.
 
-The page only draws: the traced forward pass and the unit searches are lstm_core.inspection,
+The page only draws: the traced forward pass and the unit searches are lstm_core.explain.inspection,
 the charts and coloured words are app/inside_charts.py. Tracing a text costs tens of
 milliseconds, so the trace of the current (model, text) is kept in the session and a slider or
 a unit choice redraws without tracing again.
@@ -18,7 +18,7 @@ from app import inside_charts as charts
 from app import state
 from app.models import ModelEntry, available_models, model_choice
 from lstm_core.config import RECIPE_PRIME_TEXTS
-from lstm_core.inspection import (
+from lstm_core.explain.inspection import (
     FEATURES,
     MAX_HEATMAP_UNITS,
     MAX_HEATMAP_WORDS,
@@ -33,8 +33,8 @@ from lstm_core.inspection import (
     word_features,
 )
 from lstm_core.sampling import SamplingOptions, generate
-from lstm_core.text import tokenize
-from lstm_core.vocab import Vocab
+from lstm_core.text.cleaning import tokenize
+from lstm_core.text.vocab import Vocab
 
 # A typed text is refused beyond these, so tracing and drawing stay well under a second. (Bare
 # strings would be drawn on the page by Streamlit's magic: these notes are comments.)

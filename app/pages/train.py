@@ -1,6 +1,6 @@
 """Train page: settings, start / stop / resume, and live charts of the visitor's run.
 
-The run trains in a process of its own (see ``app/runs.py``); this page only reads the run's
+The run trains in a process of its own (see ``app/run_control.py``); this page only reads the run's
 folder, so a reload, another tab or a server restart shows the same run.
 """
 
@@ -14,19 +14,20 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import charts, runs, services, state, widgets
+from app import charts, services, state, widgets
+from app import run_control as runs
 from app.corpus_state import chosen_text
 from app.visitor import KEY_PARAM, data_root
-from lstm_core import runs as run_files
-from lstm_core.batching import min_tokens
-from lstm_core.checkpoint import CheckpointError, load_checkpoint
 from lstm_core.config import PRESET_HELP, PRESETS, Config
+from lstm_core.data.batching import min_tokens
 from lstm_core.errors import InputError
+from lstm_core.evaluation.standing import overfitting, standing
 from lstm_core.files import atomic_write
-from lstm_core.memory import estimate_memory, format_bytes
-from lstm_core.model import count_parameters
-from lstm_core.standing import overfitting, standing
-from lstm_core.trainer import CheckpointEvent, EvalEvent, SampleEvent, StepEvent
+from lstm_core.model.checkpoint import CheckpointError, load_checkpoint
+from lstm_core.model.memory import estimate_memory, format_bytes
+from lstm_core.model.network import count_parameters
+from lstm_core.runs import folder as run_files
+from lstm_core.training.trainer import CheckpointEvent, EvalEvent, SampleEvent, StepEvent
 
 PRESET_LABELS = {"cookbook": "Cookbook recipe", "quick": "Quick", "default": "Best", "gpu": "GPU"}
 STATUS_TEXT = {

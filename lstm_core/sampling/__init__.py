@@ -12,12 +12,12 @@ The files follow one word's way from the model to the text::
     step.py         StepGenerator (step, undo, reset, regenerate) and the candidates a UI shows
 
 Everything starts from the model's normalised log-probabilities (``model.log_probs``, or for an
-LSTM model in float32 the same numbers from :mod:`lstm_core.inference`), never from raw logits,
+LSTM model in float32 the same numbers from :mod:`lstm_core.model.fast`), never from raw logits,
 so the full and the adaptive softmax behave the same. Scoring a text is an
-evaluation, not sampling: it lives in :mod:`lstm_core.evaluation` (and is re-exported here).
+evaluation, not sampling: it lives in :mod:`lstm_core.evaluation.scoring` (and is re-exported here).
 """
 
-from lstm_core.evaluation import TextScore, WordScore, score
+from lstm_core.evaluation.scoring import TextScore, WordScore, score
 from lstm_core.sampling.decoding import (
     MAX_LENGTH,
     Generation,

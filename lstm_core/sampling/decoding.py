@@ -11,12 +11,12 @@ choice to the row's :class:`~lstm_core.sampling.history.History`::
 Shapes: ``V`` vocabulary size, ``B`` rows (one per beam; 1 for greedy and sampling).
 
 Greedy and sampled texts move a :class:`Position` along one word at a time and choose each word
-with a :class:`Chooser`. For an :class:`~lstm_core.model.LSTMLanguageModel` in float32 on the
-CPU the position is a :class:`~lstm_core.inference.Cursor` (the fast path: fused gates, buffers
+with a :class:`Chooser`. For an :class:`~lstm_core.model.network.LSTMLanguageModel` in float32 on the
+CPU the position is a :class:`~lstm_core.model.fast.Cursor` (the fast path: fused gates, buffers
 reused, the adaptive softmax's tails computed only when they can hold the choice), and the
 chooser takes the processor list's exact :class:`~lstm_core.sampling.shortcut.Shortcut` when it
 has one, or runs the processors on the cursor's full log-probs when it has not (a repetition
-penalty). Any other :class:`~lstm_core.model.LanguageModel` -- or the same model in half
+penalty). Any other :class:`~lstm_core.model.network.LanguageModel` -- or the same model in half
 precision or on a GPU -- gets a :class:`ModelPosition`, moved by the model's own ``step`` and
 ``log_probs`` through :func:`advance`, and the processors. The prime always goes through the
 model's forward pass.
@@ -37,14 +37,14 @@ import torch
 from torch import Tensor
 
 from lstm_core.errors import InputError
-from lstm_core.inference import Cursor, FastLM, fast_path
-from lstm_core.model import LanguageModel, State, check_vocab_size, inference
+from lstm_core.model.fast import Cursor, FastLM, fast_path
+from lstm_core.model.network import LanguageModel, State, check_vocab_size, inference
 from lstm_core.sampling.history import History
 from lstm_core.sampling.options import SamplingOptions
 from lstm_core.sampling.processors import ProcessorList, descending_order, is_whole_number
 from lstm_core.sampling.shortcut import Shortcut
-from lstm_core.text import tokenize
-from lstm_core.vocab import Vocab
+from lstm_core.text.cleaning import tokenize
+from lstm_core.text.vocab import Vocab
 
 MAX_LENGTH = 1000
 """The most words one text may have after its prime (a cap for a shared server)."""
@@ -119,9 +119,9 @@ def advance(model: LanguageModel, ids: Tensor, state: State | None, lm: FastLM |
     """Feed ``ids (B, T)`` from ``state``: the next-word log-probs ``(B, V)`` (on the CPU) and the new state.
 
     Single words go through the model's ``step`` (the cheap LSTM-cell kernel), or through
-    ``lm``'s, the model's :class:`~lstm_core.inference.FastLM` (fused gates, and a head whose
+    ``lm``'s, the model's :class:`~lstm_core.model.fast.FastLM` (fused gates, and a head whose
     weights are not concatenated afresh at every call); longer primes through the model's
-    forward pass. Call it inside :func:`~lstm_core.model.inference`.
+    forward pass. Call it inside :func:`~lstm_core.model.network.inference`.
     """
     ids = ids.to(model.device)
     if ids.size(1) == 1:
@@ -135,8 +135,8 @@ def advance(model: LanguageModel, ids: Tensor, state: State | None, lm: FastLM |
 class Position(Protocol):
     """One text's place in a model: the next word's log-probs, the LSTM state, and a way one word on.
 
-    A :class:`~lstm_core.inference.Cursor` is one (the fast path); :class:`ModelPosition` is any
-    :class:`~lstm_core.model.LanguageModel`'s.
+    A :class:`~lstm_core.model.fast.Cursor` is one (the fast path); :class:`ModelPosition` is any
+    :class:`~lstm_core.model.network.LanguageModel`'s.
     """
 
     def log_probs(self) -> Tensor:
@@ -155,7 +155,7 @@ class Position(Protocol):
 class ModelPosition:
     """A :class:`Position` in any language model: its ``step`` and ``log_probs`` through :func:`advance`.
 
-    Feed it inside :func:`~lstm_core.model.inference`.
+    Feed it inside :func:`~lstm_core.model.network.inference`.
     """
 
     def __init__(self, model: LanguageModel, log_probs: Tensor, state: State) -> None:
@@ -220,7 +220,7 @@ class Chooser:
 
     The :class:`~lstm_core.sampling.processors.ProcessorList` the options build defines the
     choice: greedy takes the argmax of its output, sampling one draw from it. At a
-    :class:`~lstm_core.inference.Cursor` the list's exact
+    :class:`~lstm_core.model.fast.Cursor` the list's exact
     :class:`~lstm_core.sampling.shortcut.Shortcut` makes the same choice without the full
     distribution when the list has one; otherwise the processors run on the position's log-probs.
     """
@@ -296,7 +296,7 @@ def _beam_continuation(
     search ends early once ``beam_width`` hypotheses have finished -- then only finished ones
     compete. Otherwise finished and live hypotheses are compared by :func:`beam_score`. With
     width 1 this is greedy (to float rounding on the fast path, whose beams are rows of
-    :meth:`~lstm_core.inference.FastLM.step`, not a cursor).
+    :meth:`~lstm_core.model.fast.FastLM.step`, not a cursor).
     """
     width = options.beam_width
     processors = ProcessorList.from_options(options)
@@ -389,7 +389,7 @@ def beam_search(
 
 class NextWordModel(Protocol):
     """A model with no state but the words so far, such as an n-gram model
-    (:class:`~lstm_core.ngram.KneserNey`): the next word's log-probs ``(V,)`` for a context."""
+    (:class:`~lstm_core.evaluation.ngram.KneserNey`): the next word's log-probs ``(V,)`` for a context."""
 
     def next_log_probs(self, context_ids: Sequence[int]) -> Tensor: ...
 

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from lstm_core.errors import InputError
 from lstm_core.sampling.history import History
-from lstm_core.vocab import UNK_INDEX
+from lstm_core.text.vocab import UNK_INDEX
 
 if TYPE_CHECKING:
     from lstm_core.sampling.options import SamplingOptions

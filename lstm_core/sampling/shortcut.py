@@ -1,4 +1,4 @@
-"""The fast path's shortcut: a processor list's choice made on a :class:`~lstm_core.inference.Cursor`.
+"""The fast path's shortcut: a processor list's choice made on a :class:`~lstm_core.model.fast.Cursor`.
 
 The :class:`~lstm_core.sampling.processors.ProcessorList` is the one definition of what each
 option does; this is an exact shortcut for the lists a cursor can follow, tested against them
@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from lstm_core.inference import Cursor
+from lstm_core.model.fast import Cursor
 from lstm_core.sampling.history import History
 from lstm_core.sampling.processors import (
     PIPELINE,
@@ -36,7 +36,7 @@ from lstm_core.sampling.processors import (
     TopP,
     UnknownWordRule,
 )
-from lstm_core.vocab import UNK_INDEX
+from lstm_core.text.vocab import UNK_INDEX
 
 _FOLLOWED: dict[type, Callable[[Any], dict[str, Any]]] = {
     UnknownWordRule: lambda rule: {"skip_unknown": rule.rule == "skip"},

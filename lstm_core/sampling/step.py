@@ -18,8 +18,8 @@ import torch
 from torch import Tensor
 
 from lstm_core.errors import InputError
-from lstm_core.inference import fast_path
-from lstm_core.model import LanguageModel, State, inference
+from lstm_core.model.fast import fast_path
+from lstm_core.model.network import LanguageModel, State, inference
 from lstm_core.sampling.decoding import (
     MAX_LENGTH,
     Chooser,
@@ -32,8 +32,8 @@ from lstm_core.sampling.decoding import (
 from lstm_core.sampling.history import History
 from lstm_core.sampling.options import SamplingOptions
 from lstm_core.sampling.processors import ProcessorList, descending_order, is_whole_number
-from lstm_core.text import tokenize
-from lstm_core.vocab import UNK_TOKEN, Vocab
+from lstm_core.text.cleaning import tokenize
+from lstm_core.text.vocab import UNK_TOKEN, Vocab
 
 UNDO_LIMIT = 100
 """How many steps :meth:`StepGenerator.undo` can take back; older ones are forgotten. Each costs

@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from app.visitor import Workspace
-from lstm_core import runs as run_files
+from lstm_core.runs import folder as run_files
 from tests.browser.conftest import Server, new_visitor
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from lstm_core.corpus import bundled_plays
+from lstm_core.text.corpus import bundled_plays
 from tests.browser.conftest import ARTIFACTS
 
 # Two texts of different plays and lengths, so that each visitor's text and run can be told apart;

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lstm_core.encoded import EncodedText
 from lstm_core.errors import InputError
 from lstm_core.files import atomic_write, atomic_write_text
-from lstm_core.text import split_tokens, tokenize
-from lstm_core.vocab import UNK_INDEX, Coverage, Vocab
+from lstm_core.text.cleaning import split_tokens, tokenize
+from lstm_core.text.encoded import EncodedText
+from lstm_core.text.vocab import UNK_INDEX, Coverage, Vocab
 
 __all__ = ["Dataset", "EncodedText", "prepare", "prepare_holdout", "prepare_pair"]
 

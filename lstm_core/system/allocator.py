@@ -59,7 +59,7 @@ def return_freed_memory() -> bool:
     about 650 MB, settled at 1.6 GB (970 MB with huge pages; ``bench/RESULTS.md``). Fixing the
     size keeps it near the working set, but each step then maps its tensors afresh, at 0.73x the
     steps per second (with huge pages); so training does it only when its memory limit comes
-    near (:class:`lstm_core.runtime.MemoryWatchdog`).
+    near (:class:`lstm_core.system.runtime.MemoryWatchdog`).
     """
     libc = _glibc()
     if libc is None:

@@ -33,9 +33,9 @@ import torch
 from torch import Tensor
 
 from lstm_core.errors import InputError
-from lstm_core.model import LSTMLanguageModel, State
-from lstm_core.text import tokenize
-from lstm_core.vocab import UNK_INDEX, Vocab
+from lstm_core.model.network import LSTMLanguageModel, State
+from lstm_core.text.cleaning import tokenize
+from lstm_core.text.vocab import UNK_INDEX, Vocab
 
 QUANTITIES: dict[str, str] = {
     "input_gate": "input gate i",
@@ -232,7 +232,7 @@ _SENTENCE_END = re.compile(r"([.!?]+)")
 
 @dataclass(frozen=True)
 class WordFeatures:
-    """The words of a raw text (as :func:`~lstm_core.text.tokenize` cleans them) and simple facts about each.
+    """The words of a raw text (as :func:`~lstm_core.text.cleaning.tokenize` cleans them) and simple facts about each.
 
     Each tensor is ``(T,)``, aligned with ``words``:
 
@@ -273,7 +273,7 @@ def word_features(text: str) -> WordFeatures:
 
     Cleaning turns line breaks and punctuation into spaces, so these facts are read from the raw
     text before that, one line and one sentence piece at a time. Line breaks and the marks
-    ``. ! ?`` are word boundaries for :func:`~lstm_core.text.tokenize` too, so ``words`` is exactly
+    ``. ! ?`` are word boundaries for :func:`~lstm_core.text.cleaning.tokenize` too, so ``words`` is exactly
     ``tokenize(text)`` and lines up with the ids :func:`trace` reads.
     """
     words: list[str] = []

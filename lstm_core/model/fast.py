@@ -26,7 +26,7 @@ Shapes: ``V`` vocabulary size, ``E`` embedding size, ``H`` rnn_size, ``L`` layer
 :class:`FastLM` holds only read-only tensors and can be shared between threads; a
 :class:`Cursor` belongs to one caller. :func:`fast_lm` caches one :class:`FastLM` per model
 and rebuilds it when the model's weights change (training, ``load_state_dict``, ``.to()``).
-Generation and scoring (:mod:`lstm_core.sampling`, :func:`lstm_core.evaluation.score`) take
+Generation and scoring (:mod:`lstm_core.sampling`, :func:`lstm_core.evaluation.scoring.score`) take
 this path through :func:`fast_path`, which says for which models it stands in.
 """
 
@@ -43,7 +43,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from lstm_core.model import LSTMLanguageModel, State
+from lstm_core.model.network import LSTMLanguageModel, State
 
 INPUT_TABLE_BUDGET = 8 * 2**20
 """Bytes up to which :class:`FastLM` builds layer 0's input table unless told otherwise.
@@ -55,7 +55,7 @@ model a server keeps, and 47 ms to build. Small models get it; bigger ones when 
 (``input_table=True``)."""
 
 # The samplers' rules, repeated here because lstm_core.sampling imports this module (through
-# lstm_core.evaluation); tests/test_inference.py checks that they agree with
+# lstm_core.evaluation.scoring); tests/test_inference.py checks that they agree with
 # lstm_core.sampling.processors.
 GREEDY_TEMPERATURE = 1e-4
 """At or below this temperature sampling is the argmax (the samplers' rule; one draw is still used)."""
@@ -199,7 +199,7 @@ class FastLM:
     def step(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """One word per row, ``ids (B,)`` -> hidden features ``(B, H)`` and the new state.
 
-        The model's :meth:`~lstm_core.model.LSTMLanguageModel.step` in eval mode. Pure: returns new
+        The model's :meth:`~lstm_core.model.network.LSTMLanguageModel.step` in eval mode. Pure: returns new
         tensors (a caller may keep old states, as an undo stack does); :meth:`cursor` is the
         in-place form for one row.
         """
@@ -771,7 +771,7 @@ def fast_path(model: object) -> FastLM | None:
     That is an :class:`LSTMLanguageModel` itself (a subclass may compute otherwise) with float32
     weights on the CPU, whose ``forward``, ``step`` and ``log_probs`` are the class's own (a test
     or a wrapper may replace one on the instance). Anything else -- another
-    :class:`~lstm_core.model.LanguageModel`, half-precision weights -- goes the protocol's way.
+    :class:`~lstm_core.model.network.LanguageModel`, half-precision weights -- goes the protocol's way.
     So does a model on a GPU: :class:`FastLM` runs there and gives the same results, but a
     cursor reads a few numbers back to the host per word, which has not been measured against
     the model's own kernels there. Goes through :func:`fast_lm`: call it once per generation or

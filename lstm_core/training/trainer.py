@@ -6,7 +6,7 @@ progress bar and the app into live charts. It can be stopped from another thread
 exactly from a checkpoint, and is deterministic on the CPU for a given config and seed.
 
 The same trainer runs as one rank of several processes (torchrun) when it is given a
-:class:`~lstm_core.distributed.DistributedContext`; see :mod:`lstm_core.distributed` for how the
+:class:`~lstm_core.training.distributed.DistributedContext`; see :mod:`lstm_core.training.distributed` for how the
 ranks share the batch. Then rank 0 alone reports events and writes checkpoints, the reported
 losses and validation losses are those of the whole batch, and all ranks end at the same step.
 """
@@ -27,17 +27,17 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from lstm_core.averaging import WeightAverage
-from lstm_core.batching import batchify, num_windows, windows
-from lstm_core.checkpoint import Checkpoint, copy_weights, save_checkpoint
 from lstm_core.config import Config, ConfigError
-from lstm_core.data import Dataset
-from lstm_core.distributed import DistributedContext, rank_seed
+from lstm_core.data.batching import batchify, num_windows, windows
+from lstm_core.data.dataset import Dataset
 from lstm_core.errors import InputError
-from lstm_core.evaluation import evaluate, evaluation_rows, perplexity
-from lstm_core.model import LSTMLanguageModel, State, choose_cutoffs, detach_state
-from lstm_core.runs import prune_snapshots, snapshot_path
-from lstm_core.runtime import autocast, resolve_device, resolve_precision, set_seed
+from lstm_core.evaluation.scoring import evaluate, evaluation_rows, perplexity
+from lstm_core.model.checkpoint import Checkpoint, copy_weights, save_checkpoint
+from lstm_core.model.network import LSTMLanguageModel, State, choose_cutoffs, detach_state
+from lstm_core.runs.folder import prune_snapshots, snapshot_path
+from lstm_core.system.runtime import autocast, resolve_device, resolve_precision, set_seed
+from lstm_core.training.averaging import WeightAverage
+from lstm_core.training.distributed import DistributedContext, rank_seed
 
 CUDA_SYNC_EVERY = 20
 """On a GPU the trainer reads the loss back to the host every this many steps, not every step: each
@@ -247,7 +247,7 @@ class Trainer:
 
     ``out_dir`` (optional) receives ``last.pt`` (everything needed to resume), ``best.pt``
     (the weights with the lowest validation loss so far) and, at every evaluation, a float16
-    snapshot of the model in ``snapshots/`` (a bounded number of them: :mod:`lstm_core.runs`).
+    snapshot of the model in ``snapshots/`` (a bounded number of them: :mod:`lstm_core.runs.folder`).
     Without it nothing is written and :meth:`checkpoint` gives the run as an in-memory
     :class:`Checkpoint`.
 
@@ -698,7 +698,7 @@ class Trainer:
     def _save_snapshot(self) -> None:
         """Keep the model as it is at this evaluation (float16, model only) in the run's ``snapshots/``,
         so a page can write with it as it was then; older snapshots are thinned to a bounded count
-        (:func:`lstm_core.runs.thin_snapshots`)."""
+        (:func:`lstm_core.runs.folder.thin_snapshots`)."""
         snapshot = self.checkpoint(training_state=False).without_training_state(half=True)
         save_checkpoint(snapshot, snapshot_path(self.out_dir, self.step))  # type: ignore[arg-type]
         prune_snapshots(self.out_dir)  # type: ignore[arg-type]

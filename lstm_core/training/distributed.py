@@ -2,7 +2,7 @@
 
     torchrun --nproc_per_node=N -m lstm_core train ...
 
-Each process (a *rank*) runs the same :class:`~lstm_core.trainer.Trainer` with a
+Each process (a *rank*) runs the same :class:`~lstm_core.training.trainer.Trainer` with a
 :class:`DistributedContext`: its rank, the number of ranks, its device and the process group.
 A single process is the world of size 1, and every method here is then a no-op, so the trainer
 has one code path. How the ranks share the work::
@@ -40,8 +40,8 @@ import torch
 from torch import Tensor, nn
 
 from lstm_core.errors import InputError
-from lstm_core.runs import process_alive, process_start_time, process_stat
-from lstm_core.runtime import resolve_device
+from lstm_core.runs.folder import process_alive, process_start_time, process_stat
+from lstm_core.system.runtime import resolve_device
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup

@@ -3,9 +3,9 @@
 :class:`EncodedText` is what a server keeps of a text (the 826,000 words of the plays take 3.3 MB
 instead of about 50 MB as a list of Python strings), it answers the vocabulary questions of the
 Data page at once, and every ``min_word_freq`` is one numpy remap away from a
-:class:`lstm_core.data.Dataset`. It lives apart from :mod:`lstm_core.data` so that the pages that
+:class:`lstm_core.data.dataset.Dataset`. It lives apart from :mod:`lstm_core.data.dataset` so that the pages that
 only count words (the app's Data page) never import torch: importing it costs about a second of
-a fresh server's first page. :mod:`lstm_core.data` re-exports it.
+a fresh server's first page. :mod:`lstm_core.data.dataset` re-exports it.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lstm_core.errors import InputError
-from lstm_core.text import split_sizes, tokenize
-from lstm_core.vocab import UNK_TOKEN, Vocab
+from lstm_core.text.cleaning import split_sizes, tokenize
+from lstm_core.text.vocab import UNK_TOKEN, Vocab
 
 if TYPE_CHECKING:
-    from lstm_core.data import Dataset
+    from lstm_core.data.dataset import Dataset
 
 _CHUNK_CHARS = 1 << 20
 _WHITESPACE = re.compile(r"\s")
@@ -69,8 +69,9 @@ class EncodedText:
 
         Returns the encoding and ``offsets`` (``(P + 1,)`` int64): part ``p``'s words are
         ``ids[offsets[p]:offsets[p + 1]]``. Cleaning looks at nothing across whitespace, so this is
-        exactly :meth:`from_text` of the texts joined by whitespace (as :func:`lstm_core.corpus.bundled_plays` joins
-        plays), with the parts' boundaries kept for :meth:`concatenated`.
+        exactly :meth:`from_text` of the texts joined by whitespace (as
+        :func:`lstm_core.text.corpus.bundled_plays` joins plays), with the parts' boundaries kept for
+        :meth:`concatenated`.
         """
         index: dict[str, int] = {}
         ids = array("i")
@@ -137,11 +138,11 @@ class EncodedText:
     def dataset(
         self, min_word_freq: int = 5, fractions: tuple[float, float, float] = (0.9, 0.05, 0.05), name: str = "text"
     ) -> Dataset:
-        """Exactly what :func:`lstm_core.data.prepare` gives for this text: split, then a vocabulary
+        """Exactly what :func:`lstm_core.data.dataset.prepare` gives for this text: split, then a vocabulary
         of the training block. The only torch use here (the id tensors), imported when it is needed."""
         import torch
 
-        from lstm_core.data import Dataset
+        from lstm_core.data.dataset import Dataset
 
         if not self.tokens:
             raise InputError(f"{name} has no words in it after cleaning")

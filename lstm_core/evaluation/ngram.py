@@ -89,7 +89,7 @@ import torch
 
 from lstm_core.errors import InputError
 from lstm_core.files import atomic_write
-from lstm_core.vocab import Vocab
+from lstm_core.text.vocab import Vocab
 
 _FORMAT = "lstm-playhouse-ngram"
 _VERSION = 1

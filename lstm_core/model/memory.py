@@ -86,7 +86,7 @@ def output_width(config: Config, vocab_counts: Sequence[int]) -> float:
     vocab_size = max(2, len(vocab_counts))
     if config.output_layer == "full":
         return float(vocab_size)
-    from lstm_core.model import choose_cutoffs
+    from lstm_core.model.network import choose_cutoffs
 
     cutoffs = choose_cutoffs(vocab_counts)
     bounds = [0, *cutoffs, vocab_size]
@@ -107,7 +107,7 @@ def estimate_memory(
     (otherwise it is counted on PyTorch's meta device, which allocates nothing).
     """
     if parameters is None:
-        from lstm_core.model import count_parameters
+        from lstm_core.model.network import count_parameters
 
         parameters = count_parameters(config, len(vocab_counts), vocab_counts)
     count = parameters

@@ -7,8 +7,8 @@ from a run's folder and tests can call it on made-up histories:
   the run started) and ``perplexity`` (validation perplexity);
 * ``steps``: the training steps, dicts with at least ``step`` and ``loss`` (training loss, natural
   log, per step); a thinned-out list works too;
-* ``baselines``: the :class:`lstm_core.baselines.Baseline` list of
-  :func:`lstm_core.baselines.baseline_perplexities`.
+* ``baselines``: the :class:`lstm_core.evaluation.baselines.Baseline` list of
+  :func:`lstm_core.evaluation.baselines.baseline_perplexities`.
 
 For example: "Better than uniform guessing after 2 s, than the unigram after 15 s, than the
 bigram after 40 s; not yet better than the 5-gram (perplexity 281 vs 263)."
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from lstm_core.errors import InputError
 
 if TYPE_CHECKING:
-    from lstm_core.baselines import Baseline
+    from lstm_core.evaluation.baselines import Baseline
 
 DEFAULT_RISING = 3
 """Evaluations in a row with a higher validation perplexity before the run is called overfitting."""

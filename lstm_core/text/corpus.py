@@ -1,7 +1,7 @@
 """Where the text comes from: the bundled plays, the Gutenberg Complete Works, or any text.
 
 Every source returns a :class:`Corpus`: the raw text plus a short description. Cleaning and
-tokenising happen later (:mod:`lstm_core.text`), the same way for every source.
+tokenising happen later (:mod:`lstm_core.text.cleaning`), the same way for every source.
 """
 
 from __future__ import annotations

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lstm_core.batching import windows
+from lstm_core.data.batching import windows
 from lstm_core.errors import InputError
-from lstm_core.inference import fast_path
-from lstm_core.model import LanguageModel, LSTMLanguageModel, State, check_vocab_size, inference
-from lstm_core.runtime import autocast
-from lstm_core.text import tokenize
-from lstm_core.vocab import Vocab
+from lstm_core.model.fast import fast_path
+from lstm_core.model.network import LanguageModel, LSTMLanguageModel, State, check_vocab_size, inference
+from lstm_core.system.runtime import autocast
+from lstm_core.text.cleaning import tokenize
+from lstm_core.text.vocab import Vocab
 
 EVAL_BATCH_SIZE = 16
 
@@ -112,7 +112,7 @@ def score(model: LanguageModel, vocab: Vocab, text: str) -> TextScore:
     The LSTM reads the text in one forward pass; its hidden features ``(N - 1, H)`` are then scored
     a block of positions at a time, on the model's device, and only each word's log-prob and
     rank come back to the CPU. For an :class:`LSTMLanguageModel` in float32 on the CPU a block
-    goes through :meth:`~lstm_core.inference.FastLM.score_hidden`, which with the adaptive
+    goes through :meth:`~lstm_core.model.fast.FastLM.score_hidden`, which with the adaptive
     softmax never forms the ``(block, V)`` distribution (a tail is computed only where it can
     hold a word above the target); for any other model, through ``model.log_probs``.
     """

@@ -11,7 +11,7 @@ restart or a crashed training process all find the same truth::
       last.pt        everything needed to resume: at every evaluation, every save_every steps, at the end
       best.pt        the weights with the best validation loss so far (model only)
       baselines.json the n-gram baselines' validation perplexities on this run's data (written once,
-                     by the training process when the run starts from step 0; see lstm_core/baselines.py)
+                     by the training process when the run starts from step 0; see lstm_core/evaluation/baselines.py)
       snapshots/     step-<7-digit step>.pt: the model (float16, model only) at evaluations, at most
                      MAX_SNAPSHOTS of them, thinned as the run goes on (see thin_snapshots)
       process.json   the process that trains it, written by whoever started it (the app)
@@ -45,9 +45,9 @@ from lstm_core.errors import InputError
 from lstm_core.files import atomic_write_text
 
 if TYPE_CHECKING:
-    from lstm_core.baselines import Baseline
+    from lstm_core.evaluation.baselines import Baseline
     from lstm_core.config import Config
-    from lstm_core.data import Dataset
+    from lstm_core.data.dataset import Dataset
 
 RUN_FORMAT = "lstm-playhouse-run"
 RUN_FILE = "run.json"
@@ -332,7 +332,7 @@ def list_runs(folder: Path | str) -> list[RunSummary]:
 
 
 def write_baselines(folder: Path | str, baselines: Sequence[Baseline]) -> None:
-    """Write the run's baselines (:func:`lstm_core.baselines.baseline_perplexities`) as a JSON list."""
+    """Write the run's baselines (:func:`lstm_core.evaluation.baselines.baseline_perplexities`) as a JSON list."""
     atomic_write_text(Path(folder) / BASELINES_FILE, json.dumps([baseline.to_dict() for baseline in baselines]))
 
 
@@ -340,9 +340,9 @@ def read_baselines(folder: Path | str) -> list[Baseline]:
     """The run's baselines, lowest order first; [] when the file is missing or unreadable.
 
     Missing is normal: a run from before baselines were kept, or one whose process has not
-    started yet. Only this reader imports :mod:`lstm_core.baselines` (and with it torch).
+    started yet. Only this reader imports :mod:`lstm_core.evaluation.baselines` (and with it torch).
     """
-    from lstm_core.baselines import Baseline
+    from lstm_core.evaluation.baselines import Baseline
 
     try:
         data = json.loads((Path(folder) / BASELINES_FILE).read_text(encoding="utf-8"))
@@ -363,7 +363,7 @@ def snapshot_path(folder: Path | str, step: int) -> Path:
 def list_snapshots(folder: Path | str) -> list[tuple[int, Path]]:
     """``(step, path)`` of every snapshot of the run in ``folder``, by step ([] if it has none).
 
-    Each is a model-only float16 checkpoint that :func:`lstm_core.checkpoint.load_checkpoint`
+    Each is a model-only float16 checkpoint that :func:`lstm_core.model.checkpoint.load_checkpoint`
     reads like any model file. A half-written one (under a temporary name) is not listed.
     """
     directory = Path(folder) / SNAPSHOTS_DIR

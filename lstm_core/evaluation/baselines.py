@@ -14,14 +14,14 @@ training ids over the same vocabulary as the LSTM, and scored on the same valida
   the plays 0.5% with ``min_word_freq`` 5 (every word seen 6 times or more, ``D = 0.5``), 3.6%
   with ``min_word_freq`` 0 (27,075 words, 12,024 of them seen once).
 * **bigram** (order 2) and longer **n-grams** (up to 5): interpolated modified Kneser-Ney
-  (:mod:`lstm_core.ngram`). The bigram is Kneser-Ney too, not a simply smoothed (add-one) bigram:
+  (:mod:`lstm_core.evaluation.ngram`). The bigram is Kneser-Ney too, not a simply smoothed (add-one) bigram:
   add-one gives each of the ``V**2`` possible pairs a pseudo-count, which on a 7,000-word
   vocabulary hands most of the probability mass to pairs never seen and makes the bigram look
   far worse than a bigram can be. A baseline should be the best its context length allows, so
   that "better than the bigram" means something; and one family of models means each step up
   the chart is exactly one more word of context.
 
-Perplexities are counted as the LSTM's :func:`lstm_core.trainer.evaluate` counts them: every token
+Perplexities are counted as the LSTM's :func:`lstm_core.training.trainer.evaluate` counts them: every token
 after the first is predicted from the ones before it, and the perplexity is ``exp`` of the mean
 negative log-probability. ``evaluate`` cuts the stream into (at most 16) rows, so it also leaves
 out the first token of each later row and the fewer than 16 tokens left over at the end; on the
@@ -36,9 +36,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-from lstm_core.data import Dataset
+from lstm_core.data.dataset import Dataset
 from lstm_core.errors import InputError
-from lstm_core.ngram import KneserNey, fit_kneser_ney
+from lstm_core.evaluation.ngram import KneserNey, fit_kneser_ney
 
 MAX_ORDER = 5
 DEFAULT_ORDERS: tuple[int, ...] = (0, 1, 2, 5)

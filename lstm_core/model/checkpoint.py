@@ -39,8 +39,8 @@ from torch import Tensor
 from lstm_core.config import Config, ConfigError
 from lstm_core.errors import InputError
 from lstm_core.files import atomic_write
-from lstm_core.model import LSTMLanguageModel, meta_model
-from lstm_core.vocab import Vocab
+from lstm_core.model.network import LSTMLanguageModel, meta_model
+from lstm_core.text.vocab import Vocab
 
 FORMAT = "lstm-playhouse-checkpoint"
 VERSION = 1

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from lstm_core.allocator import return_freed_memory, trim_heap
 from lstm_core.errors import InputError
+from lstm_core.system.allocator import return_freed_memory, trim_heap
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -12,7 +12,7 @@ the source of the modules in :data:`CODE_FILES`. A file whose key differs (a new
 play, a changed cleaning rule) or that cannot be read is built again and replaced; it is written
 atomically (a reader sees the old file or the new one), holds only numbers and UTF-8 bytes, and is
 read with ``allow_pickle=False``. A folder that cannot be written only costs the saving: the
-plays are still returned. ``python -m lstm_core.plays_cache`` builds it ahead of time (a deploy
+plays are still returned. ``python -m lstm_core.text.plays_cache`` builds it ahead of time (a deploy
 step, so that even a host's very first page finds it).
 
 Per-play offsets into the one encoding make any choice of plays a slice of it
@@ -31,16 +31,17 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_core import corpus, encoded, text
-from lstm_core.corpus import chosen_plays, describe_size, list_plays, play_text, plays_name
-from lstm_core.encoded import EncodedText
 from lstm_core.files import atomic_write
+from lstm_core.text import cleaning as text
+from lstm_core.text import corpus, encoded
+from lstm_core.text.corpus import chosen_plays, describe_size, list_plays, play_text, plays_name
+from lstm_core.text.encoded import EncodedText
 
 CACHE_FORMAT = 1
 CACHE_FILE = "bundled-plays.npz"
 CODE_FILES: tuple[Path, ...] = (*(Path(str(module.__file__)) for module in (text, corpus, encoded)), Path(__file__))
-"""The modules whose code decides what the cache holds: cleaning (:mod:`lstm_core.text`), the
-Markdown extraction (:mod:`lstm_core.corpus`), the encoding (:mod:`lstm_core.encoded`) and this
+"""The modules whose code decides what the cache holds: cleaning (:mod:`lstm_core.text.cleaning`), the
+Markdown extraction (:mod:`lstm_core.text.corpus`), the encoding (:mod:`lstm_core.text.encoded`) and this
 file's format. Any change to one of them rebuilds the cache."""
 
 

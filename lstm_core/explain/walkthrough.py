@@ -13,7 +13,7 @@ shifted by one constant per step. A softmax ignores a constant (and ``c / T`` is
 dividing the log-probs by ``T`` gives exactly the probabilities that dividing the raw logits would;
 here they are called the logits.
 
-The word just read (:func:`word_just_read`) is fed again through :func:`~lstm_core.inspection.trace`
+The word just read (:func:`word_just_read`) is fed again through :func:`~lstm_core.explain.inspection.trace`
 from the state before it (kept on the generator's undo stack), so its gates and the change it made
 to the memory ``c`` are the numbers the Inside page draws for that word. Nothing here calls the
 model's output layer, so a slider move costs a few operations on ``(V,)`` vectors.
@@ -32,8 +32,8 @@ import torch
 from torch import Tensor
 
 from lstm_core.errors import InputError
-from lstm_core.inspection import trace
-from lstm_core.model import LSTMLanguageModel, State
+from lstm_core.explain.inspection import trace
+from lstm_core.model.network import LSTMLanguageModel, State
 from lstm_core.sampling.options import SamplingOptions
 from lstm_core.sampling.processors import (
     MinP,
@@ -45,7 +45,7 @@ from lstm_core.sampling.processors import (
     is_whole_number,
 )
 from lstm_core.sampling.step import StepGenerator
-from lstm_core.vocab import Vocab
+from lstm_core.text.vocab import Vocab
 
 FILTERS = (Temperature, TopK, TopP, MinP)
 """The stages after the word rules: they reshape the distribution the rules left."""
@@ -233,7 +233,8 @@ class WordRead:
 
 
 def read_last_word(model: LSTMLanguageModel, ids: Sequence[int], state: State | None = None) -> tuple[LayerRead, ...]:
-    """Feed ``ids`` from ``state`` (None: zeros) through :func:`~lstm_core.inspection.trace`; what the last one did.
+    """Feed ``ids`` from ``state`` (None: zeros) through :func:`~lstm_core.explain.inspection.trace`; what the
+    last one did.
 
     The memory before the last word is the trace's previous row, or ``state``'s ``c`` (zeros
     without one) when ``ids`` is a single word.
@@ -263,7 +264,7 @@ def read_last_word(model: LSTMLanguageModel, ids: Sequence[int], state: State | 
 def word_just_read(generator: StepGenerator) -> WordRead:
     """What reading the generator's last word did to each layer (the prime's last word before any step).
 
-    One word through :func:`~lstm_core.inspection.trace` from the state before it, or the whole
+    One word through :func:`~lstm_core.explain.inspection.trace` from the state before it, or the whole
     text from the start when that state is no longer kept (:meth:`StepGenerator.last_word`).
     """
     model = generator.model

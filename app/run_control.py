@@ -1,6 +1,6 @@
 """Training runs for a shared server: each run a folder on disk and a process of its own.
 
-The app never trains in its own process. It prepares a run folder (:func:`lstm_core.runs.create_run`:
+The app never trains in its own process. It prepares a run folder (:func:`lstm_core.runs.folder.create_run`:
 the config and the prepared data) and starts ``python -m lstm_core train --resume RUN`` on it, the
 same trainer the command line runs. The pages only read the folder. So:
 
@@ -13,7 +13,7 @@ Hosted-demo safety, all decided before anything is allocated (:func:`start_run`)
 
 * at most ``max_runs`` runs train at once on the server and ``runs_per_visitor`` per visitor
   (a file lock makes the check and the start one step, across tabs and processes);
-* a run's memory is estimated from its config (:mod:`lstm_core.memory`) and refused over
+* a run's memory is estimated from its config (:mod:`lstm_core.model.memory`) and refused over
   ``run_memory_mb``; the process gets that limit too (a watchdog and an address-space limit),
   so an underestimate ends the run, not the server;
 * the process runs ``nice``-r than the server (``nice``, 10 by default), so visitors' pages come first;
@@ -41,12 +41,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lstm_core import runs
 from lstm_core.config import Config
-from lstm_core.memory import check_memory, estimate_memory, memory_advice
+from lstm_core.model.memory import check_memory, estimate_memory, memory_advice
+from lstm_core.runs import folder as runs
 
 if TYPE_CHECKING:  # the server imports this module for its caps; torch waits until a run is admitted
-    from lstm_core.data import Dataset
+    from lstm_core.data.dataset import Dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 NICE = 10
@@ -188,7 +188,7 @@ def active_runs(data_root: Path) -> list[runs.RunSummary]:
 
 def admission_problems(config: Config, dataset_vocab_counts: list[int], tokens: int, limits: RunLimits) -> list[str]:
     """Why this server would refuse to train ``config`` on this data (empty if it would not)."""
-    from lstm_core.model import count_parameters  # torch, once a visitor asks to train
+    from lstm_core.model.network import count_parameters  # torch, once a visitor asks to train
 
     problems = []
     parameters = count_parameters(config, len(dataset_vocab_counts), dataset_vocab_counts)
@@ -304,7 +304,7 @@ def train_command(folder: Path, limits: RunLimits) -> list[str]:
 def wait_unreaped(process: subprocess.Popen) -> int:
     """Wait for ``process`` to end and return its return code as ``Popen`` gives it, leaving it
     unreaped (a zombie) where the system allows: until it is reaped, readers take the run for one
-    still ending (:func:`lstm_core.runs.process_ending`), so none of them finds it gone without
+    still ending (:func:`lstm_core.runs.folder.process_ending`), so none of them finds it gone without
     a record of how it ended. Reap it with ``process.wait()`` once that is written."""
     info = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT) if hasattr(os, "waitid") else None
     if info is None:  # macOS has no waitid: reaped at once, leaving a moment without a record

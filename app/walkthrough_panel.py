@@ -1,6 +1,6 @@
 """Inside this step: the softmax walk-through of the next word, and what reading the last word did.
 
-Drawn beside the step-by-step candidates chart. The numbers come from :mod:`lstm_core.walkthrough`
+Drawn beside the step-by-step candidates chart. The numbers come from :mod:`lstm_core.explain.walkthrough`
 (the sampler's own stages, and the traced LSTM); this module turns them into a table and a chart
 (pure functions, tested on their own) and lays them out (:func:`walkthrough_panel`). A slider
 move redraws both without a model call: the step generator keeps the log-probs, and the word
@@ -23,8 +23,7 @@ from pandas.io.formats.style import Styler
 
 from app.charts import Chart
 from app.inside_charts import colour_scale
-from lstm_core.sampling import SamplingOptions, StepGenerator
-from lstm_core.walkthrough import (
+from lstm_core.explain.walkthrough import (
     LayerRead,
     Walkthrough,
     WalkthroughRow,
@@ -32,6 +31,7 @@ from lstm_core.walkthrough import (
     units_by_change,
     word_just_read,
 )
+from lstm_core.sampling import SamplingOptions, StepGenerator
 
 WALKTHROUGH_WORDS = 10
 """Rows of the walk-through table: the most likely words, enough to see the cuts at work."""

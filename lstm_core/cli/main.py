@@ -23,14 +23,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from lstm_core.checkpoint import load_checkpoint, save_checkpoint
 from lstm_core.config import PRESET_HELP, PRESETS, Config
-from lstm_core.corpus import DEFAULT_GUTENBERG_URL, bundled_plays, list_plays, load_corpus, text_from_file
-from lstm_core.distributed import DEFAULT_TIMEOUT_MINUTES
 from lstm_core.errors import InputError
 from lstm_core.fields import describe_field, describe_fields
+from lstm_core.model.checkpoint import load_checkpoint, save_checkpoint
 from lstm_core.sampling.decoding import MAX_LENGTH
 from lstm_core.sampling.options import SamplingOptions
+from lstm_core.text.corpus import DEFAULT_GUTENBERG_URL, bundled_plays, list_plays, load_corpus, text_from_file
+from lstm_core.training.distributed import DEFAULT_TIMEOUT_MINUTES
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -193,7 +193,7 @@ def _source_given(args: argparse.Namespace) -> bool:
 
 
 def _dataset_for_training(args: argparse.Namespace, config: Config) -> Any:
-    from lstm_core.data import Dataset, prepare, prepare_holdout, prepare_pair
+    from lstm_core.data.dataset import Dataset, prepare, prepare_holdout, prepare_pair
 
     if args.dataset:
         if any(getattr(args, name) is not None for name in _SOURCE_FLAGS if name != "dataset"):
@@ -261,7 +261,7 @@ def _default_run_folder() -> Path:
 
 def _check_new_run_folder(out: Path, overwrite: bool) -> None:
     """Refuse, before any work, an --out that cannot hold a new run."""
-    from lstm_core import runs
+    from lstm_core.runs import folder as runs
 
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder for the run's checkpoints")
@@ -284,7 +284,7 @@ def _check_new_run_folder(out: Path, overwrite: bool) -> None:
 
 def _resume_source(resume: str) -> tuple[Path, Path | None]:
     """``--resume`` names a run folder or a checkpoint: (its run folder, the checkpoint or None)."""
-    from lstm_core import runs
+    from lstm_core.runs import folder as runs
 
     path = Path(resume)
     if path.is_dir():
@@ -306,9 +306,9 @@ def _admit(config: Config, dataset: Any, memory_limit: int | None, world: Any = 
     must make sense; the estimate is then for one process with its share of the batch, and
     against this machine's memory it counts every process torchrun starts here.
     """
-    from lstm_core.batching import batchify
-    from lstm_core.distributed import check_batch_split, rank_device
-    from lstm_core.memory import check_memory, estimate_memory, memory_advice, physical_memory
+    from lstm_core.data.batching import batchify
+    from lstm_core.model.memory import check_memory, estimate_memory, memory_advice, physical_memory
+    from lstm_core.training.distributed import check_batch_split, rank_device
 
     batchify(dataset.train, config.batch_size, config.training_seq_len, "the training text")  # enough words?
     processes, here = 1, 1
@@ -354,8 +354,8 @@ class _Setup:
 
 def _prepare_training(args: argparse.Namespace, memory_limit: int | None, world: Any = None) -> _Setup:
     """Read the flags, the text or the resumed run, and create or check the run folder."""
-    from lstm_core import runs
-    from lstm_core.data import Dataset
+    from lstm_core.data.dataset import Dataset
+    from lstm_core.runs import folder as runs
 
     resume = None
     if args.resume:
@@ -400,8 +400,8 @@ def _write_baselines(out: Path, dataset: Any) -> None:
     its sentence on where the run stands. On all the plays it takes 0.5 to 1 s and about 140 MB
     for a moment (the 5-gram's counts), so it is done once, before the model is built; a
     validation text too short to score gets none (the trainer then says why it cannot train)."""
-    from lstm_core import runs
-    from lstm_core.baselines import baseline_perplexities
+    from lstm_core.evaluation.baselines import baseline_perplexities
+    from lstm_core.runs import folder as runs
 
     try:
         baselines = baseline_perplexities(dataset)
@@ -411,7 +411,7 @@ def _write_baselines(out: Path, dataset: Any) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from lstm_core.distributed import torchrun_ranks
+    from lstm_core.training.distributed import torchrun_ranks
 
     _set_threads(args.threads)
     if args.nice is not None:
@@ -442,7 +442,7 @@ def _train_distributed(args: argparse.Namespace, memory_limit: int | None) -> in
     no file and need no copy of the text, on this machine or another. If rank 0 cannot prepare
     the run, it says why in one line and the others end quietly (exit code 2).
     """
-    from lstm_core import distributed
+    from lstm_core.training import distributed as distributed
 
     world = distributed.start(args.dist_timeout_minutes * 60)
     code = EXIT_FAILED
@@ -507,8 +507,8 @@ def _setup_from_bytes(data: bytes) -> _Setup | None:
 
     import torch
 
-    from lstm_core.data import Dataset
-    from lstm_core.vocab import Vocab
+    from lstm_core.data.dataset import Dataset
+    from lstm_core.text.vocab import Vocab
 
     plain = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     if not isinstance(plain, dict) or plain.get("format") != _SETUP_FORMAT:
@@ -558,10 +558,10 @@ def _train(args: argparse.Namespace, setup: _Setup, memory_limit: int | None, wo
     and events, the progress and the summary. The other ranks print only their own errors,
     marked with their rank.
     """
-    from lstm_core import runs
-    from lstm_core.distributed import is_lost_rank_error
-    from lstm_core.runtime import MemoryWatchdog
-    from lstm_core.trainer import Trainer, TrainingDiverged
+    from lstm_core.runs import folder as runs
+    from lstm_core.system.runtime import MemoryWatchdog
+    from lstm_core.training.distributed import is_lost_rank_error
+    from lstm_core.training.trainer import Trainer, TrainingDiverged
 
     config, dataset, out, resume = setup.config, setup.dataset, setup.out, setup.resume
     main_rank = world is None or world.is_main
@@ -733,8 +733,8 @@ def _read_config_file(path: str) -> dict[str, Any]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from lstm_core.evaluation import evaluate, perplexity
-    from lstm_core.text import tokenize
+    from lstm_core.evaluation.scoring import evaluate, perplexity
+    from lstm_core.text.cleaning import tokenize
 
     _set_threads(args.threads)
     checkpoint = load_checkpoint(args.checkpoint)

@@ -1,0 +1,7 @@
+"""How good a model is, and against what.
+
+scoring.py      validation loss and perplexity over a text; a text scored word by word
+ngram.py        interpolated modified Kneser-Ney n-gram models over word ids
+baselines.py    the perplexities a run must beat: uniform, unigram, Kneser-Ney bigram and 5-gram
+standing.py     where a run stands against them, in one sentence
+"""

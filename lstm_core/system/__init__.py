@@ -1,0 +1,5 @@
+"""What a process runs on: devices, precision, seeds, threads and memory.
+
+runtime.py      devices, precision, seeds and threads, chosen once at the edge; the memory watchdog
+allocator.py    PyTorch's huge pages and glibc's freed blocks (torch-free: chosen before torch loads)
+"""
