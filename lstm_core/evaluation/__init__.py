@@ -4,4 +4,5 @@ scoring.py      validation loss and perplexity over a text; a text scored word b
 ngram.py        interpolated modified Kneser-Ney n-gram models over word ids
 baselines.py    the perplexities a run must beat: uniform, unigram, Kneser-Ney bigram and 5-gram
 standing.py     where a run stands against them, in one sentence
+folds.py        folds by whole play: test, validation and training plays for an honest quality figure
 """
