@@ -28,20 +28,12 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import torch
 
-from bench.kneser_ney import DEFAULT_HELDOUT_PLAYS
+from bench.kneser_ney import DEFAULT_HELDOUT_PLAYS, holdout_dataset
 from lstm_core.config import PRESETS, preset
-from lstm_core.data.dataset import Dataset, prepare_holdout
+from lstm_core.data.dataset import Dataset
 from lstm_core.evaluation.ngram import KneserNey
 from lstm_core.model.checkpoint import load_checkpoint
-from lstm_core.text.corpus import bundled_plays, list_plays
 from lstm_core.training.trainer import Trainer, evaluate
-
-
-def holdout_dataset(held_out: list[str], min_word_freq: int, valid_fraction: float) -> Dataset:
-    training = [name for name in list_plays() if name not in held_out]
-    return prepare_holdout(
-        bundled_plays(training).text, bundled_plays(held_out).text, min_word_freq, valid_fraction, name="plays"
-    )
 
 
 def kneser_ney_perplexity(dataset: Dataset, order: int) -> tuple[float, float]:

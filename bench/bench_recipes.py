@@ -6,8 +6,9 @@
     python bench/bench_recipes.py --preset default --shares 0.7,0.9,0.97    # other adaptive clusters
 
 A recipe trains its preset's epochs (the ``default`` preset: 20 epochs, 3,240 steps, 9.3 minutes
-on the 2-core development machine with 2 threads) on the split of
-``bench/bench_quality.py`` (hamlet, the-tempest and julius-caesar held out), so recipes are
+on the 2-core development machine with 2 threads) on the old quality protocol's split
+(``bench.kneser_ney.holdout_dataset``: hamlet, the-tempest and julius-caesar held out, plays that
+also chose the settings; ``bench/bench_quality.py`` now measures by folds), so recipes are
 compared at the same number of steps whatever the machine's load: a time budget measured on a
 busy machine would compare the load, not the recipes.
 
@@ -38,8 +39,8 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import torch
 
-from bench.bench_quality import holdout_dataset, parse_value
-from bench.kneser_ney import DEFAULT_HELDOUT_PLAYS
+from bench.bench_quality import parse_value
+from bench.kneser_ney import DEFAULT_HELDOUT_PLAYS, holdout_dataset
 from lstm_core.config import PRESETS, preset
 from lstm_core.model.checkpoint import load_checkpoint
 from lstm_core.model.network import choose_cutoffs
@@ -47,7 +48,7 @@ from lstm_core.training.averaging import WeightAverage
 from lstm_core.training.trainer import StepEvent, Trainer, evaluate
 
 KNESER_NEY_PERPLEXITY = 241.82
-"""The modified Kneser-Ney 5-gram's perplexity on the held-out plays (``bench/bench_quality.py``)."""
+"""The modified Kneser-Ney 5-gram's perplexity on the old protocol's held-out plays (``bench/RESULTS.md``)."""
 
 
 def parse_average(spec: str) -> tuple[str, float, float]:

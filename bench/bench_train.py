@@ -10,8 +10,8 @@
     python bench/bench_train.py race --preset cookbook --device cuda --repeats 5
                                                      # the trainer against a plain PyTorch loop
 
-Every run uses the held-out-plays split of bench/bench_quality.py (hamlet, the-tempest and
-julius-caesar never trained on), so the figures are comparable with the quality benchmark.
+Every run uses the old held-out-plays split (``bench.kneser_ney.holdout_dataset``: hamlet,
+the-tempest and julius-caesar never trained on), as the figures in bench/RESULTS.md did.
 Prints Markdown tables; nothing here is a test.
 """
 
@@ -36,7 +36,7 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import torch
 
-from bench.bench_quality import holdout_dataset
+from bench.kneser_ney import holdout_dataset
 from lstm_core.config import PRESETS, Config
 from lstm_core.data.batching import batchify, windows
 from lstm_core.data.dataset import Dataset
@@ -158,7 +158,7 @@ def time_to_target(args: argparse.Namespace) -> None:
 MEMORY_CHILD = """
 import resource, sys, json, torch
 sys.path.insert(0, {root!r})
-from bench.bench_quality import holdout_dataset
+from bench.kneser_ney import holdout_dataset
 from lstm_core.config import preset
 from lstm_core.training.trainer import Trainer
 torch.set_num_threads(1)

@@ -19,11 +19,23 @@ from pathlib import Path
 # `python bench/kneser_ney.py` puts bench/, not the repository root, on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lstm_core.data.dataset import prepare_pair
+from lstm_core.data.dataset import Dataset, prepare_holdout, prepare_pair
 from lstm_core.evaluation.ngram import KneserNey
 from lstm_core.text.corpus import CorpusError, bundled_plays, list_plays, text_from_file
 
 DEFAULT_HELDOUT_PLAYS = ("hamlet", "the-tempest", "julius-caesar")
+
+
+def holdout_dataset(held_out: Sequence[str], min_word_freq: int, valid_fraction: float) -> Dataset:
+    """The old split: every other play trains, its last ``valid_fraction`` validates, ``held_out`` tests.
+
+    ``bench_train.py`` (speed and memory, which do not depend on the split) and ``bench_recipes.py``
+    still use it.
+    """
+    training = [name for name in list_plays() if name not in held_out]
+    return prepare_holdout(
+        bundled_plays(training).text, bundled_plays(held_out).text, min_word_freq, valid_fraction, name="plays"
+    )
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
