@@ -1,9 +1,9 @@
 #!/bin/bash
 # Everything the project measures on a CUDA GPU, in one go, for a machine lent for a few minutes:
 # the CUDA tests, the trainer against a plain PyTorch loop (the cookbook preset), then the `gpu`
-# preset's held-out perplexity after MINUTES of training. Each step's output is written to OUT
-# as it finishes, so a run cut short keeps what it did. bench/RESULTS.md ("On a GPU") has the
-# figures of the last such run.
+# preset's test perplexity on the first fold of bench/bench_quality.py after MINUTES of training.
+# Each step's output is written to OUT as it finishes, so a run cut short keeps what it did.
+# bench/RESULTS.md ("On a GPU") has the figures of the last such run.
 #
 #   bash bench/gpu_check.sh                      # about 12 minutes: the preset's whole 10
 #   MINUTES=7 bash bench/gpu_check.sh gpu-out    # to fit a 10-minute slot
@@ -33,7 +33,7 @@ echo "pytest exit status $?" >> "$OUT/cuda_tests.txt"
 quality() {  # NAME, then changes to the gpu preset
     local name=$1
     shift
-    "$PYTHON" bench/bench_quality.py --preset gpu --no-kn --threads 4 --minutes "$("$PYTHON" -c "print($MINUTES + 0.5)")" \
+    "$PYTHON" bench/bench_quality.py --preset gpu --fold 1 --threads 4 --minutes "$("$PYTHON" -c "print($MINUTES + 0.5)")" \
         --set train_minutes="$MINUTES" "$@" > "$OUT/quality_$name.txt" 2>&1
 }
 quality preset &

@@ -4,7 +4,7 @@
     python bench/kneser_ney.py --train a.txt --heldout b.txt --max-order 3
 
 By default it trains on every bundled play except the held-out ones and scores those plays, the
-LSTM's test text in ``bench/bench_quality.py``. The model itself (maths, storage, tests) lives in
+LSTM's test text in the old quality protocol (``bench/RESULTS.md``). The model itself (maths, storage, tests) lives in
 the core, where the app's baselines use it too.
 """
 
@@ -24,6 +24,8 @@ from lstm_core.evaluation.ngram import KneserNey
 from lstm_core.text.corpus import CorpusError, bundled_plays, list_plays, text_from_file
 
 DEFAULT_HELDOUT_PLAYS = ("hamlet", "the-tempest", "julius-caesar")
+"""The old quality protocol's test plays: they also chose the presets' settings (bench/RESULTS.md),
+so the folds of ``bench/bench_quality.py`` never test on them."""
 
 
 def holdout_dataset(held_out: Sequence[str], min_word_freq: int, valid_fraction: float) -> Dataset:

@@ -1,18 +1,24 @@
-"""Folds by whole play: disjoint, complete, and the same for the same inputs in any process."""
+"""Folds by whole play, and the quality protocol of bench/bench_quality.py: test plays read once, at the end."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
+import bench.bench_quality as bench_quality
+from bench.bench_quality import FoldRow, medians, run_folds, table, train_fold
+from lstm_core.config import Config
+from lstm_core.data.dataset import prepare_pair
 from lstm_core.errors import InputError
-from lstm_core.evaluation.folds import split_by_play
+from lstm_core.evaluation.folds import Fold, split_by_play
 from lstm_core.text.corpus import list_plays
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,3 +110,160 @@ def test_too_few_folds_or_plays_are_refused_with_the_reason() -> None:
         split_by_play(plays, 3, not_for_test=["macbath"])
     with pytest.raises(InputError, match="at least one test play"):
         split_by_play(plays, 3, test_plays=0)
+
+
+# ---- the protocol ---------------------------------------------------------------------------
+
+WORDS = tuple(f"word{index}" for index in range(16))
+
+
+def made_up_plays(count: int = 8, words: int = 240) -> dict[str, str]:
+    """Small texts over one small vocabulary, each its own mix of it, ten words a line."""
+    plays = {}
+    for index in range(count):
+        draw = random.Random(index)
+        text = [draw.choice(WORDS[: 8 + index]) for _ in range(words)]
+        plays[f"play-{index}"] = "\n".join(" ".join(text[start : start + 10]) for start in range(0, words, 10))
+    return plays
+
+
+@pytest.fixture
+def protocol_config(tiny_config: Config) -> Config:
+    return tiny_config.replace(epochs=1, min_word_freq=0)
+
+
+def test_no_fold_reads_its_test_plays_until_every_fold_has_trained(
+    protocol_config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plays = made_up_plays()
+    folds = split_by_play(plays, 3, seed=1, test_plays=1, valid_plays=1)
+    log: list[tuple[str, object]] = []
+    test_splits_seen_by_the_trainer: list[int] = []
+
+    class WatchedTrainer(bench_quality.Trainer):
+        def __init__(self, config, dataset, **options) -> None:  # type: ignore[no-untyped-def]
+            test_splits_seen_by_the_trainer.append(dataset.test.numel())
+            super().__init__(config, dataset, **options)
+
+        def fit(self):  # type: ignore[no-untyped-def]
+            result = super().fit()
+            log.append(("trained", None))
+            return result
+
+    def read_play(name: str) -> str:
+        log.append(("read", name))
+        return plays[name]
+
+    monkeypatch.setattr(bench_quality, "Trainer", WatchedTrainer)
+    rows = run_folds(
+        folds,
+        protocol_config,
+        tmp_path,
+        time_limit_s=None,
+        order=2,
+        read_play=read_play,
+        on_stage=lambda stage: log.append((stage.what, stage.fold)),
+    )
+
+    assert test_splits_seen_by_the_trainer == [0, 0, 0]
+    stages = [index for index, (what, _) in enumerate(log) if what != "read"]
+    kinds = [log[index] for index in stages]
+    assert kinds == [
+        *[entry for fold in folds for entry in (("prepare", fold.index), ("train", fold.index), ("trained", None))],
+        *[("score", fold.index) for fold in folds],
+    ]
+    # The reads that follow each stage, up to the next one.
+    reads_after = {
+        log[start]: [log[index][1] for index in range(start + 1, end) if log[index][0] == "read"]
+        for start, end in zip(stages, [*stages[1:], len(log)], strict=True)
+    }
+    for fold in folds:
+        assert reads_after[("prepare", fold.index)] == [*fold.train, *fold.valid]  # never its test plays
+        assert reads_after[("score", fold.index)] == list(fold.test)  # its test plays, once, at the end
+    assert [row.fold for row in rows] == [1, 2, 3]
+    for row, fold in zip(rows, folds, strict=True):
+        assert row.test_plays == fold.test and row.valid_plays == fold.valid
+        assert row.test_perplexity is not None and row.kneser_ney_perplexity is not None
+        assert 1 < row.test_perplexity < len(WORDS) * 4 and 1 < row.kneser_ney_perplexity < len(WORDS) * 4
+        assert row.below_kneser_ney == pytest.approx(1 - row.test_perplexity / row.kneser_ney_perplexity)
+        assert math.isfinite(row.valid_perplexity) and row.steps > 0
+        assert (tmp_path / f"fold-{row.fold}" / "best.pt").is_file()
+
+
+def test_validation_only_never_reads_a_test_play_for_its_own_fold(protocol_config: Config, tmp_path: Path) -> None:
+    plays = made_up_plays()
+    folds = split_by_play(plays, 3, seed=2, test_plays=1, valid_plays=1)
+    reads: Counter[str] = Counter()
+    stages: list[str] = []
+
+    def read_play(name: str) -> str:
+        reads[name] += 1
+        return plays[name]
+
+    rows = run_folds(
+        folds,
+        protocol_config,
+        tmp_path,
+        time_limit_s=None,
+        validate_only=True,
+        read_play=read_play,
+        on_stage=lambda stage: stages.append(stage.what),
+    )
+    assert "score" not in stages
+    # A play is read once for each fold it trains or validates in, and never for a fold it tests.
+    assert reads == Counter({name: sum(name not in fold.test for fold in folds) for name in plays})
+    assert all(row.test_perplexity is None and row.below_kneser_ney is None for row in rows)
+    assert "test perplexity" not in table(rows)
+
+
+def test_a_fold_cannot_train_on_data_that_carries_its_test_split(protocol_config: Config, tmp_path: Path) -> None:
+    plays = made_up_plays(3)
+    dataset = prepare_pair(plays["play-0"], plays["play-1"], 0, test_text=plays["play-2"])
+    fold = Fold(0, test=("play-2",), valid=("play-1",), train=("play-0",))
+    with pytest.raises(ValueError, match="must not carry its test plays"):
+        train_fold(fold, dataset, protocol_config, tmp_path, None)
+    assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+# ---- the table ------------------------------------------------------------------------------
+
+
+def made_up_row(fold: int, valid: float, test: float | None, kneser_ney: float | None, minutes: float) -> FoldRow:
+    below = None if test is None or kneser_ney is None else 1 - test / kneser_ney
+    return FoldRow(fold, (f"t{fold}",), (f"v{fold}",), valid, test, kneser_ney, below, minutes, 100, 1.0, "finished")
+
+
+def test_the_median_is_taken_over_folds_for_each_column() -> None:
+    rows = [
+        made_up_row(1, 120.0, 100.0, 200.0, 9.0),  # 50% below Kneser-Ney
+        made_up_row(2, 130.0, 150.0, 200.0, 8.0),  # 25%
+        made_up_row(3, 110.0, 160.0, 400.0, 10.0),  # 60%
+    ]
+    middle = medians(rows)
+    assert middle["valid_perplexity"] == 120.0 and middle["test_perplexity"] == 150.0
+    assert middle["kneser_ney_perplexity"] == 200.0 and middle["minutes"] == 9.0
+    # The median of the folds' shares (50%), not the share of the medians (1 - 150/200 = 25%).
+    assert middle["below_kneser_ney"] == pytest.approx(0.5)
+    assert medians([*rows, made_up_row(4, 140.0, 170.0, 200.0, 7.0)])["test_perplexity"] == 155.0
+
+    lines = table(rows).splitlines()
+    assert len(lines) == 2 + 3 + 1
+    assert lines[2] == "| 1 | t1 | 120.00 | 100.00 | 200.00 | 50.0% | 9.00 |"
+    assert lines[-1] == "| median | | 120.00 | 150.00 | 200.00 | 50.0% | 9.00 |"
+
+
+def test_a_validation_table_has_a_median_of_validation_only() -> None:
+    rows = [made_up_row(1, 120.0, None, None, 9.0), made_up_row(2, 130.0, None, None, 8.0)]
+    assert medians(rows)["test_perplexity"] is None
+    lines = table(rows).splitlines()
+    assert lines[0].startswith("| fold | validation plays | validation perplexity |")
+    assert lines[-1] == "| median | | 125.00 | | | 8.50 |"
+
+
+def test_the_command_refuses_fewer_than_three_folds_or_an_unknown_setting(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        bench_quality.main(["--folds", "2", "--minutes", "0.01"])
+    assert "at least 3 folds, got 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench_quality.main(["--set", "rnn_sise=64"])
+    assert "rnn_sise" in capsys.readouterr().err
