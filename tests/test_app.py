@@ -219,6 +219,7 @@ def gutenberg_server():
     server.server_close()
 
 
+@pytest.mark.slow
 def test_gutenberg_download_with_progress_then_cached(app, gutenberg_server, monkeypatch):
     monkeypatch.setenv("LSTM_PLAYHOUSE_GUTENBERG_URL", gutenberg_server + "/pg100.txt")
     app.radio(key=state.CORPUS_SOURCE).set_value("gutenberg").run()
@@ -227,6 +228,7 @@ def test_gutenberg_download_with_progress_then_cached(app, gutenberg_server, mon
     assert metric(app, "Words in the text") == "1,368"  # the header and the licence are gone
 
 
+@pytest.mark.slow
 def test_a_failed_download_shows_the_cause_and_offers_the_plays(app, gutenberg_server, monkeypatch):
     monkeypatch.setenv("LSTM_PLAYHOUSE_GUTENBERG_URL", gutenberg_server + "/missing.txt")
     app.radio(key=state.CORPUS_SOURCE).set_value("gutenberg").run()
@@ -261,6 +263,7 @@ def test_impossible_settings_are_explained_before_training(app):
     assert button(at, "Start training").disabled
 
 
+@pytest.mark.slow
 def test_a_run_over_the_memory_cap_is_refused_with_the_estimate(app):
     at = train_page(app, plays=(), batch_size=256, training_seq_len=200, output_layer="full")
     (error,) = [e.value for e in at.error if "would need about" in e.value]
@@ -270,6 +273,7 @@ def test_a_run_over_the_memory_cap_is_refused_with_the_estimate(app):
     assert not workspace_of(at).runs.exists()  # nothing was written
 
 
+@pytest.mark.slow
 def test_a_training_run_charts_its_progress_and_offers_the_model(app):
     at = train_page(app)
     button(at, "Start training").click().run()
@@ -294,6 +298,7 @@ def test_a_training_run_charts_its_progress_and_offers_the_model(app):
     assert (run.path / run_files.BEST_CHECKPOINT).is_file() and (run.path / run_files.LAST_CHECKPOINT).is_file()
 
 
+@pytest.mark.slow
 def test_stop_then_resume_continues_the_same_run_with_its_own_settings(app):
     at = train_page(app, epochs=50)
     button(at, "Start training").click().run()
@@ -324,6 +329,7 @@ def test_stop_then_resume_continues_the_same_run_with_its_own_settings(app):
     assert resumed.config == run.config and resumed.config["tie_weights"] is False
 
 
+@pytest.mark.slow
 def test_a_reload_shows_the_same_run_and_settings(app):
     at = train_page(app, epochs=50, rnn_size=48)
     button(at, "Start training").click().run()
@@ -342,6 +348,7 @@ def test_a_reload_shows_the_same_run_and_settings(app):
     assert any("No training run yet" in i.value for i in stranger.info)
 
 
+@pytest.mark.slow
 def test_one_run_at_a_time_per_visitor_even_from_two_tabs(app):
     at = train_page(app, epochs=50)
     second_tab = train_page(open_app(workspace_of(at).key), epochs=50)
@@ -352,6 +359,7 @@ def test_one_run_at_a_time_per_visitor_even_from_two_tabs(app):
     assert len(run_files.list_runs(workspace_of(at).runs)) == 1
 
 
+@pytest.mark.slow
 def test_the_server_cap_on_concurrent_runs_is_explained(app, data, monkeypatch):
     monkeypatch.setenv("LSTM_PLAYHOUSE_MAX_RUNS", "1")
     st.cache_resource.clear()
@@ -384,6 +392,7 @@ def test_a_bad_cap_is_reported_instead_of_ignored(data, monkeypatch):
     assert any("misconfigured" in e.value and "LSTM_PLAYHOUSE_MAX_RUNS must be a number" in e.value for e in at.error)
 
 
+@pytest.mark.slow
 def test_a_bad_model_file_is_refused_once_and_remembered(app, monkeypatch):
     at = train_page(app)
     import lstm_core.model.checkpoint
@@ -410,6 +419,7 @@ PLAYS_BASELINES = [
 FALLING_LOSS = [(step, 6.0 - step / 50) for step in range(1, 101)]
 
 
+@pytest.mark.slow
 def test_an_overfitting_run_is_called_so_above_its_charts(app):
     # Validation perplexity rises for the last three evaluations while the training loss falls.
     evals = [(20, 40.0, 300.0), (40, 80.0, 250.0), (60, 120.0, 260.0), (80, 160.0, 270.0), (100, 200.0, 280.0)]
@@ -475,6 +485,7 @@ def test_a_training_runs_note_on_its_memory_is_shown_while_it_trains(app):
     assert not any(caption.value.startswith("Note:") for caption in at.caption)
 
 
+@pytest.mark.slow
 def test_two_runs_drawn_on_one_chart_against_training_time(app):
     workspace = workspace_of(app)
     now = time.time()
@@ -550,12 +561,14 @@ def open_tab(at: AppTest, label: str) -> AppTest:
     return at.run()
 
 
+@pytest.mark.slow
 def test_the_demo_comes_first_then_the_visitors_runs(generate_page):
     labels = generate_page.radio(key=state.MODEL_CHOICE).options
     assert labels[0].startswith("Demo model")  # the default, the same for everyone a link is sent to
     assert labels[1].startswith("Your run of") and "validation perplexity 3.0" in labels[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["greedy", "sample", "beam"])
 def test_each_method_writes_a_continuation(generate_page, method):
     at = generate_page
@@ -566,6 +579,7 @@ def test_each_method_writes_a_continuation(generate_page, method):
     assert len(text.split()) == 3 + 30
 
 
+@pytest.mark.slow
 def test_moving_the_temperature_changes_the_text_at_once(generate_page):
     at = generate_page
     at.segmented_control(key="method").set_value("sample").run()
@@ -577,6 +591,7 @@ def test_moving_the_temperature_changes_the_text_at_once(generate_page):
     assert generated_texts(at)[0] != cold
 
 
+@pytest.mark.slow
 def test_a_prime_text_choice_and_unknown_words(generate_page):
     at = generate_page
     at.pills(key="prime_pill").set_value("to be or not to").run()
@@ -589,6 +604,7 @@ def test_a_prime_text_choice_and_unknown_words(generate_page):
     assert not at.exception
 
 
+@pytest.mark.slow
 def test_step_by_step_pick_undo_and_reset(generate_page):
     at = open_tab(generate_page, "Step by step")
     assert generated_texts(at) == ["thou art more"]  # only the open tab is drawn
@@ -614,6 +630,7 @@ def page_widgets(at: AppTest) -> dict[str, object]:
     return {widget.label: widget for kind in kinds for widget in at.get(kind)}
 
 
+@pytest.mark.slow
 def test_every_sampling_option_has_a_widget_built_from_its_metadata(generate_page):
     shown = page_widgets(generate_page)
     for info in describe_fields(SamplingOptions):
@@ -626,6 +643,7 @@ def test_every_sampling_option_has_a_widget_built_from_its_metadata(generate_pag
             assert (widget.min, widget.max) == (info.low, info.high)
 
 
+@pytest.mark.slow
 def test_min_p_reaches_the_sampler(generate_page):
     at = generate_page
     at.segmented_control(key="method").set_value("greedy").run()
@@ -637,6 +655,7 @@ def test_min_p_reaches_the_sampler(generate_page):
     assert generated_texts(at)[0] == greedy
 
 
+@pytest.mark.slow
 def test_the_candidates_are_what_sample_one_draws_from(generate_page):
     at = open_tab(generate_page, "Step by step")
     at.select_slider(key="top_k").set_value(3).run()
@@ -650,6 +669,7 @@ def test_the_candidates_are_what_sample_one_draws_from(generate_page):
         assert html.unescape(generated_texts(at)[0]).split()[-1] in offered
 
 
+@pytest.mark.slow
 def test_the_step_tab_walks_through_the_softmax_and_the_temperature_moves_its_numbers(generate_page):
     at = open_tab(generate_page, "Step by step")
     table = at.dataframe[0].value
@@ -671,6 +691,7 @@ def test_the_step_tab_walks_through_the_softmax_and_the_temperature_moves_its_nu
     assert not at.exception
 
 
+@pytest.mark.slow
 def test_picking_a_word_shows_the_gates_of_that_word(generate_page):
     at = open_tab(generate_page, "Step by step")
 
@@ -724,6 +745,7 @@ def test_the_train_settings_take_their_ranges_from_the_config(app):
     assert at.slider(key="train:epochs").max == 100 and at.slider(key="train:training_seq_len").min == 2
 
 
+@pytest.mark.slow
 def test_the_best_preset_shows_its_regularisers_and_averaging_and_they_reach_the_run_config(app):
     at = train_page(app)
     button(at, "Best").click().run()
@@ -751,6 +773,7 @@ def test_scoring_a_text(generate_page):
     assert coloured.count("<span") == 8  # every word shown, the first one unscored
 
 
+@pytest.mark.slow
 def test_a_text_is_scored_once_and_only_up_to_the_limit(generate_page, monkeypatch):
     import lstm_core.evaluation.scoring
 
@@ -797,6 +820,7 @@ def early_and_late():
     return early.without_training_state(half=True), late.without_training_state()
 
 
+@pytest.mark.slow
 def test_a_snapshot_writes_beside_the_latest_model_and_scores_beside_it(app, early_and_late):
     from lstm_core.sampling import SamplingOptions, generate
 

@@ -93,6 +93,7 @@ def with_changes(plain: dict, **changes) -> dict:
     return spoiled
 
 
+@pytest.mark.slow
 def test_a_deflate_bomb_is_refused_from_its_zip_directory(plain, tmp_path):
     path = deflate_bomb(plain, tmp_path / "bomb.pt")  # 1 GB of zeros deflate to about 5 MB
     assert path.stat().st_size < 10_000_000
@@ -101,6 +102,7 @@ def test_a_deflate_bomb_is_refused_from_its_zip_directory(plain, tmp_path):
     assert measured["added_mb"] < 100
 
 
+@pytest.mark.slow
 def test_a_huge_config_is_refused_without_allocating_it(plain, tmp_path):
     spoiled = with_changes(plain, config={**plain["config"], "rnn_size": 100_000})
     path = save(spoiled, tmp_path / "huge.pt")
@@ -122,6 +124,7 @@ def test_stride_zero_weights_are_refused(plain, tmp_path):
     assert measured["added_mb"] < 100
 
 
+@pytest.mark.slow
 def test_an_absurd_vocabulary_is_refused_before_it_is_unpacked(plain, tmp_path):
     words = ["<unk>", *(f"w{i}" for i in range(3_000_000))]
     vocab = {**plain["vocab"], "words": words, "counts": [1] * len(words)}

@@ -163,6 +163,7 @@ def test_plays_lists_the_bundled_plays(capsys):
     assert "hamlet" in names and len(names) == 38
 
 
+@pytest.mark.slow
 def test_module_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "lstm_core", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0

@@ -51,6 +51,7 @@ def run_python(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
 # ---- no torch for the Data and About pages -------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_data_and_about_pages_never_import_torch(tmp_path: Path) -> None:
     # The real entry script, its sidebar and the Data page, then the About page, run by AppTest in
     # a fresh interpreter. The background imports for the other pages are turned off: they load
@@ -107,6 +108,7 @@ def test_the_first_pages_modules_import_no_torch(tmp_path: Path) -> None:
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.slow
 def test_after_the_first_page_old_runs_are_cleared_out_and_the_demo_model_loaded(tmp_path: Path) -> None:
     # The sweep of every visitor's folder and the demo model's loading follow the first page
     # instead of delaying it, and the Generate page then finds the model loaded.
@@ -136,6 +138,7 @@ def test_after_the_first_page_old_runs_are_cleared_out_and_the_demo_model_loaded
     assert result.stdout.strip().splitlines()[-2:] == ["swept", "True"]
 
 
+@pytest.mark.slow
 def test_the_background_imports_cover_what_the_later_pages_import(tmp_path: Path) -> None:
     # The imports are read from the pages' sources: after them, every module each page imports
     # at its top level is loaded (so a page switch only runs the page).
@@ -160,6 +163,7 @@ def test_the_background_imports_cover_what_the_later_pages_import(tmp_path: Path
     assert {"app.charts", "lstm_core.sampling", "lstm_core.explain.inspection"} <= set(warmup.modules())
 
 
+@pytest.mark.slow
 def test_counting_and_checking_a_model_never_import_dynamo(tmp_path: Path) -> None:
     # Building on the meta device used to run nn.Embedding's normal_ through a Python
     # decomposition that imports torch._dynamo (seconds and tens of MB in a server).
@@ -203,6 +207,7 @@ def all_plays(tmp_path_factory: pytest.TempPathFactory) -> plays_cache.EncodedPl
     return plays_cache.encoded_plays(tmp_path_factory.mktemp("data"))
 
 
+@pytest.mark.slow
 def test_the_cached_plays_are_exactly_a_fresh_encoding(all_plays: plays_cache.EncodedPlays) -> None:
     assert same(all_plays.encoded, EncodedText.from_text(bundled_plays().text))
     assert all_plays.names == tuple(list_plays())
@@ -216,12 +221,14 @@ def test_a_choice_of_plays_is_a_slice_of_the_cache(all_plays: plays_cache.Encode
     assert all_plays.describe(names) == (chosen.name, chosen.description)
 
 
+@pytest.mark.slow
 def test_all_plays_describe_themselves_like_the_text(all_plays: plays_cache.EncodedPlays) -> None:
     text = bundled_plays()
     assert all_plays.describe(None) == (text.name, text.description)
     assert all_plays.select(None) is all_plays.encoded
 
 
+@pytest.mark.slow
 def test_the_demo_models_training_block_from_the_cache_is_prepare_holdouts(
     all_plays: plays_cache.EncodedPlays,
 ) -> None:
@@ -240,6 +247,7 @@ def test_the_demo_models_training_block_from_the_cache_is_prepare_holdouts(
     assert cached.train.tolist() == prepared.train.tolist() and cached.valid.tolist() == prepared.valid.tolist()
 
 
+@pytest.mark.slow
 def test_the_head_of_the_plays_needs_only_the_first_plays() -> None:
     for names in (None, SOME_PLAYS):
         text = bundled_plays(names).text
@@ -408,6 +416,7 @@ def test_without_the_setting_nothing_is_logged(tmp_path: Path, monkeypatch: pyte
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_the_entry_script_logs_its_runs_when_asked(tmp_path: Path) -> None:
     script = f"""
         from app import warmup

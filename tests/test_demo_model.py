@@ -42,6 +42,7 @@ def test_the_demo_model_loads_safely_with_its_config_and_vocabulary(demo):
     assert f"--holdout-plays {','.join(HELD_OUT)}" in readme_section()
 
 
+@pytest.mark.slow
 def test_its_held_out_perplexity_is_the_one_in_the_readme(demo):
     stated = float(re.search(r"its perplexity is \*\*([\d.]+)\*\*", readme_section()).group(1))
     tokens = tokenize(bundled_plays(HELD_OUT).text)

@@ -199,6 +199,7 @@ def test_the_message_for_a_lost_rank_names_the_one_that_ended():
 # ---- two processes under torchrun -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_ranks_take_the_single_process_steps(tmp_path):
     """The trainer scenarios of tests/distributed_worker.py, against single-process runs."""
     config, dataset = worker_config(), worker_dataset()
@@ -275,6 +276,7 @@ def torchrun_train(cwd: Path, *flags: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_torchrun_trains_and_resumes_one_run_that_loads_like_any_other(tmp_path, texts, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["train", *texts, *CLI_FLAGS, "--out", str(tmp_path / "single")]) == 0
@@ -362,6 +364,7 @@ def start_long_run(tmp_path: Path, texts: list[str], out: Path) -> subprocess.Po
     raise AssertionError(f"the run did not get going: {output[-3000:]}")
 
 
+@pytest.mark.slow
 def test_ctrl_c_to_torchrun_stops_every_rank_at_one_step_and_saves(tmp_path, texts):
     out = tmp_path / "run"
     torchrun = start_long_run(tmp_path, texts, out)
@@ -381,6 +384,7 @@ def test_ctrl_c_to_torchrun_stops_every_rank_at_one_step_and_saves(tmp_path, tex
     assert [(e["reason"], e["step"]) for e in events if e["kind"] == "end"] == [("stopped", status["step"])]
 
 
+@pytest.mark.slow
 @needs_proc
 def test_a_rank_killed_mid_run_ends_the_whole_run_naming_it(tmp_path, texts):
     out = tmp_path / "run"

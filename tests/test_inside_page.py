@@ -87,6 +87,7 @@ def heatmap_spec(at: AppTest) -> dict:
     return json.loads(charts_by_mark(at)["rect"].proto.spec)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("choice", ["mine", "training", "demo"])
 def test_the_page_draws_every_section_for_each_model_choice(app, tiny_checkpoint, choice):
     at = open_page(with_models(app, tiny_checkpoint, "mine", "training"), choice, SONNET_LINE)
@@ -113,6 +114,7 @@ def test_the_page_draws_every_section_for_each_model_choice(app, tiny_checkpoint
     assert any('class="unit-words"' in m.value for m in at.markdown)
 
 
+@pytest.mark.slow
 def test_with_no_model_the_page_says_where_to_get_one(app, monkeypatch):
     monkeypatch.setattr("app.services.DEMO_MODEL_PATH", Path("/nonexistent/demo.pt"))
     st.cache_resource.clear()
@@ -121,6 +123,7 @@ def test_with_no_model_the_page_says_where_to_get_one(app, monkeypatch):
     assert any("There is no model yet" in i.value for i in app.info)
 
 
+@pytest.mark.slow
 def test_a_generated_continuation_is_traced_after_its_prime(app):
     at = open_page(app)
     at.slider(key=state.INSIDE_LENGTH).set_value(10).run()
@@ -131,6 +134,7 @@ def test_a_generated_continuation_is_traced_after_its_prime(app):
     assert heatmap_rows(at).drop_duplicates("position")["word"].tolist()[:5] == ["to", "be", "or", "not", "to"]
 
 
+@pytest.mark.slow
 def test_changing_the_quantity_changes_the_heatmap_and_its_scale(app):
     at = open_page(app, text=SONNET_LINE)
     output = heatmap_rows(at)
@@ -144,6 +148,7 @@ def test_changing_the_quantity_changes_the_heatmap_and_its_scale(app):
     assert r"\textcolor" in at.latex[0].value.split(r"\\")[1]  # the forget gate's row is highlighted
 
 
+@pytest.mark.slow
 def test_each_layer_of_a_deeper_model_can_be_shown(app, tiny_checkpoint):
     at = open_page(with_models(app, tiny_checkpoint, "mine"), "mine", SONNET_LINE)
     first = heatmap_rows(at)
@@ -153,6 +158,7 @@ def test_each_layer_of_a_deeper_model_can_be_shown(app, tiny_checkpoint):
     assert len(second) == len(first) and not second["value"].equals(first["value"])
 
 
+@pytest.mark.slow
 def test_a_slider_or_a_unit_choice_redraws_without_tracing_again(app, monkeypatch):
     calls = []
     real_trace = inspection.trace
@@ -173,6 +179,7 @@ def test_a_slider_or_a_unit_choice_redraws_without_tracing_again(app, monkeypatc
     assert len(calls) == traced + 1
 
 
+@pytest.mark.slow
 def test_a_unit_found_for_a_feature_becomes_the_chosen_unit(app):
     at = open_page(app, text=f"{SONNET_LINE}\nThou art more lovely and more temperate.")
     at.segmented_control(key=state.INSIDE_FEATURE).set_value("in_question").run()
@@ -186,12 +193,14 @@ def test_a_unit_found_for_a_feature_becomes_the_chosen_unit(app):
     assert heatmap_spec(at)["encoding"]["y"]["sort"][0] == unit  # the chosen unit is the heatmap's first row
 
 
+@pytest.mark.slow
 def test_a_feature_that_never_changes_is_explained(app):
     at = open_page(app, text="thou art more lovely")  # no question mark anywhere
     at.segmented_control(key=state.INSIDE_FEATURE).set_value("in_question").run()
     assert any("the same for every word of this text" in i.value for i in at.info)
 
 
+@pytest.mark.slow
 def test_units_on_across_a_selected_span(app):
     at = open_page(app, text=SONNET_LINE)
     at.select_slider(key=state.INSIDE_SPAN).set_range(2, 4).run()
@@ -205,6 +214,7 @@ def test_units_on_across_a_selected_span(app):
     assert coloured.count("underline") == 3  # words 2, 3 and 4
 
 
+@pytest.mark.slow
 def test_the_neighbours_of_a_word_appear_and_are_marked_on_the_map(app):
     at = open_page(app)
     at.text_input(key=state.INSIDE_WORD).input("King").run()
@@ -219,6 +229,7 @@ def test_the_neighbours_of_a_word_appear_and_are_marked_on_the_map(app):
     assert len(groups) == 300
 
 
+@pytest.mark.slow
 def test_an_unknown_word_gives_a_clear_message(app):
     at = open_page(app)
     at.text_input(key=state.INSIDE_WORD).input("xylophone").run()
@@ -232,6 +243,7 @@ def test_an_unknown_word_gives_a_clear_message(app):
     [("thou " * 601, "3,005 characters"), ("a " * 600, "600 words")],
     ids=["characters", "words"],
 )
+@pytest.mark.slow
 def test_a_too_long_text_is_refused_with_the_limit_stated(app, text, said):
     at = open_page(app, text=text)
     (error,) = at.error

@@ -188,6 +188,7 @@ def test_feature_words_are_the_cleaned_words_of_the_text(text):
     assert list(word_features(text).words) == tokenize(text)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.sampled_from(list("aS s'-\n\r\x0b\x1c\x85\u2028.,!?;\u2019\u2014\u00a0\u0130"))) | st.text())
 def test_feature_words_are_the_cleaned_words_of_any_text(text):

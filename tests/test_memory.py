@@ -50,6 +50,7 @@ def plays(tmp_path_factory) -> Dataset:
     return dataset
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["cookbook", "quick", "default"])
 def test_the_estimate_is_within_30_percent_of_a_real_training_process(plays, tmp_path, name):
     folder = tmp_path / "data"
@@ -94,6 +95,7 @@ print("survived", flush=True)
 """
 
 
+@pytest.mark.slow
 def test_the_watchdog_ends_a_process_that_outgrows_its_limit():
     result = subprocess.run([sys.executable, "-c", WATCHED], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == runs.EXIT_OUT_OF_MEMORY == 3
@@ -113,6 +115,7 @@ except RuntimeError as error:
 """
 
 
+@pytest.mark.slow
 def test_the_address_space_limit_refuses_one_huge_allocation():
     result = subprocess.run([sys.executable, "-c", LIMITED], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.stdout.strip() == "refused True", result.stderr
@@ -144,6 +147,7 @@ print(json.dumps({"returned": returned, "kept": freed - start, "after_return": r
 """
 
 
+@pytest.mark.slow
 @ON_GLIBC
 def test_returning_freed_memory_gives_the_heap_back_and_maps_big_blocks_of_their_own():
     def run(mode: str) -> dict:
@@ -180,6 +184,7 @@ print("survived", watchdog.returning_memory, flush=True)
 """
 
 
+@pytest.mark.slow
 @ON_GLIBC
 def test_near_its_limit_the_watchdog_returns_freed_memory_once_and_lets_the_process_go_on():
     result = subprocess.run([sys.executable, "-c", PRESSED], capture_output=True, text=True, cwd=ROOT, timeout=120)
@@ -210,6 +215,7 @@ print(os.environ.get("THP_MEM_ALLOC_ENABLE"), "hg" in flags)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/sys/kernel/mm/transparent_hugepage").exists(), reason="no transparent huge pages")
 @pytest.mark.parametrize(("given", "expected"), [(None, "1 True"), ("0", "0 False")])
 def test_the_command_line_asks_pytorch_for_huge_pages_unless_told_not_to(given, expected):
@@ -223,6 +229,7 @@ def test_the_command_line_asks_pytorch_for_huge_pages_unless_told_not_to(given, 
     assert result.stdout.splitlines()[-1] == expected
 
 
+@pytest.mark.slow
 @ON_GLIBC
 def test_a_run_whose_heap_would_outgrow_its_limit_returns_memory_and_goes_on(tmp_path):
     # This recipe's process settles near 1 GB with glibc's heap keeping freed blocks (more than

@@ -184,6 +184,7 @@ def test_the_recorder_thins_steps_and_stops_on_request(tmp_path):
 # ---- training processes --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_run_trains_in_its_own_process_and_leaves_everything_in_its_folder(data, dataset):
     run = runs.start_run(data, data / "v" / "runs", SMALL, dataset, LIMITS)
     assert run.active and len(runs.active_runs(data)) == 1
@@ -201,6 +202,7 @@ def test_a_run_trains_in_its_own_process_and_leaves_everything_in_its_folder(dat
     assert command[command.index("--nice") + 1] == str(runs.NICE)
 
 
+@pytest.mark.slow
 def test_a_run_nobody_watches_stops_itself_and_keeps_its_work(data, dataset):
     limits = RunLimits(threads=1, idle_minutes=0.02)  # 1.2 s without a page looking at it
     run = runs.start_run(data, data / "v" / "runs", SMALL.replace(epochs=10_000), dataset, limits)
@@ -209,6 +211,7 @@ def test_a_run_nobody_watches_stops_itself_and_keeps_its_work(data, dataset):
     assert runs.resume_problem(run, limits) is None  # it can go on
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_training_is_reported_and_resumes_from_its_last_checkpoint(data, dataset):
     config = SMALL.replace(epochs=10_000, eval_every=5)
     run = runs.start_run(data, data / "v" / "runs", config, dataset, LIMITS)
@@ -229,6 +232,7 @@ def test_a_run_killed_mid_training_is_reported_and_resumes_from_its_last_checkpo
     assert resumed_steps[0] == saved + 1  # it went on from the checkpoint, not from step 0
 
 
+@pytest.mark.slow
 def test_the_time_limit_counts_the_whole_run_across_resumes(data, dataset):
     limits = RunLimits(threads=1, max_minutes=0.02)
     run = runs.start_run(data, data / "v" / "runs", SMALL.replace(epochs=10_000), dataset, limits)
@@ -239,6 +243,7 @@ def test_the_time_limit_counts_the_whole_run_across_resumes(data, dataset):
         runs.resume_run(data, run, limits)
 
 
+@pytest.mark.slow
 def test_no_more_runs_than_the_server_and_the_visitor_may_have(data, dataset):
     limits = RunLimits(threads=1, max_runs=2, runs_per_visitor=1)
     long = SMALL.replace(epochs=10_000)
@@ -262,6 +267,7 @@ def test_a_refused_start_allocates_nothing(data, dataset):
     assert not (data / "v").exists()
 
 
+@pytest.mark.slow
 def test_two_runs_at_once_give_the_same_losses_as_either_alone(tmp_path, dataset):
     """Each run is a process with its own random generator: dropout in one cannot reseed the other."""
     dataset.save(tmp_path / "data")

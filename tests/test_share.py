@@ -84,6 +84,7 @@ def link_of(at: AppTest) -> str:
     return next(code.value for code in at.code if "generate?" in code.value)
 
 
+@pytest.mark.slow
 def test_a_link_opened_elsewhere_shows_the_same_continuation(data):
     settings = {"method": "Sampling", "temperature": "1.4", "seed": "3", "prime_text": "wherefore art thou"}
     first = open_generate(settings)
@@ -99,6 +100,7 @@ def test_a_link_opened_elsewhere_shows_the_same_continuation(data):
     assert generated_texts(stranger)[0] == text
 
 
+@pytest.mark.slow
 def test_a_tampered_link_opens_with_a_message_and_the_nearest_settings(data):
     at = open_generate({"temperature": "9", "method": "Sampling", "model": "run:not-mine", "length": "-4"})
     assert not at.exception
@@ -109,6 +111,7 @@ def test_a_tampered_link_opens_with_a_message_and_the_nearest_settings(data):
     assert len(generated_texts(at)[0].split()) == 3 + 5
 
 
+@pytest.mark.slow
 def test_a_visitors_own_model_is_shared_only_when_asked(data, tiny_checkpoint):  # noqa: F811
     at = open_generate({})
     put_run(workspace_of(at), tiny_checkpoint, TINY_RUN)
@@ -132,6 +135,7 @@ def test_a_visitors_own_model_is_shared_only_when_asked(data, tiny_checkpoint): 
     assert again == share_id  # the same model shared twice: one link
 
 
+@pytest.mark.slow
 def test_an_ngram_model_writes_beside_the_lstm(data):
     at = open_generate({"method": "Sampling", "seed": "5"})
     at.segmented_control(key=state.BESIDE).set_value("ngram").run()

@@ -80,6 +80,7 @@ def test_snapshots_are_listed_by_step_from_their_names(tmp_path):
     assert [step for step, _ in runs.list_snapshots(tmp_path)] == [40, 10_000_000]
 
 
+@pytest.mark.slow
 def test_the_trainer_keeps_a_bounded_number_of_snapshots_of_its_evaluations(tiny_config, tiny_dataset, tmp_path):
     events = []
     trainer = Trainer(tiny_config.replace(eval_every=4), tiny_dataset, out_dir=tmp_path, callback=events.append)

@@ -124,6 +124,7 @@ _marked_text = st.lists(_marked_words).map(" ".join)
 _texts = st.one_of(_marked_text, _tricky, st.text())
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(_texts)
 @example("''ladies'' '-so-' '-a'")
@@ -131,6 +132,7 @@ def test_cleaning_is_idempotent(text: str) -> None:
     assert tokenize(clean_text(text)) == tokenize(text)
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(_texts)
 @example("'-a\u02bc")
@@ -208,6 +210,7 @@ def test_split_needs_a_training_block(fractions: tuple[float, float, float]) -> 
 _ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_importing_lstm_core_never_loads_streamlit() -> None:
     # A fresh interpreter, so that nothing this test session imported can mask the result.
     # Every module of the package and its subpackages is imported (except __main__, which would run the CLI).

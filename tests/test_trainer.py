@@ -30,6 +30,7 @@ def run(config, dataset, **kwargs):
     return trainer, trainer.fit(), events
 
 
+@pytest.mark.slow
 def test_the_model_learns_a_tiny_corpus_far_below_the_uniform_baseline(tiny_config, tiny_dataset):
     config = tiny_config.replace(epochs=8, eval_every=0)
     _, result, events = run(config, tiny_dataset)
@@ -42,6 +43,7 @@ def test_the_model_learns_a_tiny_corpus_far_below_the_uniform_baseline(tiny_conf
     assert result.perplexity == pytest.approx(math.exp(result.val_loss))
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_the_same_losses(tiny_config, tiny_dataset):
     first = losses(run(tiny_config, tiny_dataset)[2])
     second = losses(run(tiny_config, tiny_dataset)[2])
@@ -55,6 +57,7 @@ def test_dropout_runs_are_deterministic_too(tiny_config, tiny_dataset):
     assert losses(run(config, tiny_dataset)[2]) == losses(run(config, tiny_dataset)[2])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop_at", [5, 34, 40])  # mid-epoch, at the epoch end, early in epoch 2
 def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tiny_config, tiny_dataset, tmp_path, stop_at):
     config = tiny_config.replace(dropout=0.2, num_layers=2)  # dropout: the RNG state must resume too
