@@ -307,7 +307,8 @@ def _admit(config: Config, dataset: Any, memory_limit: int | None, world: Any = 
     against this machine's memory it counts every process torchrun starts here.
     """
     from lstm_core.data.batching import batchify
-    from lstm_core.model.memory import check_memory, estimate_memory, memory_advice, physical_memory
+    from lstm_core.model.memory import check_memory, estimate_memory, memory_advice
+    from lstm_core.system.resources import available_resources
     from lstm_core.training.distributed import check_batch_split, rank_device
 
     batchify(dataset.train, config.batch_size, config.training_seq_len, "the training text")  # enough words?
@@ -322,7 +323,7 @@ def _admit(config: Config, dataset: Any, memory_limit: int | None, world: Any = 
     if memory_limit is not None:
         problem = check_memory(estimate, memory_limit, "the limit given by --memory-limit-mb")
     else:
-        machine = physical_memory()
+        machine = available_resources().memory_bytes  # the container's limit where it has one
         problem = check_memory(estimate, machine // here if machine and here > 1 else machine, _machine_share(here))
     if problem:
         raise UsageError(f"{problem} {memory_advice(config)}.")

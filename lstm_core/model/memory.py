@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -140,14 +139,6 @@ def memory_advice(config: Config) -> str:
     advice.append("a smaller rnn_size or fewer layers")
     advice.append("a larger min_word_freq (a smaller vocabulary)")
     return "Choose " + ", ".join(advice[:-1]) + " or " + advice[-1]
-
-
-def physical_memory() -> int | None:
-    """This machine's memory in bytes, where the system says (Linux, macOS)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
 
 
 def check_memory(estimate: MemoryEstimate, limit: int | None, what: str = "this server's limit per run") -> str | None:
