@@ -1,0 +1,101 @@
+"""The project as others install it: the wheel holds the whole package and its command works outside the checkout.
+
+The checkout and an editable install hide a package that is missing from the wheel (the tests
+import ``lstm_core`` from the checkout), so the wheel test builds the wheel offline, installs it
+into a fresh virtual environment outside the checkout and runs ``lstm-playhouse`` from a temporary
+folder, with nothing of the checkout on ``sys.path``. The new environment reuses this one's
+installed dependencies (a ``.pth`` file naming its site-packages), so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import site
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY_TEXT
+
+ROOT = Path(__file__).resolve().parent.parent
+NOT_SOURCES_AT_ROOT = {".git", ".venv", "build", "dist", "runs", "test-artifacts"}
+NOT_SOURCES = shutil.ignore_patterns("*.egg-info", "__pycache__", ".*_cache", ".hypothesis")
+TINY = ["--rnn-size", "16", "--batch-size", "4", "--training-seq-len", "8", "--epochs", "1", "--min-word-freq", "0"]
+TINY += ["--eval-every", "0", "--sample-length", "3", "--threads", "1"]
+
+
+def not_sources(folder: str, names: list[str]) -> set[str]:
+    """What a copy of the checkout leaves out: environments, build output, runs, caches."""
+    ignored = set(NOT_SOURCES(folder, names))
+    return ignored | (NOT_SOURCES_AT_ROOT & set(names)) if Path(folder) == ROOT else ignored
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str], timeout: float = 300) -> str:
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{command} failed with {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_the_wheel_holds_every_module_and_its_command_trains_and_generates_outside_the_checkout(tmp_path):
+    clean = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME")}
+    # Build from a copy: an in-tree build leaves build/ behind, whose stale files a later wheel would ship.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=not_sources)
+    run(
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-w", "dist"],
+        tmp_path,
+        clean,
+    )
+    (wheel,) = (tmp_path / "dist").glob("lstm_playhouse-*.whl")
+
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = set(archive.namelist())
+    modules = {path.relative_to(ROOT).as_posix() for path in (ROOT / "lstm_core").rglob("*.py")}
+    assert modules, "no modules found under lstm_core/"
+    assert sorted(modules - shipped) == []
+
+    environment = tmp_path / "env"
+    run([sys.executable, "-m", "venv", "--without-pip", str(environment)], tmp_path, clean)
+    python = environment / "bin" / "python"
+    site_packages = Path(
+        run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], tmp_path, clean).strip()
+    )
+    # This environment's dependencies, after the new environment's own packages (a .pth line is appended).
+    (site_packages / "test-environment-dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)],
+        tmp_path,
+        clean,
+    )
+
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**clean, "PATH": f"{environment / 'bin'}{os.pathsep}{clean.get('PATH', '')}"}
+    env["LSTM_PLAYHOUSE_DATA"] = str(tmp_path / "data")
+    where = run([str(python), "-c", "import sys, lstm_core; print(lstm_core.__file__); print(sys.path)"], work, env)
+    package_file, path = where.splitlines()
+    assert Path(package_file).is_relative_to(site_packages)
+    assert str(ROOT) not in path
+
+    command = str(environment / "bin" / "lstm-playhouse")
+    assert "hamlet" in run([command, "plays"], work, env)
+    (work / "sonnet.txt").write_text(TINY_TEXT, encoding="utf-8")
+    summary = json.loads(
+        run(
+            [command, "train", "--corpus", "file", "--text-file", "sonnet.txt", "--out", "run", *TINY, "--json"],
+            work,
+            env,
+        )
+    )
+    assert summary["reason"] == "finished" and summary["steps"] > 0
+    generated = run(
+        [command, "generate", "--checkpoint", "run/last.pt", "--prime", "thou art more", "-n", "5", "--json"], work, env
+    )
+    (first,) = json.loads(generated)
+    assert first["text"].startswith("thou art more") and len(first["continuation"]) == 5
