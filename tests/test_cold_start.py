@@ -377,6 +377,32 @@ def test_an_unwritable_data_folder_still_gives_the_plays(small_plays: Path, tmp_
     assert same(plays.encoded, EncodedText.from_text(bundled_plays().text))
 
 
+def test_an_image_prebuilt_cache_is_read_when_the_data_folder_has_none_and_is_never_written(
+    small_plays: Path, builds: list[int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plays_cache.encoded_plays(tmp_path / "image")  # what the image's build step does
+    prebuilt = tmp_path / "image" / "cache" / plays_cache.CACHE_FILE
+    before = prebuilt.stat().st_mtime_ns
+    monkeypatch.setenv(plays_cache.PREBUILT_ENV_VAR, str(prebuilt))
+    plays = plays_cache.encoded_plays(tmp_path / "volume")
+    assert len(builds) == 1, "the prebuilt cache was read, not built again"
+    assert same(plays.select(["macbeth"]), EncodedText.from_text(play_text("macbeth")))
+    assert not (tmp_path / "volume" / "cache" / plays_cache.CACHE_FILE).exists()
+    assert prebuilt.stat().st_mtime_ns == before
+
+
+def test_a_stale_prebuilt_cache_is_ignored_and_the_data_folder_gets_a_current_one(
+    small_plays: Path, builds: list[int], tmp_path: Path
+) -> None:
+    plays_cache.encoded_plays(tmp_path / "image")
+    play = next(small_plays.glob("*/macbeth.md"))  # a play changed after the image was built
+    play.write_text(play.read_text(encoding="utf-8") + "\n**MACBETH**\n\nZounds, a quillet!\n", encoding="utf-8")
+    prebuilt = tmp_path / "image" / "cache" / plays_cache.CACHE_FILE
+    plays = plays_cache.encoded_plays(tmp_path / "volume", prebuilt=prebuilt)
+    assert len(builds) == 2 and "quillet" in plays.encoded.words
+    assert (tmp_path / "volume" / "cache" / plays_cache.CACHE_FILE).exists()
+
+
 # ---- the shipped server settings -----------------------------------------------------------------
 
 

@@ -15,6 +15,10 @@ read with ``allow_pickle=False``. A folder that cannot be written only costs the
 plays are still returned. ``python -m lstm_core.text.plays_cache`` builds it ahead of time (a deploy
 step, so that even a host's very first page finds it).
 
+An image can carry a cache built at its build time outside the data folder, which is often an empty
+volume at first: ``$LSTM_PLAYHOUSE_PREBUILT_PLAYS`` names that file, read (never written) when the
+data folder holds no current cache and its key matches.
+
 Per-play offsets into the one encoding make any choice of plays a slice of it
 (:meth:`EncodedPlays.select`), exactly what encoding those plays' text would give.
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.metadata
+import os
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -39,6 +44,9 @@ from lstm_core.text.encoded import EncodedText
 
 CACHE_FORMAT = 1
 CACHE_FILE = "bundled-plays.npz"
+PREBUILT_ENV_VAR = "LSTM_PLAYHOUSE_PREBUILT_PLAYS"
+"""Names a cache file built ahead of time outside the data folder (a container image's), read when
+the data folder has no current one."""
 CODE_FILES: tuple[Path, ...] = (*(Path(str(module.__file__)) for module in (text, corpus, encoded)), Path(__file__))
 """The modules whose code decides what the cache holds: cleaning (:mod:`lstm_core.text.cleaning`), the
 Markdown extraction (:mod:`lstm_core.text.corpus`), the encoding (:mod:`lstm_core.text.encoded`) and this
@@ -173,13 +181,22 @@ def load(path: Path, key: str) -> EncodedPlays | None:
     return EncodedPlays(names, offsets, text_bytes, text_lines, EncodedText(words, counts, ids))
 
 
-def encoded_plays(cache_dir: Path | str | None = None) -> EncodedPlays:
+def encoded_plays(cache_dir: Path | str | None = None, prebuilt: Path | str | None = None) -> EncodedPlays:
     """The bundled plays encoded: from ``<cache_dir>/cache/bundled-plays.npz`` when it is current,
-    else built and saved there (``cache_dir`` defaults to the data folder, ``$LSTM_PLAYHOUSE_DATA``)."""
+    else from the ``prebuilt`` file when that is current, else built and saved in ``cache_dir``.
+
+    ``cache_dir`` defaults to the data folder (``$LSTM_PLAYHOUSE_DATA``), ``prebuilt`` to
+    ``$LSTM_PLAYHOUSE_PREBUILT_PLAYS`` (none when unset).
+    """
     folder = Path(cache_dir) if cache_dir is not None else corpus.default_cache_dir()
     path = folder / "cache" / CACHE_FILE
     key = source_key()
     found = load(path, key)
+    if found is not None:
+        return found
+    if prebuilt is None:
+        prebuilt = os.environ.get(PREBUILT_ENV_VAR) or None
+    found = load(Path(prebuilt), key) if prebuilt is not None else None
     if found is not None:
         return found
     plays = build()
