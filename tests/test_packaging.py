@@ -1,4 +1,8 @@
-"""The project as others install it: the wheel holds the whole package and its command works outside the checkout.
+"""The project as others install it: the requirements files, and a wheel that holds the whole package.
+
+``requirements.txt`` (the app's install, Streamlit Community Cloud's, the Docker image's) adds
+PyTorch's CPU index; ``requirements-dev.txt`` (CI's) lists the same packages from PyPI alone, and
+``pyproject.toml`` the same again: the first tests keep the three lists the same.
 
 The checkout and an editable install hide a package that is missing from the wheel (the tests
 import ``lstm_core`` from the checkout), so the wheel test builds the wheel offline, installs it
@@ -15,10 +19,12 @@ import shutil
 import site
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from tests.conftest import TINY_TEXT
 
@@ -27,6 +33,41 @@ NOT_SOURCES_AT_ROOT = {".git", ".venv", "build", "dist", "runs", "test-artifacts
 NOT_SOURCES = shutil.ignore_patterns("*.egg-info", "__pycache__", ".*_cache", ".hypothesis")
 TINY = ["--rnn-size", "16", "--batch-size", "4", "--training-seq-len", "8", "--epochs", "1", "--min-word-freq", "0"]
 TINY += ["--eval-every", "0", "--sample-length", "3", "--threads", "1"]
+
+
+def requirements(path: Path) -> dict[str, str]:
+    """``{name: specifier}`` of a requirements file's packages (options and comments left out)."""
+    found = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            requirement = Requirement(line)
+            found[requirement.name] = str(requirement.specifier)
+    return found
+
+
+def options(path: Path) -> list[str]:
+    """A requirements file's option lines (an index, a file it includes)."""
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("-")]
+
+
+def test_the_app_requirements_add_pytorch_cpu_index_and_the_tests_requirements_stay_on_pypi():
+    # Community Cloud, the README's install and the Docker image read requirements.txt; CI, which
+    # reaches only PyPI, reads requirements-dev.txt, which must bring no other index (nor include the file).
+    assert options(ROOT / "requirements.txt") == ["--extra-index-url https://download.pytorch.org/whl/cpu"]
+    assert options(ROOT / "requirements-dev.txt") == []
+
+
+def test_the_requirements_files_and_pyproject_list_the_same_packages():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = {
+        Requirement(line).name: str(Requirement(line).specifier)
+        for line in [*project["dependencies"], *project["optional-dependencies"]["app"]]
+    }
+    app = requirements(ROOT / "requirements.txt")
+    assert app == declared
+    development = requirements(ROOT / "requirements-dev.txt")
+    assert {name: development.get(name) for name in app} == app
 
 
 def not_sources(folder: str, names: list[str]) -> set[str]:

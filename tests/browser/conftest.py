@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -41,9 +41,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 class Server:
-    """``streamlit run`` in a process group of its own (its training processes included)."""
+    """``streamlit run`` in a process group of its own (its training processes included); ``flags``
+    are more of ``streamlit run``'s settings (``--server.runOnSave``, ``true``, ...)."""
 
-    def __init__(self, data_dir: Path, log_path: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, port: int | None = None, flags: Sequence[str] = ()) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -56,7 +57,7 @@ class Server:
         }
         command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true"]
         command += ["--server.port", str(self.port), "--server.address", "127.0.0.1"]
-        command += ["--browser.gatherUsageStats", "false"]
+        command += ["--browser.gatherUsageStats", "false", *flags]
         self.log = log_path.open("ab")
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
