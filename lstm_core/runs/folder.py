@@ -45,9 +45,9 @@ from lstm_core.errors import InputError
 from lstm_core.files import atomic_write_text
 
 if TYPE_CHECKING:
-    from lstm_core.evaluation.baselines import Baseline
     from lstm_core.config import Config
     from lstm_core.data.dataset import Dataset
+    from lstm_core.evaluation.baselines import Baseline
 
 RUN_FORMAT = "lstm-playhouse-run"
 RUN_FILE = "run.json"
