@@ -1,8 +1,9 @@
 """The project as others install it: the requirements files, and a wheel that holds the whole package.
 
-``requirements.txt`` (the app's install, Streamlit Community Cloud's, the Docker image's) adds
-PyTorch's CPU index; ``requirements-dev.txt`` (CI's) lists the same packages from PyPI alone, and
-``pyproject.toml`` the same again: the first tests keep the three lists the same.
+``requirements.txt`` (the app's install, the Docker image's) takes every package from PyPI, as CI's
+``requirements-dev.txt`` does by including it; the ``Pipfile`` (Streamlit Community Cloud's) lists
+the same packages with PyTorch's CPU build from PyTorch's index, and ``pyproject.toml`` the same
+again: the first tests keep the lists the same and the other index out of what CI installs.
 
 The checkout and an editable install hide a package that is missing from the wheel (the tests
 import ``lstm_core`` from the checkout), so the wheel test builds the wheel offline, installs it
@@ -51,14 +52,20 @@ def options(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("-")]
 
 
-def test_the_app_requirements_add_pytorch_cpu_index_and_the_tests_requirements_stay_on_pypi():
-    # Community Cloud, the README's install and the Docker image read requirements.txt; CI, which
-    # reaches only PyPI, reads requirements-dev.txt, which must bring no other index (nor include the file).
-    assert options(ROOT / "requirements.txt") == ["--extra-index-url https://download.pytorch.org/whl/cpu"]
-    assert options(ROOT / "requirements-dev.txt") == []
+def test_what_ci_installs_comes_from_pypi_and_community_cloud_gets_the_cpu_build():
+    # CI, the README's install and the Docker image read requirements.txt (through requirements-dev.txt
+    # for CI), which must name no other index: CI reaches only PyPI.
+    assert options(ROOT / "requirements.txt") == []
+    assert options(ROOT / "requirements-dev.txt") == ["-r requirements.txt"]
+    # Community Cloud reads the Pipfile before requirements.txt: torch from PyTorch's CPU index.
+    pipfile = tomllib.loads((ROOT / "Pipfile").read_text(encoding="utf-8"))
+    indexes = {source["name"]: source["url"] for source in pipfile["source"]}
+    torch = pipfile["packages"]["torch"]
+    assert indexes[torch["index"]] == "https://download.pytorch.org/whl/cpu"
+    assert pipfile["requires"]["python_version"] == "3.11"
 
 
-def test_the_requirements_files_and_pyproject_list_the_same_packages():
+def test_the_requirements_pipfile_and_pyproject_list_the_same_packages():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     declared = {
         Requirement(line).name: str(Requirement(line).specifier)
@@ -66,8 +73,9 @@ def test_the_requirements_files_and_pyproject_list_the_same_packages():
     }
     app = requirements(ROOT / "requirements.txt")
     assert app == declared
-    development = requirements(ROOT / "requirements-dev.txt")
-    assert {name: development.get(name) for name in app} == app
+    pipfile = tomllib.loads((ROOT / "Pipfile").read_text(encoding="utf-8"))["packages"]
+    cloud = {name: spec if isinstance(spec, str) else spec["version"] for name, spec in pipfile.items()}
+    assert {name: str(Requirement(f"{name}{spec}").specifier) for name, spec in cloud.items()} == app
 
 
 def not_sources(folder: str, names: list[str]) -> set[str]:
