@@ -35,7 +35,7 @@ from app import state, widgets
 from lstm_core.fields import describe_field
 from lstm_core.files import atomic_write_text
 from lstm_core.model.checkpoint import load_checkpoint, save_checkpoint
-from lstm_core.sampling import SamplingOptions
+from lstm_core.sampling.options import SamplingOptions
 
 SHARED_DIR = "shared"
 SHARE_PREFIX = "shared:"

@@ -31,7 +31,8 @@ from lstm_core.explain.walkthrough import (
     units_by_change,
     word_just_read,
 )
-from lstm_core.sampling import SamplingOptions, StepGenerator
+from lstm_core.sampling.options import SamplingOptions
+from lstm_core.sampling.step import StepGenerator
 
 WALKTHROUGH_WORDS = 10
 """Rows of the walk-through table: the most likely words, enough to see the cuts at work."""

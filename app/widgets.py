@@ -1,7 +1,7 @@
 """Widgets built from settings fields: a field's type and metadata pick the widget and its range.
 
 One rule for every settings dataclass (:class:`~lstm_core.config.Config` on the Train page,
-:class:`~lstm_core.sampling.SamplingOptions` on the Generate page), so a new field shows up with
+:class:`~lstm_core.sampling.options.SamplingOptions` on the Generate page), so a new field shows up with
 the right widget, range and help text without touching the pages::
 
     bool                                  -> checkbox

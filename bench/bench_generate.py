@@ -59,9 +59,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lstm_core.config import Config
 from lstm_core.data.dataset import prepare
+from lstm_core.evaluation.scoring import score
 from lstm_core.model.checkpoint import load_checkpoint
 from lstm_core.model.network import LSTMLanguageModel, choose_cutoffs
-from lstm_core.sampling import SamplingOptions, StepGenerator, generate, score
+from lstm_core.sampling.decoding import generate
+from lstm_core.sampling.options import SamplingOptions
+from lstm_core.sampling.step import StepGenerator
 from lstm_core.text.cleaning import tokenize
 from lstm_core.text.corpus import bundled_plays
 from lstm_core.text.vocab import UNK_INDEX, Vocab

@@ -47,7 +47,8 @@ from lstm_core.explain.inspection import (
 from lstm_core.explain.walkthrough import softmax_walkthrough, word_just_read
 from lstm_core.model.checkpoint import load_checkpoint
 from lstm_core.model.network import LSTMLanguageModel, choose_cutoffs
-from lstm_core.sampling import SamplingOptions, StepGenerator
+from lstm_core.sampling.options import SamplingOptions
+from lstm_core.sampling.step import StepGenerator
 from lstm_core.text.cleaning import tokenize
 from lstm_core.text.corpus import bundled_plays
 from lstm_core.text.vocab import Vocab

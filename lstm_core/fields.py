@@ -1,7 +1,7 @@
 """Field metadata: one description of each setting, read by the command line and the app's widgets.
 
 A frozen dataclass of settings (:class:`~lstm_core.config.Config`,
-:class:`~lstm_core.sampling.SamplingOptions`) declares each field with ``metadata=meta(...)``:
+:class:`~lstm_core.sampling.options.SamplingOptions`) declares each field with ``metadata=meta(...)``:
 a help text and, for numbers, the range, step and scale a widget offers. The field's type gives
 the rest: ``bool`` is a switch, a ``Literal`` lists the choices, ``X | None`` may be left unset.
 :func:`describe_fields` turns both into one :class:`FieldInfo` per field, so the CLI's flags and

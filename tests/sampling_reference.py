@@ -19,7 +19,8 @@ import torch
 
 from lstm_core.config import Config
 from lstm_core.model.network import LSTMLanguageModel
-from lstm_core.sampling import SamplingOptions, generate
+from lstm_core.sampling.decoding import generate
+from lstm_core.sampling.options import SamplingOptions
 from lstm_core.text.cleaning import tokenize
 from lstm_core.text.vocab import UNK_INDEX, Vocab
 from tests.conftest import SONNET

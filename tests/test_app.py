@@ -31,7 +31,7 @@ from lstm_core.evaluation.baselines import Baseline
 from lstm_core.fields import describe_field, describe_fields
 from lstm_core.model.checkpoint import load_checkpoint, save_checkpoint
 from lstm_core.runs import folder as run_files
-from lstm_core.sampling import SamplingOptions
+from lstm_core.sampling.options import SamplingOptions
 from lstm_core.training.trainer import Trainer
 from tests.conftest import TINY_TEXT
 from tests.workspaces import put_history, put_run
@@ -822,7 +822,8 @@ def early_and_late():
 
 @pytest.mark.slow
 def test_a_snapshot_writes_beside_the_latest_model_and_scores_beside_it(app, early_and_late):
-    from lstm_core.sampling import SamplingOptions, generate
+    from lstm_core.sampling.decoding import generate
+    from lstm_core.sampling.options import SamplingOptions
 
     early, late = early_and_late
     folder = put_run(workspace_of(app), late, TINY_RUN)

@@ -12,7 +12,7 @@ import torch
 from lstm_core.cli.main import UsageError, build_parser, main, sampling_options_from_args
 from lstm_core.model.checkpoint import load_checkpoint
 from lstm_core.runs import folder as runs
-from lstm_core.sampling import SamplingOptions
+from lstm_core.sampling.options import SamplingOptions
 from tests.conftest import TINY_TEXT
 
 DEMO = Path(__file__).resolve().parent.parent / "models" / "demo.pt"

@@ -17,14 +17,9 @@ import torch
 from lstm_core.errors import InputError
 from lstm_core.evaluation.scoring import score
 from lstm_core.model.network import State
-from lstm_core.sampling import (
-    MAX_LENGTH,
-    SamplingOptions,
-    StepGenerator,
-    beam_score,
-    beam_search,
-    generate,
-)
+from lstm_core.sampling.decoding import MAX_LENGTH, beam_score, beam_search, generate
+from lstm_core.sampling.options import SamplingOptions
+from lstm_core.sampling.step import StepGenerator
 from lstm_core.text.vocab import UNK_INDEX, UNK_TOKEN, Vocab
 from tests import sampling_reference
 from tests.language_models import LAYERS, PRIME, favour_unknown, make_model, repeated_ngrams, sequence_log_prob
@@ -310,8 +305,8 @@ class _Table:
 
 
 def test_a_next_word_model_writes_through_the_same_rules_and_draws():
-    from lstm_core.sampling import SamplingOptions, generate_next_word, sample_index
-    from lstm_core.sampling.decoding import make_generator
+    from lstm_core.sampling.decoding import generate_next_word, make_generator, sample_index
+    from lstm_core.sampling.options import SamplingOptions
     from lstm_core.text.vocab import Vocab
 
     vocab = Vocab(["<unk>", "thou", "art", "more", "fair"], [0, 4, 3, 2, 1])

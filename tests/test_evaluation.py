@@ -10,7 +10,7 @@ import torch
 
 from lstm_core.evaluation.scoring import score
 from lstm_core.model.checkpoint import load_checkpoint
-from lstm_core.sampling import StepGenerator
+from lstm_core.sampling.step import StepGenerator
 from lstm_core.text.cleaning import tokenize
 from tests.conftest import SONNET
 from tests.language_models import PRIME, ProtocolOnly

@@ -16,7 +16,7 @@ from app.widgets import log_values, widget_spec
 from lstm_core.cli.main import add_dataclass_flags, build_parser
 from lstm_core.config import Config
 from lstm_core.fields import describe_field, describe_fields, meta
-from lstm_core.sampling import SamplingOptions
+from lstm_core.sampling.options import SamplingOptions
 
 SETTINGS = [(Config, "train"), (SamplingOptions, "generate")]
 NO_WIDGET = {(Config, "device"), (Config, "prime_texts")}  # free text: set on the command line only

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from lstm_core.sampling import History, NgramIndex, banned_ngram_words
+from lstm_core.sampling.history import History, NgramIndex, banned_ngram_words
 
 
 def test_ngram_index_bans_completions_of_seen_ngrams():

@@ -18,19 +18,13 @@ import torch
 from lstm_core.config import RECIPE_PRIME_TEXTS, Config
 from lstm_core.model import fast as inference
 from lstm_core.model.checkpoint import load_checkpoint
-from lstm_core.model.fast import FastLM, cut_min_p, fast_lm, fast_path, nucleus_ids, sample_top_k, top_k_ids
+from lstm_core.model.fast import FastLM, fast_lm, fast_path
 from lstm_core.model.network import LSTMLanguageModel
-from lstm_core.sampling import (
-    History,
-    ProcessorList,
-    SamplingOptions,
-    filter_min_p,
-    filter_top_k,
-    filter_top_p,
-    generate,
-    processors,
-    sample_index,
-)
+from lstm_core.sampling.decoding import generate, sample_index
+from lstm_core.sampling.fast_choice import best_next, cut_min_p, nucleus_ids, sample_next, sample_top_k, top_k_ids
+from lstm_core.sampling.history import History
+from lstm_core.sampling.options import SamplingOptions
+from lstm_core.sampling.processors import ProcessorList, filter_min_p, filter_top_k, filter_top_p
 from lstm_core.text.cleaning import tokenize
 from lstm_core.text.vocab import UNK_INDEX
 from tests.conftest import SONNET
@@ -153,7 +147,7 @@ def test_best_next_is_the_argmax_of_the_full_distribution(model):
         banned_sets = [(), (UNK_INDEX,), tuple(torch.randint(0, model.vocab_size, (20,), generator=generator).tolist())]
         for banned in banned_sets:
             cursor = lm.cursor(state)
-            choice = cursor.best_next(banned)
+            choice = best_next(cursor, banned)
             full = cursor.log_probs().clone()
             full[list(banned)] = float("-inf")
             assert choice == int(full.argmax()), (trial, banned)
@@ -170,13 +164,13 @@ def test_best_next_is_the_argmax_of_the_full_distribution(model):
 
 def test_best_next_with_every_word_banned_is_word_0_like_argmax():
     model = make_model(**MODELS["1 layer, adaptive, tied"])
-    assert FastLM(model).cursor().best_next(range(VOCAB)) == 0
+    assert best_next(FastLM(model).cursor(), range(VOCAB)) == 0
 
 
 def test_banned_ids_outside_the_vocabulary_are_refused():
     cursor = FastLM(make_model(**MODELS["1 layer, full, untied"])).cursor()
     with pytest.raises(ValueError, match="outside the vocabulary"):
-        cursor.best_next([VOCAB])
+        best_next(cursor, [VOCAB])
 
 
 # ---- sampling ----------------------------------------------------------------------------------
@@ -209,7 +203,7 @@ def test_sample_next_draws_what_the_samplers_draw(model, temperature, top_k, top
         theirs, ours = torch.Generator().manual_seed(trial), torch.Generator().manual_seed(trial)
         for _ in range(4):  # several draws from one stream: each call takes exactly one
             fresh = lm.cursor(state)  # nothing computed yet at this position
-            drawn = fresh.sample_next(ours, temperature, top_k, top_p, (UNK_INDEX,), min_p)
+            drawn = sample_next(fresh, ours, temperature, top_k, top_p, (UNK_INDEX,), min_p)
             assert drawn == sample_index(filtered, theirs)
         assert torch.equal(torch.rand(1, generator=ours), torch.rand(1, generator=theirs))  # in step
 
@@ -223,18 +217,12 @@ def test_min_p_leaves_out_words_in_sampling():
     assert 1 < int(kept) < model.vocab_size // 2
 
 
-def test_the_fast_paths_rules_are_the_samplers():
-    assert inference.GREEDY_TEMPERATURE == processors.GREEDY_TEMPERATURE
-    assert inference.TOP_P_TOLERANCE == processors.TOP_P_TOLERANCE
-    assert inference.MIN_P_TOLERANCE == processors.MIN_P_TOLERANCE
-
-
 def test_sample_next_refuses_bad_options():
     cursor = FastLM(make_model(**MODELS["1 layer, full, untied"])).cursor()
     generator = torch.Generator().manual_seed(0)
     for options in ({"temperature": 0.0}, {"top_k": -1}, {"top_p": 0.0}, {"top_p": 1.5}, {"min_p": 1.5}):
         with pytest.raises(ValueError):
-            cursor.sample_next(generator, **options)
+            sample_next(cursor, generator, **options)
 
 
 def tie_heavy_log_probs(generator: torch.Generator, size: int, levels: int) -> torch.Tensor:
@@ -345,9 +333,9 @@ def continuation(lm: FastLM, vocab, prime: str, length: int, options: SamplingOp
     out: list[int] = []
     for position in range(length):
         if options.method == "greedy":
-            word = cursor.best_next((UNK_INDEX,))
+            word = best_next(cursor, (UNK_INDEX,))
         else:
-            word = cursor.sample_next(generator, options.temperature, options.top_k, options.top_p, (UNK_INDEX,))
+            word = sample_next(cursor, generator, options.temperature, options.top_k, options.top_p, (UNK_INDEX,))
         out.append(word)
         if position + 1 < length:
             cursor.feed(word)
@@ -493,7 +481,7 @@ def test_on_a_gpu_the_fast_path_gives_the_cpu_results(demo):
         cpu_cursor.feed(word)
         gpu_cursor.feed(word)
         torch.testing.assert_close(gpu_cursor.log_probs().cpu(), cpu_cursor.log_probs(), rtol=0, atol=1e-4)
-        assert gpu_cursor.best_next((UNK_INDEX,)) == cpu_cursor.best_next((UNK_INDEX,))
+        assert best_next(gpu_cursor, (UNK_INDEX,)) == best_next(cpu_cursor, (UNK_INDEX,))
     cpu_scores, gpu_scores = cpu_lm.score_ids(ids), gpu_lm.score_ids(ids.cuda())
     torch.testing.assert_close(gpu_scores[0].cpu(), cpu_scores[0], rtol=0, atol=1e-4)
     assert (gpu_scores[1].cpu() - cpu_scores[1]).abs().max() <= 1  # ranks differ at most at near-ties
@@ -542,7 +530,7 @@ def test_best_next_finds_a_tail_word_that_wins_by_a_hair():
         model, _ = margin_model(hidden, best_head_word, margin)
         expected = reference_log_probs(model, state).clone()
         expected[UNK_INDEX] = float("-inf")
-        winners.append(FastLM(model).cursor(state).best_next((UNK_INDEX,)))
+        winners.append(best_next(FastLM(model).cursor(state), (UNK_INDEX,)))
         assert winners[-1] == int(expected.argmax())
     assert winners == [45, best_head_word, best_head_word]
 
@@ -562,7 +550,7 @@ def test_top_k_sampling_takes_a_tail_word_that_enters_the_top_k_by_a_hair():
         lm = FastLM(model)
         theirs, ours = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
         for _ in range(30):
-            assert lm.cursor(state).sample_next(ours, 1.0, top_k, 1.0, (UNK_INDEX,)) == sample_index(filtered, theirs)
+            assert sample_next(lm.cursor(state), ours, 1.0, top_k, 1.0, (UNK_INDEX,)) == sample_index(filtered, theirs)
 
 
 def test_a_rank_counts_a_tail_word_above_the_target_by_a_hair():

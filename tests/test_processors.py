@@ -9,28 +9,24 @@ import pytest
 import torch
 
 from lstm_core.errors import InputError
-from lstm_core.sampling import (
-    GREEDY_TEMPERATURE,
-    MIN_P_TOLERANCE,
-    History,
+from lstm_core.sampling.decoding import make_generator, sample_index
+from lstm_core.sampling.history import History
+from lstm_core.sampling.options import SamplingOptions
+from lstm_core.sampling.processors import (
     MinP,
     NoRepeatNgram,
     ProcessorList,
     RepetitionPenalty,
-    SamplingOptions,
     Temperature,
     TopK,
     TopP,
     UnknownWordRule,
-    apply_temperature,
-    descending_order,
     filter_min_p,
     filter_top_k,
     filter_top_p,
-    make_generator,
     penalize_repetition,
-    sample_index,
 )
+from lstm_core.sampling.rules import GREEDY_TEMPERATURE, MIN_P_TOLERANCE, apply_temperature, descending_order
 from lstm_core.text.vocab import UNK_INDEX
 
 

@@ -8,7 +8,9 @@ import pytest
 
 from lstm_core.errors import InputError
 from lstm_core.fields import describe_fields
-from lstm_core.sampling import MAX_BEAM_WIDTH, MAX_TOP_K, PIPELINE, SamplingOptions
+from lstm_core.sampling.options import MAX_BEAM_WIDTH, SamplingOptions
+from lstm_core.sampling.processors import PIPELINE
+from lstm_core.sampling.rules import MAX_TOP_K
 
 
 @pytest.mark.parametrize(

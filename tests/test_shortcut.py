@@ -20,19 +20,12 @@ from lstm_core.evaluation.scoring import score
 from lstm_core.model.checkpoint import load_checkpoint
 from lstm_core.model.fast import fast_path
 from lstm_core.model.network import LSTMLanguageModel
-from lstm_core.sampling import (
-    History,
-    MinP,
-    ProcessorList,
-    RepetitionPenalty,
-    SamplingOptions,
-    StepGenerator,
-    Temperature,
-    TopK,
-    UnknownWordRule,
-    generate,
-)
+from lstm_core.sampling.decoding import generate
+from lstm_core.sampling.history import History
+from lstm_core.sampling.options import SamplingOptions
+from lstm_core.sampling.processors import MinP, ProcessorList, RepetitionPenalty, Temperature, TopK, UnknownWordRule
 from lstm_core.sampling.shortcut import Shortcut
+from lstm_core.sampling.step import StepGenerator
 from lstm_core.text.cleaning import tokenize
 from lstm_core.text.vocab import UNK_INDEX
 from tests import sampling_reference

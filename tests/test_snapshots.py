@@ -12,7 +12,8 @@ from lstm_core.errors import InputError
 from lstm_core.evaluation.baselines import Baseline
 from lstm_core.model.checkpoint import load_checkpoint, save_checkpoint
 from lstm_core.runs import folder as runs
-from lstm_core.sampling import SamplingOptions, generate
+from lstm_core.sampling.decoding import generate
+from lstm_core.sampling.options import SamplingOptions
 from lstm_core.training.trainer import CheckpointEvent, EvalEvent, Trainer
 
 

@@ -8,14 +8,9 @@ import pytest
 import torch
 
 from lstm_core.errors import InputError
-from lstm_core.sampling import (
-    MAX_LENGTH,
-    UNDO_LIMIT,
-    SamplingOptions,
-    StepGenerator,
-    generate,
-    word_distribution,
-)
+from lstm_core.sampling.decoding import MAX_LENGTH, generate
+from lstm_core.sampling.options import SamplingOptions
+from lstm_core.sampling.step import UNDO_LIMIT, StepGenerator, word_distribution
 from lstm_core.text.vocab import UNK_INDEX, UNK_TOKEN
 from tests.language_models import PRIME, ForwardCounter, favour_unknown, make_model
 

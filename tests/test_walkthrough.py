@@ -19,7 +19,10 @@ from lstm_core.explain.walkthrough import (
     word_just_read,
 )
 from lstm_core.model.network import LSTMLanguageModel
-from lstm_core.sampling import TOP_P_TOLERANCE, ProcessorList, SamplingOptions, StepGenerator
+from lstm_core.sampling.options import SamplingOptions
+from lstm_core.sampling.processors import ProcessorList
+from lstm_core.sampling.rules import TOP_P_TOLERANCE
+from lstm_core.sampling.step import StepGenerator
 from lstm_core.text.cleaning import tokenize
 from tests.conftest import SONNET
 from tests.language_models import PRIME, ForwardCounter, train

@@ -25,7 +25,10 @@ from lstm_core.evaluation.scoring import TextScore, score
 from lstm_core.fields import describe_field, describe_fields
 from lstm_core.model.checkpoint import CheckpointError
 from lstm_core.runs import folder as run_files
-from lstm_core.sampling import ProcessorList, SamplingOptions, StepGenerator, generate, generate_next_word
+from lstm_core.sampling.decoding import generate, generate_next_word
+from lstm_core.sampling.options import SamplingOptions
+from lstm_core.sampling.processors import ProcessorList
+from lstm_core.sampling.step import StepGenerator
 from lstm_core.text.cleaning import tokenize
 
 BIND: Literal["query-params"] = "query-params"

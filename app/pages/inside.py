@@ -32,7 +32,8 @@ from lstm_core.explain.inspection import (
     units_for_span,
     word_features,
 )
-from lstm_core.sampling import SamplingOptions, generate
+from lstm_core.sampling.decoding import generate
+from lstm_core.sampling.options import SamplingOptions
 from lstm_core.text.cleaning import tokenize
 from lstm_core.text.vocab import Vocab
 

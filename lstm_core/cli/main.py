@@ -1,7 +1,7 @@
 """Command line: ``python -m lstm_core train | evaluate | generate | export | plays``.
 
 Every :class:`~lstm_core.config.Config` field is a ``train`` flag (``--rnn-size 256``) and every
-:class:`~lstm_core.sampling.SamplingOptions` field a ``generate`` flag (``--top-p 0.9``), built
+:class:`~lstm_core.sampling.options.SamplingOptions` field a ``generate`` flag (``--top-p 0.9``), built
 from the dataclasses (:func:`add_dataclass_flags`) so the CLI can never drift from them. Bad input ends with one line on
 stderr and exit code 2; a run that fails (e.g. a diverging loss) exits with 1.
 """
@@ -770,7 +770,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from lstm_core.sampling import generate
+    from lstm_core.sampling.decoding import generate
 
     _set_threads(args.threads)
     options = sampling_options_from_args(args)

@@ -35,15 +35,8 @@ from lstm_core.errors import InputError
 from lstm_core.explain.inspection import trace
 from lstm_core.model.network import LSTMLanguageModel, State
 from lstm_core.sampling.options import SamplingOptions
-from lstm_core.sampling.processors import (
-    MinP,
-    ProcessorList,
-    Temperature,
-    TopK,
-    TopP,
-    descending_order,
-    is_whole_number,
-)
+from lstm_core.sampling.processors import MinP, ProcessorList, Temperature, TopK, TopP
+from lstm_core.sampling.rules import descending_order, is_whole_number
 from lstm_core.sampling.step import StepGenerator
 from lstm_core.text.vocab import Vocab
 

@@ -16,15 +16,18 @@ the same questions as the model (same probabilities, to float rounding) with les
 * **Head first.** With the adaptive softmax a tail word's log-prob is its cluster token's head
   log-prob plus a within-cluster log-prob that is never positive. So a cluster whose token is no
   better than the best (greedy) or the ``k``-th best (top-k) head word cannot contain the answer,
-  and its tail product (the bulk of the output layer) is skipped.
-* **Buffers.** A :class:`Cursor` (one text being extended) owns its state and scratch tensors and
-  writes into them with ``out=`` and in-place operations, so a step allocates almost nothing.
+  and its tail product (the bulk of the output layer) need not be computed. A
+  :class:`~lstm_core.model.cursor.Cursor` computes the head and each tail only when asked; the
+  choice that asks (:mod:`lstm_core.sampling.fast_choice`) is sampling's, not the model's.
+* **Buffers.** A :class:`~lstm_core.model.cursor.Cursor` (one text being extended) owns its state
+  and scratch tensors and writes into them with ``out=`` and in-place operations, so a step
+  allocates almost nothing.
 
 Shapes: ``V`` vocabulary size, ``E`` embedding size, ``H`` rnn_size, ``L`` layers, ``B`` rows,
 ``N`` words of a scored text. States are the model's ``(h, c)``, each ``(L, B, H)``.
 
 :class:`FastLM` holds only read-only tensors and can be shared between threads; a
-:class:`Cursor` belongs to one caller. :func:`fast_lm` caches one :class:`FastLM` per model
+:class:`~lstm_core.model.cursor.Cursor` belongs to one caller. :func:`fast_lm` caches one :class:`FastLM` per model
 and rebuilds it when the model's weights change (training, ``load_state_dict``, ``.to()``).
 Generation and scoring (:mod:`lstm_core.sampling`, :func:`lstm_core.evaluation.scoring.score`) take
 this path through :func:`fast_path`, which says for which models it stands in.
@@ -32,17 +35,14 @@ this path through :func:`fast_path`, which says for which models it stands in.
 
 from __future__ import annotations
 
-import bisect
-import itertools
-import math
 import threading
 import weakref
-from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from lstm_core.model.cursor import Cursor
 from lstm_core.model.network import LSTMLanguageModel, State
 
 INPUT_TABLE_BUDGET = 8 * 2**20
@@ -54,26 +54,12 @@ it costs ``V x 4H`` floats, 29 MB for the demo model (three times the model itse
 model a server keeps, and 47 ms to build. Small models get it; bigger ones when asked
 (``input_table=True``)."""
 
-# The samplers' rules, repeated here because lstm_core.sampling imports this module (through
-# lstm_core.evaluation.scoring); tests/test_inference.py checks that they agree with
-# lstm_core.sampling.processors.
-GREEDY_TEMPERATURE = 1e-4
-"""At or below this temperature sampling is the argmax (the samplers' rule; one draw is still used)."""
-
-TOP_P_TOLERANCE = 1e-6
-"""Mass within this of ``top_p`` counts as reaching it (the samplers' rule)."""
-
-MIN_P_TOLERANCE = 1e-5
-"""A log-ratio to the top word within this of ``log(min_p)`` counts as reaching it (the samplers' rule)."""
-
 _SCORE_BLOCK = 2048
 """Positions per block while scoring, so a long text never needs its whole ``(N, V)`` at once."""
 
 _TAIL_ROWS = 256
 """Rows per tail product while scoring: its logits, log-probs and comparisons stay in the cache
 (256 x 3,733 words is 3.8 MB) instead of going out to memory between passes."""
-
-_NEG_INF = float("-inf")
 
 
 def _gate_rows_reordered(tensor: Tensor, hidden_size: int) -> Tensor:
@@ -100,8 +86,8 @@ class FastLM:
     which checks). Runs on the device of the model's parameters, which must be float32.
 
     The sampler-facing contract is the model's own: :meth:`step` and :meth:`log_probs`. The fast
-    entry points are :meth:`cursor` (a text extended word by word in place, with greedy and
-    sampled choices that compute only what can matter), :meth:`score_ids` and :meth:`score_hidden`.
+    entry points are :meth:`cursor` (a text extended word by word in place, its next word's
+    distribution computed piece by piece), :meth:`score_ids` and :meth:`score_hidden`.
     """
 
     def __init__(self, model: LSTMLanguageModel, input_table: bool | None = None) -> None:
@@ -157,7 +143,7 @@ class FastLM:
                 self.head_weight = model.decoder.weight.detach()
                 self.head_bias = model.decoder.bias.detach()
                 self.output_weight, self.output_bias = self.head_weight, self.head_bias
-        self._cluster_starts = [start for start, _ in self.clusters]
+        self.cluster_starts = [start for start, _ in self.clusters]
         # Scoring reads a whole text with oneDNN's LSTM (far cheaper per word than any one-word
         # loop), through a private module that shares the model's parameters and stays in eval.
         with torch.device("meta"):
@@ -300,7 +286,7 @@ class FastLM:
         """
         words = self.head_words
         head = torch.log_softmax(torch.addmm(self.head_bias, hidden, self.head_weight.t()).float(), dim=1)
-        bounds = torch.tensor(self._cluster_starts, device=targets.device)
+        bounds = torch.tensor(self.cluster_starts, device=targets.device)
         cluster = torch.bucketize(targets, bounds, right=True)  # 0: head; i + 1: tail cluster i
         target = head.gather(1, torch.where(cluster == 0, targets, words + cluster - 1).unsqueeze(1)).squeeze(1)
         ranks = torch.ones_like(targets, dtype=torch.int32)
@@ -351,391 +337,6 @@ class FastLM:
         return target, ranks
 
 
-class Cursor:
-    """One text being extended a word at a time: its LSTM state, next-word log-probs and buffers.
-
-    :meth:`feed` advances the state in place; the next word's distribution is then computed
-    lazily, piece by piece: :meth:`best_next` and top-k sampling compute a tail cluster only
-    when it can hold the answer, :meth:`log_probs` everything. Tensors returned by
-    :meth:`log_probs` and :attr:`hidden` are views of the cursor's buffers, valid until the next
-    :meth:`feed`. One caller at a time; make one cursor per text.
-    """
-
-    def __init__(self, lm: FastLM, state: State | None = None) -> None:
-        self._lm = lm
-        hidden, layers, vocab = lm.hidden_size, lm.num_layers, lm.vocab_size
-        device, dtype = lm.device, lm.dtype
-        # Layer l reads [input | own h] from one buffer, so its gates are one product; layer 0
-        # with the input table keeps only h.
-        self._joined: list[Tensor] = []
-        self._h: list[Tensor] = []
-        self._c: list[Tensor] = []
-        for layer in range(layers):
-            width = hidden if layer == 0 and lm.input_table is not None else lm.layer_weights[layer].size(1)
-            joined = torch.zeros(width, device=device, dtype=dtype)
-            self._joined.append(joined)
-            self._h.append(joined[width - hidden :])
-            self._c.append(torch.zeros(hidden, device=device, dtype=dtype))
-        if state is not None:
-            h, c = state
-            if h.shape != (layers, 1, hidden) or c.shape != (layers, 1, hidden):
-                raise ValueError(f"a cursor's state is (h, c), each ({layers}, 1, {hidden}); got {tuple(h.shape)}")
-            for layer in range(layers):
-                self._h[layer].copy_(h[layer, 0])
-                self._c[layer].copy_(c[layer, 0])
-        self._gates = torch.empty(4 * hidden, device=device, dtype=dtype)
-        self._sigmoids = self._gates[: 3 * hidden]
-        self._cell = self._gates[3 * hidden :]
-        self._input, self._forget, self._output = self._sigmoids.split(hidden)
-        self._full = torch.empty(vocab, device=device, dtype=torch.float32)  # the log-probs, filled lazily
-        self._work = torch.empty(vocab, device=device, dtype=torch.float32)  # filtered, scaled copies for choosing
-        self._scores = torch.empty(vocab, device=device, dtype=torch.float32)  # their renormalised log-probs
-        # Comparisons written as floats: a bool result costs three times as much at this size.
-        self._at_least = torch.empty(len(lm.clusters), lm.head_words, device=device, dtype=torch.float32)
-        self._logits = torch.empty(
-            max(lm.head_words + len(lm.clusters), vocab - lm.head_words), device=device, dtype=torch.float32
-        )
-        # The head's log-probs: words then cluster tokens; for a full softmax, the log-probs themselves.
-        self._head = (
-            torch.empty(lm.head_words + len(lm.clusters), device=device, dtype=torch.float32)
-            if lm.adaptive
-            else self._full
-        )
-        self._probs = torch.empty(vocab, device=lm.device, dtype=torch.float64)
-        self._cumulative = torch.empty(vocab, device=lm.device, dtype=torch.float64)
-        self._head_ready = False
-        self._tails_ready = [False] * len(lm.clusters)
-        self._cluster_log_probs: list[float] = []
-
-    @property
-    def vocab_size(self) -> int:
-        return self._lm.vocab_size
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the cursor's own buffers: the state, the gates, and a few vocabulary-sized vectors.
-
-        Three float32 and two float64 vectors of ``V`` (log-probs, a filtered copy, its
-        renormalised form, and the draw's probabilities and cumulative sums), the head's logits
-        and log-probs, and the state: 0.23 MB for the demo model's 6,924 words. Freed with the cursor.
-        """
-        buffers = [*self._joined, *self._c, self._gates, self._full, self._work, self._scores, self._at_least]
-        buffers += [self._logits, self._probs, self._cumulative]
-        if self._head is not self._full:
-            buffers.append(self._head)
-        return sum(buffer.numel() * buffer.element_size() for buffer in buffers)
-
-    # ---- the state ----
-
-    @property
-    def hidden(self) -> Tensor:
-        """The last layer's output ``(H,)`` at the current position (a view)."""
-        return self._h[-1]
-
-    def state(self) -> State:
-        """A copy of ``(h, c)``, each ``(L, 1, H)``."""
-        return torch.stack(self._h).unsqueeze(1), torch.stack(self._c).unsqueeze(1)
-
-    def feed(self, word_id: int) -> None:
-        """Advance by one word: the LSTM reads ``word_id`` and the state moves on, in place."""
-        lm = self._lm
-        gates = self._gates
-        for layer in range(lm.num_layers):
-            joined = self._joined[layer]
-            if layer == 0 and lm.input_table is not None:
-                torch.addmv(lm.input_table[word_id], lm.recurrent_weight0, joined, out=gates)
-            else:
-                width = joined.numel() - lm.hidden_size
-                joined[:width].copy_(lm.embedding[word_id] if layer == 0 else self._h[layer - 1])
-                torch.addmv(lm.layer_biases[layer], lm.layer_weights[layer], joined, out=gates)
-            self._sigmoids.sigmoid_()
-            self._cell.tanh_()
-            cell_state = self._c[layer]
-            cell_state.mul_(self._forget).addcmul_(self._input, self._cell)
-            h = self._h[layer]
-            torch.tanh(cell_state, out=h)
-            h.mul_(self._output)
-        self._head_ready = False
-        self._tails_ready = [False] * len(lm.clusters)
-
-    # ---- the next word's distribution, piece by piece ----
-
-    def _ensure_head(self) -> None:
-        if self._head_ready:
-            return
-        lm = self._lm
-        logits = self._logits[: self._head.numel()]
-        torch.addmv(lm.head_bias, lm.head_weight, self.hidden, out=logits)
-        torch.log_softmax(logits, 0, out=self._head)
-        if lm.adaptive:
-            self._full[: lm.head_words].copy_(self._head[: lm.head_words])
-            self._cluster_log_probs = self._head[lm.head_words :].tolist()
-        self._head_ready = True
-
-    def _ensure_tail(self, cluster: int) -> Tensor:
-        """The log-probs of tail ``cluster``'s words, computed into the full buffer once per position."""
-        lm = self._lm
-        start, end = lm.clusters[cluster]
-        out = self._full[start:end]
-        if not self._tails_ready[cluster]:
-            logits = self._logits[: end - start]
-            torch.addmv(lm.output_bias[start:end], lm.output_weight[start:end], self.hidden, out=logits)
-            torch.log_softmax(logits, 0, out=out)
-            out.add_(self._head[lm.head_words + cluster])
-            self._tails_ready[cluster] = True
-        return out
-
-    def log_probs(self) -> Tensor:
-        """The next word's normalised log-probabilities ``(V,)``, float32 (a view: clone to keep)."""
-        self._ensure_head()
-        for cluster in range(len(self._lm.clusters)):
-            self._ensure_tail(cluster)
-        return self._full
-
-    # ---- choosing the next word ----
-
-    def _split_banned(self, banned: Sequence[int]) -> list[list[int]]:
-        """``banned`` ids grouped by part: ``[head ids, cluster 0 ids (within), ...]``."""
-        lm = self._lm
-        groups: list[list[int]] = [[] for _ in range(len(lm.clusters) + 1)]
-        for word in banned:
-            if not 0 <= word < lm.vocab_size:
-                raise ValueError(f"banned word id {word} is outside the vocabulary (0 to {lm.vocab_size - 1})")
-            part = bisect.bisect_right(lm._cluster_starts, word)
-            groups[part].append(word - (lm.clusters[part - 1][0] if part else 0))
-        return groups
-
-    @staticmethod
-    def _without(values: Tensor, banned: list[int], scratch: Tensor) -> Tensor:
-        """``values`` itself, or a copy in ``scratch`` with the ``banned`` positions at ``-inf``."""
-        if not banned:
-            return values
-        scratch.copy_(values)
-        for index in banned:
-            scratch[index] = _NEG_INF
-        return scratch
-
-    def best_next(self, banned: Sequence[int] = ()) -> int:
-        """The most likely next word (lowest id on ties), never one of ``banned``: the full argmax.
-
-        Computes the head, and a tail cluster only when its token's head log-prob beats the best
-        word so far (a word inside scores that plus a non-positive within-cluster log-prob, and a
-        tie goes to the lower id, which is the earlier one). If every word is banned, returns 0,
-        as ``argmax`` of an all ``-inf`` row does.
-        """
-        lm = self._lm
-        groups = self._split_banned(banned)
-        self._ensure_head()
-        head = self._without(self._head[: lm.head_words], groups[0], self._work[: lm.head_words])
-        value, index = torch.max(head, 0)
-        best, best_index = float(value), int(index)
-        for cluster, (start, end) in enumerate(lm.clusters):
-            if self._cluster_log_probs[cluster] <= best:
-                continue
-            tail = self._without(self._ensure_tail(cluster), groups[cluster + 1], self._work[start:end])
-            value, index = torch.max(tail, 0)
-            if float(value) > best:
-                best, best_index = float(value), start + int(index)
-        return best_index
-
-    def sample_next(
-        self,
-        generator: torch.Generator,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        banned: Sequence[int] = (),
-        min_p: float = 0.0,
-    ) -> int:
-        """One word drawn as the samplers draw it: temperature, top-k, top-p, min-p, one uniform.
-
-        The same distribution as the samplers' processors (``Temperature``, ``TopK``, ``TopP``,
-        ``MinP``, in that order) followed by ``sample_index``, on the log-probs with ``banned``
-        removed (as ``unknown='skip'`` removes ``<unk>``), and the same use of ``generator``:
-        exactly one ``torch.rand(1, float64)`` per call, mapped through the cumulative
-        distribution in vocabulary order, so a seed gives the same words (up to float rounding at
-        the edges of a word's share of ``[0, 1)``, or of a filter's cut).
-
-        With ``top_k`` on, only the ``top_k`` best words' values are needed after temperature, and
-        a tail cluster is computed only when its token beats the ``top_k``-th best head word.
-        """
-        if not (math.isfinite(temperature) and temperature > 0):
-            raise ValueError(f"temperature must be a number greater than 0, got {temperature!r}")
-        if top_k < 0 or not 0 < top_p <= 1 or not 0 <= min_p <= 1:
-            raise ValueError(
-                f"top_k must be 0 (off) or more, top_p in (0, 1] and min_p in [0, 1]; got {top_k!r}, {top_p!r}, "
-                f"{min_p!r}"
-            )
-        lm = self._lm
-        if temperature <= GREEDY_TEMPERATURE:
-            torch.rand(1, dtype=torch.float64, generator=generator)  # a one-hot draw still takes one
-            return self.best_next(banned)
-        groups = self._split_banned(banned)
-        self._ensure_head()
-        work = self._work
-        work[: lm.head_words].copy_(self._head[: lm.head_words])
-        for index in groups[0]:
-            work[index] = _NEG_INF
-        filtering = 0 < top_k < lm.vocab_size
-        needed: Sequence[int] = range(len(lm.clusters))
-        if filtering and top_k <= lm.head_words and lm.clusters:
-            # A tail can hold one of the top k only if its token beats the k-th best head word,
-            # that is, if fewer than k head words are at least as likely as the token.
-            tokens = self._head[lm.head_words :].unsqueeze(1)  # (clusters, 1)
-            at_least = torch.ge(work[: lm.head_words], tokens, out=self._at_least).sum(dim=1).tolist()
-            needed = [cluster for cluster, count in enumerate(at_least) if count < top_k]
-        last = needed[-1] if needed else -1
-        scope = lm.clusters[last][1] if needed else lm.head_words  # words [0, scope) are filled in below
-        for cluster in range(last + 1):
-            start, end = lm.clusters[cluster]
-            if cluster in needed:
-                work[start:end].copy_(self._ensure_tail(cluster))
-                for index in groups[cluster + 1]:
-                    work[start + index] = _NEG_INF
-            else:
-                work[start:end].fill_(_NEG_INF)
-        if filtering:
-            return sample_top_k(work[:scope], top_k, generator, temperature, top_p, min_p)
-        if temperature != 1.0:
-            work.div_(temperature)
-        scores = torch.log_softmax(work, 0, out=self._scores)
-        if top_p >= 1.0:
-            return _draw(cut_min_p(scores, min_p), generator, self._probs, self._cumulative)
-        ids = nucleus_ids(scores, top_p)  # ascending
-        scores = cut_min_p(torch.log_softmax(scores[ids], 0), min_p)
-        count = ids.numel()
-        return int(ids[_draw(scores, generator, self._probs[:count], self._cumulative[:count])])
-
-
-def sample_top_k(
-    scores: Tensor,
-    top_k: int,
-    generator: torch.Generator,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    min_p: float = 0.0,
-) -> int:
-    """One position of ``scores (n,)`` (log-probs, normalised or not) drawn after temperature, top-k, top-p and min-p.
-
-    Exactly the samplers' processors (``Temperature``, ``TopK``, ``TopP``, ``MinP``) followed by
-    ``sample_index`` (same words kept, ties at the top-k boundary to the lower position, one
-    ``torch.rand(1, float64)`` from ``generator`` mapped through the kept words' cumulative mass in
-    position order), up to float rounding. Needs ``0 < top_k <= n``.
-
-    The ``k`` values are few, so past the top-k the work is a few Python floats: no tensor
-    operation costs less than a microsecond or two. A tie at the boundary (seen in the ``k + 1``-th
-    value) or a ``-inf`` among the ``k`` takes an exact tensor route instead.
-    """
-    values, ids = torch.topk(scores, min(top_k + 1, scores.numel()))  # highest first; one more shows a tie
-    levels = values.tolist()
-    if len(levels) > top_k and levels[top_k] == levels[top_k - 1]:
-        ids = top_k_ids(scores, top_k)  # ascending
-        kept = torch.log_softmax(scores[ids] / temperature, 0)
-        if top_p < 1.0:
-            keep = nucleus_ids(kept, top_p)
-            ids, kept = ids[keep], torch.log_softmax(kept[keep], 0)
-        kept = cut_min_p(kept, min_p)
-        probs = torch.empty(ids.numel(), dtype=torch.float64, device=scores.device)
-        return int(ids[_draw(kept, generator, probs, torch.empty_like(probs))])
-    levels, positions = levels[:top_k], ids.tolist()[:top_k]
-    highest = levels[0]
-    masses = [math.exp((level - highest) / temperature) for level in levels]  # unnormalised, float64
-    count = top_k
-    if top_p < 1.0:
-        # The nucleus: words while the mass before each is below top_p (of the top k's mass).
-        limit = (top_p - TOP_P_TOLERANCE) * sum(masses)
-        count, before = 0, 0.0
-        for mass in masses:
-            if before >= limit:
-                break
-            count += 1
-            before += mass
-        count = max(1, count)
-        if count < top_k and levels[count - 1] == levels[count]:
-            # It ends inside a run of equal values (whose masses are equal, so the count holds):
-            # of those, the lower positions are in. Only equal values move, so levels[i] still
-            # holds the value at place i.
-            order = sorted(range(top_k), key=lambda i: (-levels[i], positions[i]))
-            positions, masses = [positions[i] for i in order], [masses[i] for i in order]
-    if min_p > 0.0:
-        # min-p: the words whose log-ratio to the top word (after temperature) reaches log(min_p),
-        # a prefix of the values (highest first) that never splits a run of equal ones.
-        cut = math.log(min_p) - MIN_P_TOLERANCE
-        count = sum(1 for level in levels[:count] if (level - highest) / temperature >= cut)
-    chosen = sorted(zip(positions[:count], masses[:count], strict=True))  # position order
-    cumulative = list(itertools.accumulate(mass for _, mass in chosen))
-    draw = float(torch.rand(1, dtype=torch.float64, generator=generator)) * cumulative[-1]
-    index = bisect.bisect_right(cumulative, draw)
-    if index >= len(chosen):  # the draw rounded up to the total mass: the last possible word
-        index = max(i for i, (_, mass) in enumerate(chosen) if mass > 0)
-    return chosen[index][0]
-
-
-def cut_min_p(log_probs: Tensor, min_p: float) -> Tensor:
-    """``log_probs (n,)`` with ``-inf``, in place, for the words under ``min_p`` times the top word's probability.
-
-    The samplers' ``filter_min_p`` comparison (in float64, with :data:`MIN_P_TOLERANCE`) without
-    its renormalisation: a draw scales by the kept words' total anyway. Off (``min_p`` 0): untouched.
-    """
-    if min_p <= 0.0:
-        return log_probs
-    scores = log_probs.double()
-    return log_probs.masked_fill_(scores < scores.max() + (math.log(min_p) - MIN_P_TOLERANCE), _NEG_INF)
-
-
-def _draw(log_probs: Tensor, generator: torch.Generator, probs: Tensor, cumulative: Tensor) -> int:
-    """One position of ``log_probs (n,)`` drawn with one uniform, as the samplers' ``sample_index`` does.
-
-    The cumulative distribution is summed in float64 in position order; ``probs`` and
-    ``cumulative`` are ``(n,)`` float64 buffers. ``log_probs`` is overwritten (with probabilities).
-    """
-    probs.copy_(log_probs.exp_())  # exp in float32 (several times cheaper than in float64), summed in float64
-    torch.cumsum(probs, 0, out=cumulative)
-    draw = torch.rand(1, dtype=torch.float64, generator=generator).to(cumulative.device) * cumulative[-1]
-    index = int(torch.searchsorted(cumulative, draw, right=True))
-    if index >= probs.numel():  # the draw rounded up to the total mass: the last possible word
-        index = int(torch.nonzero(probs)[-1])
-    return index
-
-
-def top_k_ids(scores: Tensor, count: int) -> Tensor:
-    """The ids of the ``count`` highest ``scores (V,)`` in ascending id order; boundary ties to lower ids."""
-    values, ids = torch.topk(scores, count, sorted=False)
-    boundary = values.min()
-    if int((scores >= boundary).sum()) > count:  # a tie at the boundary: keep the lower ids
-        candidates = torch.nonzero(scores >= boundary).view(-1)  # ascending
-        order = torch.sort(scores[candidates], descending=True, stable=True).indices[:count]
-        ids = candidates[order]
-    return ids.sort().values
-
-
-def nucleus_ids(log_probs: Tensor, top_p: float) -> Tensor:
-    """Positions (ascending) of the top-p set of one normalised row ``(n,)``: the samplers' nucleus.
-
-    The most likely words, ties to the lower position, until the mass taken (summed in float64)
-    reaches ``top_p - TOP_P_TOLERANCE``; at least one. Only the best few words' values are sorted
-    (64, then 512, then all), as a peaked distribution reaches ``top_p`` early.
-    """
-    finite = int(torch.isfinite(log_probs).sum())
-    count = min(64, finite)
-    while True:
-        values = torch.topk(log_probs, count).values  # highest first
-        probs = values.double().exp()
-        mass_before = probs.cumsum(dim=0) - probs
-        inside = max(1, int((mass_before < top_p - TOP_P_TOLERANCE).sum()))
-        if inside < count or count >= finite:
-            break
-        smallest = float(probs[-1])
-        at_least = count + (top_p - float(mass_before[-1]) - smallest) / smallest if smallest > 0 else math.inf
-        count = min(512 if count < 512 and at_least <= 512 else finite, finite)  # 64, 512, all: never the same twice
-    last = values[inside - 1]
-    keep = log_probs > last
-    missing = inside - int(keep.sum())
-    tied = torch.nonzero(log_probs == last).view(-1)
-    keep[tied[:missing]] = True  # the tied words of lowest position
-    return torch.nonzero(keep).view(-1)
-
-
 # ---- one FastLM per model, rebuilt when its weights change -----------------------------------
 
 _CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, FastLM]] = weakref.WeakKeyDictionary()
@@ -749,8 +350,8 @@ def fast_lm(model: LSTMLanguageModel, input_table: bool | None = None) -> FastLM
     (:func:`weights_signature`) costs a few microseconds, so call this once per generation or
     scoring, not per word. A server thus holds one :class:`FastLM` per model it keeps
     (:attr:`FastLM.nbytes` besides the model: 2.7 MB for the demo model), and one
-    :class:`Cursor` per text being generated (:attr:`Cursor.nbytes`: 0.23 MB), freed when that
-    generation ends.
+    :class:`~lstm_core.model.cursor.Cursor` per text being generated (its ``nbytes``: 0.23 MB),
+    freed when that generation ends.
     """
     signature = (weights_signature(model), input_table)
     with _CACHE_LOCK:

@@ -12,7 +12,7 @@ Shapes: ``V`` vocabulary size, ``B`` rows (one per beam; 1 for greedy and sampli
 
 Greedy and sampled texts move a :class:`Position` along one word at a time and choose each word
 with a :class:`Chooser`. For an :class:`~lstm_core.model.network.LSTMLanguageModel` in float32 on the
-CPU the position is a :class:`~lstm_core.model.fast.Cursor` (the fast path: fused gates, buffers
+CPU the position is a :class:`~lstm_core.model.cursor.Cursor` (the fast path: fused gates, buffers
 reused, the adaptive softmax's tails computed only when they can hold the choice), and the
 chooser takes the processor list's exact :class:`~lstm_core.sampling.shortcut.Shortcut` when it
 has one, or runs the processors on the cursor's full log-probs when it has not (a repetition
@@ -37,11 +37,13 @@ import torch
 from torch import Tensor
 
 from lstm_core.errors import InputError
-from lstm_core.model.fast import Cursor, FastLM, fast_path
+from lstm_core.model.cursor import Cursor
+from lstm_core.model.fast import FastLM, fast_path
 from lstm_core.model.network import LanguageModel, State, check_vocab_size, inference
 from lstm_core.sampling.history import History
 from lstm_core.sampling.options import SamplingOptions
-from lstm_core.sampling.processors import ProcessorList, descending_order, is_whole_number
+from lstm_core.sampling.processors import ProcessorList
+from lstm_core.sampling.rules import descending_order, draw_index, is_whole_number
 from lstm_core.sampling.shortcut import Shortcut
 from lstm_core.text.cleaning import tokenize
 from lstm_core.text.vocab import Vocab
@@ -65,20 +67,12 @@ def make_generator(seed: int | None) -> torch.Generator:
 def sample_index(log_probs: Tensor, generator: torch.Generator) -> int:
     """Draw one word id from a ``(V,)`` or ``(1, V)`` log-distribution with ``generator``.
 
-    The one place where randomness is consumed: exactly one uniform number per call, turned into
-    a word through the cumulative distribution (summed in float64, so the rounding stays far below
-    any probability that matters). ``torch.multinomial`` would draw an exponential variate for
-    every word instead -- about 0.19 ms a step for 7,000 words on a 2-core CPU, against 0.02 ms
-    here. A word of probability 0 is never drawn: ``searchsorted(right=True)`` lands on the first
-    word whose cumulative mass exceeds the draw, which has positive mass.
+    Where the plain path consumes randomness: exactly one uniform number per call, turned into a
+    word through the cumulative distribution summed in float64, so the rounding stays far below
+    any probability that matters (the rule: :func:`~lstm_core.sampling.rules.draw_index`, which
+    the fast path's draw follows too). A word of probability 0 is never drawn.
     """
-    probs = log_probs.reshape(-1).double().exp()
-    cumulative = probs.cumsum(dim=0)
-    draw = torch.rand(1, dtype=torch.float64, generator=generator) * cumulative[-1]
-    index = int(torch.searchsorted(cumulative, draw, right=True))
-    if index >= probs.numel():  # the draw rounded up to the total mass: the last possible word
-        index = int(torch.nonzero(probs)[-1])
-    return index
+    return draw_index(log_probs.reshape(-1).double().exp(), generator)
 
 
 @dataclass(frozen=True)
@@ -135,7 +129,7 @@ def advance(model: LanguageModel, ids: Tensor, state: State | None, lm: FastLM |
 class Position(Protocol):
     """One text's place in a model: the next word's log-probs, the LSTM state, and a way one word on.
 
-    A :class:`~lstm_core.model.fast.Cursor` is one (the fast path); :class:`ModelPosition` is any
+    A :class:`~lstm_core.model.cursor.Cursor` is one (the fast path); :class:`ModelPosition` is any
     :class:`~lstm_core.model.network.LanguageModel`'s.
     """
 
@@ -220,7 +214,7 @@ class Chooser:
 
     The :class:`~lstm_core.sampling.processors.ProcessorList` the options build defines the
     choice: greedy takes the argmax of its output, sampling one draw from it. At a
-    :class:`~lstm_core.model.fast.Cursor` the list's exact
+    :class:`~lstm_core.model.cursor.Cursor` the list's exact
     :class:`~lstm_core.sampling.shortcut.Shortcut` makes the same choice without the full
     distribution when the list has one; otherwise the processors run on the position's log-probs.
     """

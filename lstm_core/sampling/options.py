@@ -15,7 +15,8 @@ from typing import Literal, get_args
 
 from lstm_core.errors import InputError
 from lstm_core.fields import meta
-from lstm_core.sampling.processors import MAX_TOP_K, PIPELINE, is_finite_number, is_whole_number
+from lstm_core.sampling.processors import PIPELINE
+from lstm_core.sampling.rules import MAX_TOP_K, is_finite_number, is_whole_number
 
 Method = Literal["greedy", "sample", "beam"]
 UnknownRule = Literal["skip", "stop", "allow"]

@@ -21,14 +21,16 @@ here, one entry in :data:`PIPELINE` and one field of ``SamplingOptions``.
 
 Every processor returns normalised log-probs (``-inf`` for words it removed), or its input itself
 when it changes nothing, so greedy decoding with no rule is exactly the model's argmax. The
-filters are also plain functions on ``(..., V)`` tensors (:func:`filter_top_k` and friends).
+filters are also plain functions on ``(..., V)`` tensors (:func:`filter_top_k` and friends). What
+each stage keeps (its tolerance, its tie order, when a ban is lifted) is decided in
+:mod:`lstm_core.sampling.rules`, which the fast path's choice at a cursor follows too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, overload
 
 import torch
@@ -36,78 +38,26 @@ from torch import Tensor
 
 from lstm_core.errors import InputError
 from lstm_core.sampling.history import History
+from lstm_core.sampling.rules import (
+    GREEDY_TEMPERATURE,
+    MAX_TOP_K,
+    apply_temperature,
+    ban_is_lifted,
+    below_min_p,
+    is_finite_number,
+    is_whole_number,
+    nucleus_mask,
+    top_k_mask,
+)
 from lstm_core.text.vocab import UNK_INDEX
 
 if TYPE_CHECKING:
     from lstm_core.sampling.options import SamplingOptions
 
-GREEDY_TEMPERATURE = 1e-4
-"""At or below this temperature sampling is greedy: ``p ** (1 / T)`` would overflow, and its limit
-as ``T -> 0`` is all the mass on the most likely word anyway."""
-
-TOP_P_TOLERANCE = 1e-6
-"""Mass within this of ``top_p`` counts as reaching it, so float rounding of a cumulative sum
-(0.5 + 0.25 computed as 0.7499999) cannot add a word to the nucleus."""
-
-MIN_P_TOLERANCE = 1e-5
-"""A word whose probability ratio to the top word is within this (relative) of ``min_p`` counts as
-reaching it, so float32 rounding of two log-probs cannot drop a word that sits exactly on the
-boundary (0.25 against 0.5 at ``min_p`` 0.5)."""
-
-MAX_TOP_K = 1000
-"""The most words top-k may keep: a cap for a shared server; top-p and min-p adapt instead."""
-
 _NEG_INF = float("-inf")
 
 
-def is_whole_number(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_finite_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 # ---- pure filters on (..., V) log-probabilities ----------------------------------------------
-
-
-def apply_temperature(log_probs: Tensor, temperature: float) -> Tensor:
-    """``(..., V)`` -> normalised log-probs of ``p ** (1 / T)``.
-
-    At ``T <= GREEDY_TEMPERATURE`` the result is one-hot on the argmax (the first one on ties):
-    dividing by a tiny ``T`` would turn differences into infinities and NaNs.
-    """
-    if temperature <= GREEDY_TEMPERATURE:
-        best = log_probs.argmax(dim=-1, keepdim=True)
-        return torch.full_like(log_probs, _NEG_INF).scatter_(-1, best, 0.0)
-    scores = log_probs if temperature == 1.0 else log_probs / temperature
-    return scores.log_softmax(dim=-1)
-
-
-def descending_order(scores: Tensor, count: int) -> Tensor:
-    """Indices of the ``count`` highest entries of ``scores (V,)``, highest first, ties to the lower index.
-
-    Exactly the first ``count`` of a stable descending sort, without sorting all ``V`` entries
-    (a stable sort of 7,500 floats costs about 0.3 ms, a top-k a tenth of that): an unsorted
-    top-k finds the ``count``-th value, and only the entries at or above it are sorted -- all of
-    them, so a tie at the boundary cannot drop the lower index.
-    """
-    size = scores.numel()
-    if count >= size:
-        return torch.sort(scores, descending=True, stable=True).indices
-    boundary = torch.topk(scores, count, sorted=False).values.min()
-    candidates = torch.nonzero(scores >= boundary).view(-1)  # ascending index
-    order = torch.sort(scores[candidates], descending=True, stable=True).indices[:count]
-    return candidates[order]
-
-
-def _keep_per_row(log_probs: Tensor, pick: Callable[[Tensor], Tensor]) -> Tensor:
-    """``log_probs (..., V)`` with ``-inf`` outside ``pick(row)`` in each row, renormalised."""
-    rows = log_probs.reshape(-1, log_probs.size(-1))
-    keep = torch.zeros_like(rows, dtype=torch.bool)
-    for row, mask in zip(rows, keep, strict=True):
-        mask[pick(row)] = True
-    return log_probs.masked_fill(~keep.view_as(log_probs), _NEG_INF).log_softmax(dim=-1)
 
 
 def filter_top_k(log_probs: Tensor, top_k: int) -> Tensor:
@@ -118,57 +68,25 @@ def filter_top_k(log_probs: Tensor, top_k: int) -> Tensor:
     """
     if top_k <= 0 or top_k >= log_probs.size(-1):
         return log_probs
-    boundary = torch.topk(log_probs, top_k, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
-    keep = log_probs >= boundary  # (..., V)
-    if bool((keep.sum(dim=-1) > top_k).any()):  # ties at the boundary: only the lower indices may stay
-        return _keep_per_row(log_probs, lambda row: descending_order(row, top_k))
-    return log_probs.masked_fill(~keep, _NEG_INF).log_softmax(dim=-1)
-
-
-def _nucleus_size(log_probs: Tensor, top_p: float) -> tuple[int, Tensor]:
-    """How many words the top-p set of one normalised row ``(V,)`` holds, and the last one's log-prob.
-
-    Only the sorted *values* are needed: tied words have equal mass, so their order does not
-    change the running sums. The search looks at the best 64 words first and widens only when
-    those fall short, straight to all words when even 512 cannot reach ``top_p`` (each word
-    beyond the 64th has at most the 64th's mass), so a peaked distribution stays cheap.
-    """
-    finite = int(torch.isfinite(log_probs).sum())
-    count = min(64, finite)
-    while True:
-        values = torch.topk(log_probs, count).values  # highest first
-        probs = values.double().exp()
-        mass_before = probs.cumsum(dim=0) - probs  # mass of the words ranked above each one
-        inside = max(1, int((mass_before < top_p - TOP_P_TOLERANCE).sum()))  # a prefix: mass_before only grows
-        if inside < count or count >= finite:
-            return inside, values[inside - 1]
-        smallest = float(probs[-1])  # 0 only when the remaining words' mass underflows to nothing
-        at_least = count + (top_p - float(mass_before[-1]) - smallest) / smallest if smallest > 0 else math.inf
-        count = min(512 if at_least <= 512 else finite, finite)
+    return log_probs.masked_fill(~top_k_mask(log_probs, top_k), _NEG_INF).log_softmax(dim=-1)
 
 
 def filter_top_p(log_probs: Tensor, top_p: float) -> Tensor:
     """Nucleus filter on normalised ``(..., V)`` log-probs: the smallest most-likely set with mass ``>= top_p``.
 
     Words are taken in order of probability (ties: lower index first) until the mass of those
-    taken is ``>= top_p - TOP_P_TOLERANCE`` (summed in float64). After top-k the input is the
-    renormalised top-k distribution, so the mass is relative to those words (as in HF
-    transformers). The most likely word always survives. Returns renormalised log-probs, ``-inf``
-    outside the set; off (``top_p`` 1): the input itself.
+    taken is ``>= top_p - TOP_P_TOLERANCE``, summed in float64 (the rule's
+    :func:`~lstm_core.sampling.rules.nucleus_mask`). After top-k the input is the renormalised
+    top-k distribution, so the mass is relative to those words (as in HF transformers). The most
+    likely word always survives. Returns renormalised log-probs, ``-inf`` outside the set; off
+    (``top_p`` 1): the input itself.
     """
     if top_p >= 1.0:
         return log_probs
     rows = log_probs.reshape(-1, log_probs.size(-1))
     keep = torch.empty_like(rows, dtype=torch.bool)
     for row, mask in zip(rows, keep, strict=True):
-        size, last = _nucleus_size(row, top_p)
-        torch.gt(row, last, out=mask)  # every word above the last one taken ...
-        tied = row == last
-        missing = size - int(mask.sum())
-        if int(tied.sum()) == missing:  # ... and the words tied with it (usually just itself),
-            mask |= tied
-        else:  # ... or only the lowest-index ones of those
-            mask[torch.nonzero(tied).view(-1)[:missing]] = True
+        nucleus_mask(row, top_p, out=mask)
     return log_probs.masked_fill(~keep.view_as(log_probs), _NEG_INF).log_softmax(dim=-1)
 
 
@@ -177,14 +95,12 @@ def filter_min_p(log_probs: Tensor, min_p: float) -> Tensor:
 
     The cut scales with the model's confidence: a peaked distribution keeps few words, a flat one
     many (Nguyen et al., 2024, "min-p sampling"). Compared as ``log p >= log p_max + log(min_p)``
-    in float64, with :data:`MIN_P_TOLERANCE`. The top word always survives; the result is
+    in float64, with :data:`~lstm_core.sampling.rules.MIN_P_TOLERANCE`. The top word always survives; the result is
     renormalised, ``-inf`` elsewhere. Off (``min_p`` 0): the input itself.
     """
     if min_p <= 0:
         return log_probs
-    scores = log_probs.double()
-    threshold = scores.amax(dim=-1, keepdim=True) + (math.log(min_p) - MIN_P_TOLERANCE)
-    return log_probs.masked_fill(scores < threshold, _NEG_INF).log_softmax(dim=-1)
+    return log_probs.masked_fill(below_min_p(log_probs, min_p), _NEG_INF).log_softmax(dim=-1)
 
 
 def penalize_repetition(log_probs: Tensor, seen: Tensor, penalty: float) -> Tensor:
@@ -351,11 +267,12 @@ class NoRepeatNgram(OptionProcessor):
             banned = history.ngrams(self.n).banned()
             if not banned:
                 continue
-            candidate = scores[row].index_fill(0, torch.tensor(sorted(banned)), _NEG_INF)
-            if bool(torch.isfinite(candidate).any()):
-                if scores is log_probs:
-                    scores = scores.clone()
-                scores[row] = candidate
+            out = set(torch.nonzero(~torch.isfinite(scores[row])).view(-1).tolist())  # removed already
+            if ban_is_lifted(banned, out, scores.size(-1)):
+                continue
+            if scores is log_probs:
+                scores = scores.clone()
+            scores[row].index_fill_(0, torch.tensor(sorted(banned)), _NEG_INF)
         return log_probs if scores is log_probs else scores.log_softmax(dim=-1)
 
 

@@ -1,4 +1,4 @@
-"""The fast path's shortcut: a processor list's choice made on a :class:`~lstm_core.model.fast.Cursor`.
+"""The fast path's shortcut: a processor list's choice made on a :class:`~lstm_core.model.cursor.Cursor`.
 
 The :class:`~lstm_core.sampling.processors.ProcessorList` is the one definition of what each
 option does; this is an exact shortcut for the lists a cursor can follow, tested against them
@@ -6,9 +6,11 @@ option does; this is an exact shortcut for the lists a cursor can follow, tested
 n-grams) or keep the most likely ones (temperature, top-k, top-p, min-p), so the cursor can
 choose without the full distribution::
 
-    greedy:  Cursor.best_next(banned)        the argmax; a tail cluster only if it can hold it
-    sample:  Cursor.sample_next(generator, temperature, top_k, top_p, banned, min_p)
+    greedy:  best_next(cursor, banned)       the argmax; a tail cluster only if it can hold it
+    sample:  sample_next(cursor, generator, temperature, top_k, top_p, banned, min_p)
              the same single draw as ``sample_index``; with top-k only the tails that can enter it
+
+(both in :mod:`lstm_core.sampling.fast_choice`, following :mod:`lstm_core.sampling.rules`).
 
 The same word as the list for the same seed, up to float rounding (at the edge of a word's share
 of the draw, or of a filter's cut). A repetition penalty changes the probability of every word
@@ -24,7 +26,8 @@ from typing import Any
 
 import torch
 
-from lstm_core.model.fast import Cursor
+from lstm_core.model.cursor import Cursor
+from lstm_core.sampling.fast_choice import best_next, sample_next
 from lstm_core.sampling.history import History
 from lstm_core.sampling.processors import (
     PIPELINE,
@@ -36,6 +39,7 @@ from lstm_core.sampling.processors import (
     TopP,
     UnknownWordRule,
 )
+from lstm_core.sampling.rules import ban_is_lifted
 from lstm_core.text.vocab import UNK_INDEX
 
 _FOLLOWED: dict[type, Callable[[Any], dict[str, Any]]] = {
@@ -90,13 +94,13 @@ class Shortcut:
         """The words the rules forbid next: ``<unk>`` under ``skip``, and those that would repeat an n-gram.
 
         As :class:`~lstm_core.sampling.processors.NoRepeatNgram` does, an n-gram ban that would
-        leave no word at all is lifted for this step (the model's log-probs are all finite, so a
-        word is left exactly when it is not banned).
+        leave no word at all is lifted for this step (:func:`~lstm_core.sampling.rules.ban_is_lifted`;
+        the model's log-probs are all finite, so the words out already are the ones banned here).
         """
         banned = {UNK_INDEX} if self.skip_unknown else set()
         if self.no_repeat_ngram:
             repeats = history.ngrams(self.no_repeat_ngram).banned()
-            if repeats and len(banned | repeats) < vocab_size:
+            if repeats and not ban_is_lifted(repeats, banned, vocab_size):
                 banned |= repeats
         return banned
 
@@ -104,6 +108,6 @@ class Shortcut:
         """The word the processor list would choose at ``cursor`` (one draw from ``generator`` when sampling)."""
         banned = sorted(self.banned(history, cursor.vocab_size))
         if self.method == "greedy":
-            return cursor.best_next(banned)
+            return best_next(cursor, banned)
         assert generator is not None, "internal error: sampling needs a random generator"
-        return cursor.sample_next(generator, self.temperature, self.top_k, self.top_p, banned, self.min_p)
+        return sample_next(cursor, generator, self.temperature, self.top_k, self.top_p, banned, self.min_p)

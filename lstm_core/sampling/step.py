@@ -31,7 +31,8 @@ from lstm_core.sampling.decoding import (
 )
 from lstm_core.sampling.history import History
 from lstm_core.sampling.options import SamplingOptions
-from lstm_core.sampling.processors import ProcessorList, descending_order, is_whole_number
+from lstm_core.sampling.processors import ProcessorList
+from lstm_core.sampling.rules import descending_order, is_whole_number
 from lstm_core.text.cleaning import tokenize
 from lstm_core.text.vocab import UNK_TOKEN, Vocab
 

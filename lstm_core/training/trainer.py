@@ -684,7 +684,8 @@ class Trainer:
         self.callback(SampleEvent(self.step, samples))
 
     def _samples(self) -> dict[str, str]:
-        from lstm_core.sampling import SamplingOptions, generate
+        from lstm_core.sampling.decoding import generate
+        from lstm_core.sampling.options import SamplingOptions
 
         samples = {}
         for prime in self.config.prime_texts:
