@@ -29,7 +29,7 @@ from lstm_core.sampling import rules
 from lstm_core.sampling.decoding import sample_index
 from lstm_core.sampling.fast_choice import nucleus_ids, sample_next
 from lstm_core.sampling.history import History
-from lstm_core.sampling.processors import TopP, filter_top_p
+from lstm_core.sampling.processors import MinP, Temperature, TopK, TopP, filter_top_p
 from lstm_core.text.vocab import UNK_TOKEN, Vocab
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -290,6 +290,29 @@ def test_the_top_k_order_in_floats_is_the_tensor_order():
         placed[positions] = scores
         tensor_order = [positions.index(position) for position in rules.descending_order(placed, 300).tolist()]
         assert rules.ranked(values, positions) == tensor_order
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("temperature", 0.0),
+        ("temperature", float("nan")),
+        ("top_k", -1),
+        ("top_k", rules.MAX_TOP_K + 1),
+        ("top_k", 2.5),
+        ("top_p", 0.0),
+        ("top_p", 1.5),
+        ("min_p", -0.1),
+        ("min_p", 1.5),
+    ],
+)
+def test_the_fast_path_refuses_what_the_processors_refuse(option, value):
+    processor = {"temperature": Temperature, "top_k": TopK, "top_p": TopP, "min_p": MinP}[option]
+    with pytest.raises(ValueError):
+        processor(value)
+    cursor = FastLM(crafted_checkpoint(nucleus_probs(100, 5, 0.9)).build_model()).cursor()
+    with pytest.raises(ValueError):
+        sample_next(cursor, torch.Generator().manual_seed(0), **{option: value})
 
 
 def test_a_ban_is_lifted_only_when_it_would_leave_no_word():

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from lstm_core.model.cursor import Cursor
 from lstm_core.sampling.rules import (
+    MAX_TOP_K,
     below_min_p,
     draw_from_masses,
     draw_index,
@@ -38,6 +39,10 @@ from lstm_core.sampling.rules import (
     ranked,
     top_k_mask,
     uniform,
+    valid_min_p,
+    valid_temperature,
+    valid_top_k,
+    valid_top_p,
 )
 
 _NEG_INF = float("-inf")
@@ -99,11 +104,10 @@ def sample_next(
     With ``top_k`` on, only the ``top_k`` best words' values are needed after temperature, and a
     tail cluster is computed only when its token beats the ``top_k``-th best head word.
     """
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a number greater than 0, got {temperature!r}")
-    if top_k < 0 or not 0 < top_p <= 1 or not 0 <= min_p <= 1:
+    if not (valid_temperature(temperature) and valid_top_k(top_k) and valid_top_p(top_p) and valid_min_p(min_p)):
         raise ValueError(
-            f"top_k must be 0 (off) or more, top_p in (0, 1] and min_p in [0, 1]; got {top_k!r}, {top_p!r}, {min_p!r}"
+            f"temperature must be a number greater than 0, top_k a whole number from 0 to {MAX_TOP_K}, top_p in "
+            f"(0, 1] and min_p in [0, 1]; got {temperature!r}, {top_k!r}, {top_p!r}, {min_p!r}"
         )
     if is_greedy(temperature):
         uniform(generator)  # a one-hot draw still takes one

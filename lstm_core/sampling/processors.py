@@ -48,6 +48,10 @@ from lstm_core.sampling.rules import (
     is_whole_number,
     nucleus_mask,
     top_k_mask,
+    valid_min_p,
+    valid_temperature,
+    valid_top_k,
+    valid_top_p,
 )
 from lstm_core.text.vocab import UNK_INDEX
 
@@ -283,7 +287,7 @@ class Temperature(OptionProcessor):
     option = "temperature"
 
     def __init__(self, temperature: float) -> None:
-        if not is_finite_number(temperature) or temperature <= 0:
+        if not valid_temperature(temperature):
             _refuse(
                 f"temperature must be a number greater than 0, got {temperature!r} (for the most likely word use "
                 f"method 'greedy', or a temperature of {GREEDY_TEMPERATURE:g} or less)"
@@ -304,7 +308,7 @@ class TopK(OptionProcessor):
     option = "top_k"
 
     def __init__(self, k: int) -> None:
-        if not is_whole_number(k) or not 0 <= k <= MAX_TOP_K:
+        if not valid_top_k(k):
             too_many = is_whole_number(k) and k > MAX_TOP_K
             instead = " (for a wider choice use top_p or min_p, which adapt to the distribution)" if too_many else ""
             _refuse(f"top_k must be a whole number from 0 (off) to {MAX_TOP_K:,}, got {k!r}{instead}")
@@ -328,7 +332,7 @@ class TopP(OptionProcessor):
     option = "top_p"
 
     def __init__(self, p: float) -> None:
-        if not is_finite_number(p) or not 0 < p <= 1:
+        if not valid_top_p(p):
             _refuse(
                 f"top_p must be a number in (0, 1] (1 = off), got {p!r} (for the top word only use method 'greedy')"
             )
@@ -352,7 +356,7 @@ class MinP(OptionProcessor):
     option = "min_p"
 
     def __init__(self, min_p: float) -> None:
-        if not is_finite_number(min_p) or not 0 <= min_p <= 1:
+        if not valid_min_p(min_p):
             _refuse(f"min_p must be a number in [0, 1] (0 = off), got {min_p!r} (0.05 is a common choice)")
         self.min_p = float(min_p)
 

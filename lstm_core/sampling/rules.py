@@ -25,6 +25,7 @@ import bisect
 import itertools
 import math
 from collections.abc import Sequence, Set
+from typing import TypeGuard
 
 import torch
 from torch import Tensor
@@ -57,14 +58,34 @@ _NEG_INF = float("-inf")
 # ---- the values an option may take -------------------------------------------------------------
 
 
-def is_whole_number(value: object) -> bool:
+def is_whole_number(value: object) -> TypeGuard[int]:
     """An ``int`` that is not a ``bool`` (``True`` is no count of words)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def is_finite_number(value: object) -> bool:
+def is_finite_number(value: object) -> TypeGuard[int | float]:
     """An ``int`` or ``float``, not a ``bool``, neither infinite nor NaN."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def valid_temperature(value: object) -> bool:
+    """A number greater than 0 (at or below :data:`GREEDY_TEMPERATURE` sampling is greedy)."""
+    return is_finite_number(value) and value > 0
+
+
+def valid_top_k(value: object) -> bool:
+    """A whole number from 0 (off) to :data:`MAX_TOP_K`."""
+    return is_whole_number(value) and 0 <= value <= MAX_TOP_K
+
+
+def valid_top_p(value: object) -> bool:
+    """A number in ``(0, 1]`` (1 is off)."""
+    return is_finite_number(value) and 0 < value <= 1
+
+
+def valid_min_p(value: object) -> bool:
+    """A number in ``[0, 1]`` (0 is off)."""
+    return is_finite_number(value) and 0 <= value <= 1
 
 
 # ---- temperature -------------------------------------------------------------------------------
