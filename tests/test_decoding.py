@@ -334,3 +334,5 @@ def test_a_next_word_model_writes_through_the_same_rules_and_draws():
     assert sampled.words == drawn  # one draw per word, as the LSTM's sampler makes
     with pytest.raises(ValueError, match="beam search works with the LSTM only"):
         generate_next_word(model, vocab, "thou", 3, SamplingOptions(method="beam"))
+    with pytest.raises(ValueError, match="no words after cleaning"):  # the prime is read as the LSTM's is
+        generate_next_word(model, vocab, "!!! ...", 3)

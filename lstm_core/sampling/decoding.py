@@ -176,6 +176,17 @@ def open_position(model: LanguageModel, lm: FastLM | None, log_probs: Tensor, st
     return ModelPosition(model, log_probs, state) if lm is None else lm.cursor(state)
 
 
+def read_prime(vocab: Vocab, prime: str) -> tuple[list[str], list[int]]:
+    """``prime`` cleaned as the training text was cleaned, and its ids (unknown words as ``<unk>``).
+
+    Refuses a prime with no words after cleaning: a text needs a word to follow.
+    """
+    words = tokenize(prime)
+    if not words:
+        raise InputError(f"the prime {prime!r} has no words after cleaning; give it at least one word")
+    return words, vocab.encode(words)
+
+
 def prime_model(model: LanguageModel, vocab: Vocab, prime: str) -> Primed:
     """Clean ``prime`` as the training text was cleaned and feed it once; unknown words go in as ``<unk>``.
 
@@ -183,10 +194,7 @@ def prime_model(model: LanguageModel, vocab: Vocab, prime: str) -> Primed:
     are the cursor's at the state after it, so what a UI shows is what the choice is made from.
     """
     check_vocab_size(model, len(vocab))
-    words = tokenize(prime)
-    if not words:
-        raise InputError(f"the prime {prime!r} has no words after cleaning; give it at least one word")
-    ids = vocab.encode(words)
+    words, ids = read_prime(vocab, prime)
     with inference(model):
         lm = fast_path(model)
         if lm is None:
@@ -419,9 +427,6 @@ def generate_next_word(
     if options.method == "beam":
         raise InputError("beam search works with the LSTM only; choose greedy or sampling for this model")
     check_length(length)
-    words = tokenize(prime)
-    if not words:
-        raise InputError(f"the prime {prime!r} has no words after cleaning; give it at least one word")
-    ids = vocab.encode(words)
+    words, ids = read_prime(vocab, prime)
     out, stopped = _continue_position(_ContextPosition(model, ids), ids, length, options)
     return Generation(words, vocab.unknown_words(words), vocab.decode(out), stopped)
