@@ -10,7 +10,8 @@ the chores it is given (loading the demo model, clearing out old runs) while the
 the page. A page that needs one of them before it is ready waits for it (Python's import lock,
 the demo model's own lock) instead of doing it again.
 
-The modules are read from the pages' own import statements (:func:`page_imports`), so a page
+The modules are read from the pages' own import statements (:func:`page_imports`), and from
+those of the app's modules they import (a page's parts, e.g. ``app/generate_page/``), so a page
 that gains an import is warmed up without anyone remembering to list it here.
 """
 
@@ -23,7 +24,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-PAGES_DIR = Path(__file__).resolve().parent / "pages"
+APP_DIR = Path(__file__).resolve().parent
+PAGES_DIR = APP_DIR / "pages"
 PAGES = ("train.py", "generate.py", "inside.py")
 """The pages whose imports are warmed up, the likeliest next page first; torch comes before all."""
 
@@ -46,9 +48,33 @@ def page_imports(path: Path) -> list[str]:
     return names
 
 
+def app_module_file(name: str) -> Path | None:
+    """The source of ``name`` when it is one of the app's own modules (``app.x.y``), else None."""
+    if name != "app" and not name.startswith("app."):
+        return None
+    path = APP_DIR.parent.joinpath(*name.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def modules() -> list[str]:
-    """What the entry script's later pages import (torch first), without repeats."""
-    names = ["torch", *(name for page in PAGES for name in page_imports(PAGES_DIR / page))]
+    """What the entry script's later pages import (torch first), without repeats: each page's
+    imports, each of the app's own modules among them followed by its imports in turn."""
+    names = ["torch"]
+    seen: set[str] = set()
+
+    def add(path: Path) -> None:
+        for name in page_imports(path):
+            names.append(name)
+            source = app_module_file(name)
+            if source is not None and name not in seen:
+                seen.add(name)
+                add(source)
+
+    for page in PAGES:
+        add(PAGES_DIR / page)
     return list(dict.fromkeys(names))
 
 
