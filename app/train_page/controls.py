@@ -1,0 +1,99 @@
+"""Which run the Train page shows, and its Start, Stop and Resume buttons.
+
+A run trains in a process of its own (``app/run_control.py``); these only write to its folder or
+start its process, and the page reads the folder back.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import run_control as runs
+from app import services, state
+from app.corpus_state import chosen_text
+from app.visitor import data_root
+from lstm_core.config import Config
+from lstm_core.runs import folder as run_files
+
+
+def visitor_runs() -> list[run_files.RunSummary]:
+    """The visitor's runs, newest first."""
+    return run_files.list_runs(state.workspace().runs)
+
+
+def current_run() -> run_files.RunSummary | None:
+    """The run on show: the one chosen, else the visitor's newest."""
+    chosen = state.current_run_id()
+    if chosen is not None:
+        run = run_files.read_run(state.workspace().runs / chosen)
+        if run is not None:
+            return run
+    found = visitor_runs()
+    return found[0] if found else None
+
+
+def start_run(config: Config) -> None:
+    """Start a new run of ``config`` on the chosen text (a button's callback); a refusal is kept
+    in the session for the page to show."""
+    text, missing = chosen_text()
+    if text is None:
+        st.session_state[state.TRAIN_ERROR] = missing
+        return
+    dataset = services.dataset_for(text, config.min_word_freq, config.split_fractions)
+    try:
+        run = runs.start_run(data_root(), state.workspace().runs, config, dataset, services.limits())
+    except (runs.CapacityError, ValueError) as error:
+        st.session_state[state.TRAIN_ERROR] = str(error)
+        return
+    st.session_state[state.TRAIN_ERROR] = None
+    state.set_current_run(run.id)
+    services.runs_training_now.clear()
+
+
+def resume_run(run_id: str) -> None:
+    """Continue the run with its own config and data, whatever the widgets show now."""
+    run = run_files.read_run(state.workspace().runs / run_id)
+    if run is None:
+        st.session_state[state.TRAIN_ERROR] = "That run is gone (runs are kept for a limited time)."
+        return
+    try:
+        runs.resume_run(data_root(), run, services.limits())
+    except (runs.CapacityError, ValueError) as error:
+        st.session_state[state.TRAIN_ERROR] = str(error)
+        return
+    st.session_state[state.TRAIN_ERROR] = None
+    services.runs_training_now.clear()
+
+
+def stop_run(run_id: str) -> None:
+    """Ask the run's process to stop (it saves a checkpoint first)."""
+    run = run_files.read_run(state.workspace().runs / run_id)
+    if run is not None:
+        runs.stop_run(run)
+
+
+def controls_section(config: Config | None, problems: list[str], run: run_files.RunSummary | None) -> None:
+    """Start (a new run of ``config``), Stop and Resume (the run on show), each enabled only when
+    it can act, and the last refusal."""
+    active = run is not None and run.active
+    resume_problem = runs.resume_problem(run, services.limits()) if run is not None else "no run"
+    start, stop, resume = st.columns(3)
+    start.button(
+        "Start training",
+        type="primary",
+        disabled=active or bool(problems),
+        on_click=start_run,
+        args=(config,),
+        width="stretch",
+    )
+    stop.button("Stop", disabled=not active, on_click=stop_run, args=(run.id if run else "",), width="stretch")
+    resume.button(
+        "Resume",
+        disabled=resume_problem is not None,
+        on_click=resume_run,
+        args=(run.id if run else "",),
+        help=resume_problem if run is not None and not active and resume_problem else None,
+        width="stretch",
+    )
+    if st.session_state.get(state.TRAIN_ERROR):
+        st.error(st.session_state[state.TRAIN_ERROR])

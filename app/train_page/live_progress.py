@@ -1,0 +1,90 @@
+"""The run on show as it trains: its progress, figures, charts and samples, redrawn every two
+seconds while it trains (the page draws :func:`live_section` in an ``st.fragment`` with ``run_every``)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app import charts, services, state
+from app.train_page.controls import current_run
+from app.train_page.labels import duration, status_text
+from lstm_core.errors import InputError
+from lstm_core.evaluation.standing import overfitting, standing
+from lstm_core.runs import folder as run_files
+from lstm_core.training.trainer import CheckpointEvent, EvalEvent, Event, SampleEvent, StepEvent
+
+
+def samples_table(events: list[Event]) -> pd.DataFrame:
+    """What the model wrote for each prime text at each evaluation, newest first (a row per step)."""
+    rows = [{"step": e.step, **e.samples} for e in events if isinstance(e, SampleEvent)]
+    return pd.DataFrame(rows[::-1])
+
+
+def standing_section(run: run_files.RunSummary, steps: list[StepEvent], evals: list[EvalEvent]) -> None:
+    """One sentence on where the run stands: the baselines it beat and when, and overfitting."""
+    if not evals:
+        if run.active:
+            st.caption(
+                "Not evaluated yet: where the run stands against the baselines shows after its first evaluation."
+            )
+        return
+    history = [{"step": e.step, "elapsed_s": e.elapsed_s, "perplexity": e.perplexity} for e in evals]
+    losses = [{"step": e.step, "loss": e.loss} for e in steps]
+    try:
+        sentence = standing(history, losses, run_files.read_baselines(run.path))
+        rising = overfitting(history, losses)
+    except InputError:  # a damaged events file: the charts still show what could be read
+        return
+    (st.warning if rising else st.markdown)(sentence)
+
+
+def live_section() -> None:
+    """The progress bar, the figures, where the run stands, its charts and its samples."""
+    run = current_run()
+    if run is None:
+        st.info("No training run yet: choose a preset or settings above, then press Start training.")
+        return
+    if run.active:
+        run_files.touch_heartbeat(run.path)  # someone is watching: keep training
+    events = services.event_tail(str(run.path / run_files.EVENTS_FILE)).read()
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    evals = [e for e in events if isinstance(e, EvalEvent)]
+    last = steps[-1] if steps else None
+    total = run.total_steps or (last.total_steps if last else 0)
+    done = run.step
+    st.progress(min(1.0, done / max(1, total)), text=f"{status_text(run.state)} step {done:,} of {total:,}")
+    columns = st.columns(5)
+    columns[0].metric("Training loss", f"{last.loss:.3f}" if last else "-")
+    columns[1].metric("Validation perplexity", f"{evals[-1].perplexity:,.1f}" if evals else "-")
+    columns[2].metric("Words per second", f"{last.tokens_per_s:,.0f}" if last else "-")
+    columns[3].metric("Elapsed", duration(run.elapsed_s) if run.step else "-")
+    columns[4].metric("Time left", duration(last.eta_s) if last and run.active else "-")
+    if run.active and run.message:
+        st.caption(f"Note: {run.message}.")
+    if run.ended_unexpectedly or run.state == "diverged":
+        saved = [e.step for e in events if isinstance(e, CheckpointEvent) and not e.best]
+        kept = (
+            f" Its last checkpoint (step {saved[-1] if saved else run.step:,}) is kept: resume the run or "
+            "download it below."
+            if run.has_last
+            else " It had not saved a checkpoint yet."
+        )
+        st.error(f"{status_text(run.state)} {run.message}.{kept}")
+    standing_section(run, steps, evals)
+    if steps:
+        left, right = st.columns(2)
+        # Titles as text above the charts: a Vega title next to a chart with a legend was clipped.
+        left.markdown("**Loss**")
+        left.altair_chart(charts.loss_chart(events), width="stretch")
+        right.markdown("**Validation perplexity**, against the baselines (dashed)")
+        baselines = run_files.read_baselines(run.path)
+        right.altair_chart(charts.perplexity_chart(events, baselines), width="stretch")
+    table = samples_table(events)
+    if not table.empty:
+        st.caption("What the model writes for the recipe's prime texts (greedy), newest first")
+        st.dataframe(table, hide_index=True, width="stretch")
+    if st.session_state.get(state.WAS_RUNNING) and not run.active:
+        st.session_state[state.WAS_RUNNING] = False
+        st.rerun()  # refresh the whole page: buttons, summary and download
+    st.session_state[state.WAS_RUNNING] = run.active

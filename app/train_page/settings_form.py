@@ -1,0 +1,78 @@
+"""The Train page's settings: the presets, every setting of the model and its training, and what
+would stop a run with them from starting."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import run_control as runs
+from app import services, state, widgets
+from app.train_page.labels import PRESET_LABELS
+from lstm_core.config import PRESET_HELP, Config
+from lstm_core.data.batching import min_tokens
+from lstm_core.model.memory import estimate_memory, format_bytes
+from lstm_core.model.network import count_parameters
+
+
+def settings_section() -> None:
+    """The preset buttons (the chosen one highlighted), then every setting in an expander."""
+    st.write("**Presets**")
+    offered = state.offered_presets()
+    columns = st.columns(len(offered))
+    for column, name in zip(columns, offered, strict=True):
+        chosen = st.session_state.get(state.PRESET) == name
+        column.button(
+            PRESET_LABELS.get(name, name),
+            key=f"preset_{name}",
+            help=PRESET_HELP[name],
+            on_click=state.apply_preset,
+            args=(name,),
+            type="primary" if chosen else "secondary",
+            width="stretch",
+        )
+
+    def widget(name: str) -> None:
+        # Built from the Config field's metadata; a preset or a loaded run may hold a value outside
+        # the usual range or between the offered steps, and the widget then offers it too.
+        spec = widgets.widget_spec(Config, name, current=st.session_state[state.CONFIG][name])
+        extra = {"horizontal": True} if spec.kind == "radio" else {}
+        state.config_widget(getattr(st, spec.kind), spec.label, name, scope="train", **spec.kwargs, **extra)
+
+    with st.expander("Model and training settings", expanded=False):
+        left, right = st.columns(2)
+        for column, group in ((left, "Model"), (left, "Regularisation"), (right, "Training")):
+            with column:
+                st.caption(group)
+                for name in state.UI_GROUPS[group]:
+                    widget(name)
+
+
+def check_settings(
+    config: Config | None, problems: list[str], text: services.Text, vocab_counts: list[int]
+) -> list[str]:
+    """Everything that would stop a run from starting, in plain words."""
+    if config is None:
+        return problems
+    train_tokens = int(text.encoded.tokens * config.split_fractions[0])
+    needed = min_tokens(config.batch_size, config.training_seq_len)
+    if train_tokens < needed:
+        problems.append(
+            f"The training part of this text has {train_tokens:,} words; batch_size {config.batch_size} x "
+            f"(training_seq_len {config.training_seq_len} + 1) needs at least {needed:,}. "
+            "Lower the batch size or sequence length, or choose more text."
+        )
+    return problems + runs.admission_problems(config, vocab_counts, text.encoded.tokens, services.limits())
+
+
+def summary_caption(config: Config, text: services.Text, vocab_counts: list[int]) -> None:
+    """One line on what the settings make: the text, the model's size, the memory its training
+    needs against what a run may use here, and how many runs this server trains now."""
+    parameters = count_parameters(config, len(vocab_counts), vocab_counts)
+    memory = estimate_memory(config, vocab_counts, text.encoded.tokens, parameters)
+    limits = services.limits()
+    st.caption(
+        f"Text: {text.name}, {text.encoded.tokens:,} words, vocabulary {len(vocab_counts):,}. "
+        f"Model: {services.config_summary(config)}, {parameters:,} parameters; training needs about "
+        f"{format_bytes(memory.total)} of the {format_bytes(limits.run_memory_mb * 1e6)} a run may use here. "
+        f"Runs training on this server now: {services.runs_training_now()} of {limits.max_runs}."
+    )
