@@ -12,10 +12,8 @@ import streamlit as st
 from app import state
 from app.corpus_state import chosen_text
 from app.train_page.controls import controls_section, current_run
-from app.train_page.live_progress import live_section
+from app.train_page.live_progress import run_sections
 from app.train_page.model_upload import upload_model_section
-from app.train_page.result import result_section
-from app.train_page.runs_table import runs_section
 from app.train_page.settings_form import check_settings, settings_section, summary_caption
 
 st.title("🏋️ Train")
@@ -33,7 +31,6 @@ for problem in problems:
     st.error(problem)
 run = current_run()
 controls_section(config, problems, run)
-st.fragment(run_every=2.0 if run is not None and run.active else None)(live_section)()
-result_section(run)
-runs_section(run)
+# The progress, the result and the runs table refresh together, every two seconds while the run trains.
+st.fragment(run_every=2.0 if run is not None and run.active else None)(run_sections)(run.id if run else None)
 upload_model_section()

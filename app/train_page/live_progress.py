@@ -1,5 +1,10 @@
-"""The run on show as it trains: its progress, figures, charts and samples, redrawn every two
-seconds while it trains (the page draws :func:`live_section` in an ``st.fragment`` with ``run_every``)."""
+"""The run on show as it trains: its progress, figures, charts and samples, and with them the
+result and the table of runs, redrawn together every two seconds while it trains.
+
+The page draws :func:`run_sections` in an ``st.fragment`` with ``run_every``: only this part of
+the page is redrawn by the timer, so what the table says about a run is what the progress bar
+above it says.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,27 @@ import streamlit as st
 from app import charts, services, state
 from app.train_page.controls import current_run
 from app.train_page.labels import duration, status_text
+from app.train_page.result import result_section
+from app.train_page.runs_table import runs_section
 from lstm_core.errors import InputError
 from lstm_core.evaluation.standing import overfitting, standing
 from lstm_core.runs import folder as run_files
 from lstm_core.training.trainer import CheckpointEvent, EvalEvent, Event, SampleEvent, StepEvent
+
+
+def run_sections(shown: str | None) -> None:
+    """The live progress, the result and the runs table of the run on show.
+
+    ``shown`` is the id of the run the rest of the page (its buttons) was drawn for. When the run
+    on show is another (chosen in the table's chooser, or started in another tab), the whole page
+    is drawn again, so that Stop and Resume act on the run shown here.
+    """
+    run = current_run()
+    if (run.id if run is not None else None) != shown:
+        st.rerun(scope="app")
+    live_section(run)
+    result_section(run)
+    runs_section(run)
 
 
 def samples_table(events: list[Event]) -> pd.DataFrame:
@@ -39,9 +61,8 @@ def standing_section(run: run_files.RunSummary, steps: list[StepEvent], evals: l
     (st.warning if rising else st.markdown)(sentence)
 
 
-def live_section() -> None:
+def live_section(run: run_files.RunSummary | None) -> None:
     """The progress bar, the figures, where the run stands, its charts and its samples."""
-    run = current_run()
     if run is None:
         st.info("No training run yet: choose a preset or settings above, then press Start training.")
         return

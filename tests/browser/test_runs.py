@@ -15,11 +15,14 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from app.visitor import Workspace
+from lstm_core.config import PRESETS
 from lstm_core.runs import folder as run_files
 from tests.browser.conftest import Server, new_visitor
+from tests.workspaces import put_history
 
 
 @pytest.fixture
@@ -75,6 +78,17 @@ PROGRESS = re.compile(r"(Starting|Training)\.\.\. step ([\d,]+) of ([\d,]+)")
 def step_shown(page: Page) -> int:
     found = PROGRESS.search(page.get_by_text(PROGRESS).inner_text())
     return int(found.group(2).replace(",", ""))
+
+
+PAST_THE_START = re.compile(r"Training\.\.\. step [1-9][\d,]* of ([\d,]+)")
+RUNS_COLUMNS = ["started", "settings", "text", "state", "steps", "training time", "best perplexity"]
+
+
+def runs_table_row(page: Page, row: int = 0) -> dict[str, Locator]:
+    """The cells of one row of the "Your runs" table (the page's last table), by column."""
+    # The grid draws on a canvas; its cells' text is in the grid's accessible table (hidden from roles).
+    cells = page.get_by_test_id("stDataFrame").last.locator('[role="gridcell"]')
+    return {column: cells.nth(row * len(RUNS_COLUMNS) + i) for i, column in enumerate(RUNS_COLUMNS)}
 
 
 def test_a_reload_shows_the_same_run_still_training_and_its_model_once_it_ends(own_server, page):
@@ -147,3 +161,72 @@ def test_after_a_server_restart_the_model_is_there_and_the_interrupted_run_resum
         wait_for(lambda: run_files.read_run(run.path).step > run.step)
     finally:
         restarted.stop()
+
+
+def test_the_runs_table_follows_the_run_while_it_trains(own_server, page):
+    # The table of runs under the progress bar refreshes with it: once the bar is past step 0, the
+    # run's row says it is running, past step 0, of the same number of steps.
+    start_quick_run(page, own_server)
+    progress = page.get_by_text(PAST_THE_START)
+    expect(progress).to_be_visible(timeout=120_000)
+    total = PAST_THE_START.search(progress.inner_text()).group(1)
+    row = runs_table_row(page)
+    expect(row["state"]).to_have_text("running")
+    expect(row["steps"]).to_have_text(re.compile(rf"^[1-9][\d,]* of {total}$"))
+    expect(row["training time"]).not_to_have_text("-")
+
+
+def choose(page: Page, box: str, option: re.Pattern) -> None:
+    """Open the select box labelled ``box`` and click its first option whose name matches ``option``.
+
+    A click while the page is being drawn again may only focus the box (the page on main does the
+    same), so it is clicked again until its list opens.
+    """
+    found = page.get_by_role("option", name=option).first
+    for _ in range(10):
+        page.get_by_role("combobox", name=box).click()
+        try:
+            found.wait_for(timeout=2_000)
+            break
+        except PlaywrightTimeoutError:
+            page.keyboard.press("Escape")
+    found.click()
+
+
+def test_the_run_chooser_and_the_comparison_keep_their_choices_while_a_run_trains(own_server, page):
+    # An earlier run in the visitor's workspace, then a run training: the chooser and the
+    # comparison under the table are redrawn with it every two seconds and keep what was chosen.
+    page.goto(own_server.url)
+    page.get_by_role("link", name="Train").click()
+    expect(page.get_by_role("heading", name="Train")).to_be_visible()
+    workspace = Workspace.for_key(key_of(page), own_server.data_dir)
+    losses = [(step, 6.0 - step / 50) for step in range(1, 101)]
+    earlier = time.time() - 600
+    put_history(workspace, "20260101-000000-0a1b2c3d", PRESETS["quick"], losses, [(100, 60.0, 250.0)], created=earlier)
+    page.get_by_role("button", name="Quick", exact=True).click()
+    page.get_by_role("button", name="Start training").click()
+    expect(page.get_by_text(PAST_THE_START)).to_be_visible(timeout=120_000)
+    before = step_shown(page)
+    expect(page.get_by_text(PROGRESS)).not_to_have_text(re.compile(rf"step {before:,} of"))  # redrawn once
+    label = re.compile(r"^\d\d \w{3} \d\d:\d\d, Quick$")  # a run's label, not "Select all"
+    for _ in range(2):
+        choose(page, "Compare runs on one chart", label)
+    page.keyboard.press("Escape")
+    chosen = page.get_by_test_id("stMultiSelect").locator("[data-tag]")
+    expect(chosen).to_have_count(2)
+    charts = page.get_by_test_id("stVegaLiteChart")
+    expect(charts).to_have_count(3)  # loss, perplexity, and the runs compared
+    before = step_shown(page)
+    expect(page.get_by_text(PROGRESS)).not_to_have_text(re.compile(rf"step {before:,} of"))  # redrawn since
+    expect(chosen).to_have_count(2)
+    expect(charts).to_have_count(3)
+    expect(runs_table_row(page)["state"]).to_have_text("running")
+    # Choosing the earlier run shows it above, and the buttons act on it: it cannot be stopped.
+    choose(page, "Show this run above", re.compile(r"\(finished\)$"))
+    expect(page.get_by_test_id("stProgress").get_by_text(re.compile(r"^Finished\. step 100 of 100"))).to_be_visible()
+    stop = page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Stop")
+    expect(stop).to_be_disabled()
+    expect(chosen).to_have_count(2)
+    choose(page, "Show this run above", re.compile(r"\(running\)$"))
+    expect(page.get_by_text(PROGRESS)).to_be_visible()
+    expect(stop).to_be_enabled()
