@@ -13,7 +13,8 @@ from app.models import ModelEntry
 from lstm_core.config import RECIPE_PRIME_TEXTS
 from lstm_core.fields import describe_field, describe_fields
 from lstm_core.model.checkpoint import CheckpointError
-from lstm_core.sampling import SamplingOptions, StepGenerator
+from lstm_core.sampling.options import SamplingOptions
+from lstm_core.sampling.step import StepGenerator
 
 
 def set_prime_from_pill() -> None:

@@ -11,7 +11,9 @@ import streamlit as st
 from app import charts, state
 from app.generate_page.text_display import show_text
 from app.walkthrough_panel import walkthrough_panel
-from lstm_core.sampling import ProcessorList, SamplingOptions, StepGenerator
+from lstm_core.sampling.options import SamplingOptions
+from lstm_core.sampling.processors import ProcessorList
+from lstm_core.sampling.step import StepGenerator
 
 
 def step_with(generator: StepGenerator, options: SamplingOptions) -> None:

@@ -15,7 +15,9 @@ from app.models import ModelEntry
 from lstm_core.evaluation.ngram import KneserNey
 from lstm_core.model.checkpoint import CheckpointError
 from lstm_core.runs import folder as run_files
-from lstm_core.sampling import SamplingOptions, StepGenerator, generate, generate_next_word
+from lstm_core.sampling.decoding import generate, generate_next_word
+from lstm_core.sampling.options import SamplingOptions
+from lstm_core.sampling.step import StepGenerator
 
 BESIDE = {"nothing": "Nothing", "ngram": "An n-gram model", "snapshot": "The model earlier in training"}
 STOPPED_AT_UNKNOWN = "Stopped where the model's choice was <unk>."

@@ -13,7 +13,8 @@ from app import state
 from app.models import ModelEntry
 from lstm_core.config import RECIPE_PRIME_TEXTS
 from lstm_core.explain import inspection
-from lstm_core.sampling import SamplingOptions, generate
+from lstm_core.sampling.decoding import generate
+from lstm_core.sampling.options import SamplingOptions
 from lstm_core.text.cleaning import tokenize
 
 # A typed text is refused beyond these, so tracing and drawing stay well under a second.
