@@ -187,8 +187,10 @@ def file_text(key: str, read: Any) -> Text:
 
 
 def dataset_for(text: Text, min_word_freq: int, fractions: tuple[float, float, float]) -> Dataset:
+    from lstm_core.data.dataset import prepare_encoded  # torch, once a page trains or scores
+
     key = (text.key, min_word_freq, fractions)
-    return caches().datasets.get(key, lambda: text.encoded.dataset(min_word_freq, fractions, name=text.name))
+    return caches().datasets.get(key, lambda: prepare_encoded(text.encoded, min_word_freq, fractions, name=text.name))
 
 
 def digest(data: bytes) -> str:
@@ -318,12 +320,14 @@ def demo_ngram(demo: LoadedModel) -> KneserNey | None:
     trained), or None if that text no longer gives the demo's vocabulary."""
 
     def build() -> KneserNey | None:
+        from lstm_core.data.dataset import prepare_encoded
+
         training = [name for name in list_plays() if name not in DEMO_HELD_OUT]
         config = demo.config
         # What prepare_holdout(bundled_plays(training).text, "", ...) gives (the training block and
         # its vocabulary), from the plays' cache instead of cleaning 35 plays again.
         fractions = (1.0 - config.valid_fraction, config.valid_fraction, 0.0)
-        dataset = all_plays().select(training).dataset(config.min_word_freq, fractions, name="demo")
+        dataset = prepare_encoded(all_plays().select(training), config.min_word_freq, fractions, name="demo")
         if dataset.vocab.itos != demo.vocab.itos:
             return None
         return _fit_ngram(dataset.train, len(dataset.vocab))

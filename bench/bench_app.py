@@ -452,11 +452,14 @@ def start_training(data: Path, epochs: int) -> list[Path]:
     from app import run_control as runs
     from app.visitor import Workspace, new_key
     from lstm_core.config import PRESETS
+    from lstm_core.data.dataset import prepare_encoded
     from lstm_core.text.plays_cache import encoded_plays
 
     config = replace(PRESETS["quick"], epochs=epochs)
     limits = runs.RunLimits.from_environment()
-    dataset = encoded_plays(data).encoded.dataset(config.min_word_freq, config.split_fractions, name="all plays")
+    dataset = prepare_encoded(
+        encoded_plays(data).encoded, config.min_word_freq, config.split_fractions, name="all plays"
+    )
     folders = []
     for _ in range(2):
         workspace = Workspace.for_key(new_key(), data)

@@ -236,12 +236,12 @@ def test_the_demo_models_training_block_from_the_cache_is_prepare_holdouts(
     # what preparing the demo's training plays from their text gives.
     from app.services import DEMO_HELD_OUT
     from lstm_core.config import PRESETS
-    from lstm_core.data.dataset import prepare_holdout
+    from lstm_core.data.dataset import prepare_encoded, prepare_holdout
 
     training = [name for name in list_plays() if name not in DEMO_HELD_OUT]
     config = PRESETS["quick"]
     fractions = (1.0 - config.valid_fraction, config.valid_fraction, 0.0)
-    cached = all_plays.select(training).dataset(config.min_word_freq, fractions)
+    cached = prepare_encoded(all_plays.select(training), config.min_word_freq, fractions)
     prepared = prepare_holdout(bundled_plays(training).text, "", config.min_word_freq, config.valid_fraction)
     assert cached.vocab.itos == prepared.vocab.itos and cached.vocab.counts == prepared.vocab.counts
     assert cached.train.tolist() == prepared.train.tolist() and cached.valid.tolist() == prepared.valid.tolist()

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from lstm_core.config import preset
-from lstm_core.data.dataset import Dataset, EncodedText
+from lstm_core.data.dataset import Dataset, prepare_encoded
 from lstm_core.model.memory import MB, check_memory, estimate_memory, format_bytes
 from lstm_core.runs import folder as runs
 from lstm_core.system.allocator import HUGE_PAGES_VARIABLE
 from lstm_core.text.corpus import bundled_plays
+from lstm_core.text.encoded import EncodedText
 
 ROOT = Path(__file__).resolve().parent.parent
 # A training process as the app starts one: the data loaded from a run's dataset folder, a few
@@ -45,7 +46,7 @@ print(json.dumps({"peak": peak * 1024}))
 @pytest.fixture(scope="module")
 def plays(tmp_path_factory) -> Dataset:
     folder = tmp_path_factory.mktemp("plays")
-    dataset = EncodedText.from_text(bundled_plays().text).dataset(5, (0.9, 0.05, 0.05), "plays")
+    dataset = prepare_encoded(EncodedText.from_text(bundled_plays().text), 5, (0.9, 0.05, 0.05), "plays")
     dataset.save(folder)
     return dataset
 

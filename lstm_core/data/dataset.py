@@ -1,14 +1,12 @@
 """Text -> a dataset ready to train on: cleaned words, a vocabulary, and id tensors per split.
 
-Two forms of a text live here:
+:class:`Dataset` is the vocabulary (built from the training block only) and the id tensors of
+each split, which the trainer reads. It saves to and loads from a folder of plain files, so a
+training process can be handed its data, and a run can always resume on exactly its own data.
 
-* :class:`EncodedText`: a cleaned text as 4-byte ids over its own distinct words, with their
-  counts. It is what a server keeps of a text (the 826,000 words of the plays take 3.3 MB instead
-  of about 50 MB as a list of Python strings), it answers the vocabulary questions of the Data
-  page at once, and every ``min_word_freq`` is one numpy remap away from a :class:`Dataset`.
-* :class:`Dataset`: the vocabulary (built from the training block only) and the id tensors of
-  each split, which the trainer reads. It saves to and loads from a folder of plain files, so a
-  training process can be handed its data, and a run can always resume on exactly its own data.
+A server keeps a text as an :class:`~lstm_core.text.encoded.EncodedText` (ids over its own
+distinct words, no torch); :func:`prepare_encoded` turns it into a :class:`Dataset` for any
+``min_word_freq`` with one numpy remap, and :func:`prepare` does both for a raw text.
 """
 
 from __future__ import annotations
@@ -23,11 +21,11 @@ import torch
 
 from lstm_core.errors import InputError
 from lstm_core.files import atomic_write, atomic_write_text
-from lstm_core.text.cleaning import split_tokens, tokenize
+from lstm_core.text.cleaning import split_sizes, split_tokens, tokenize
 from lstm_core.text.encoded import EncodedText
-from lstm_core.text.vocab import UNK_INDEX, Coverage, Vocab
+from lstm_core.text.vocab import UNK_INDEX, UNK_TOKEN, Coverage, Vocab
 
-__all__ = ["Dataset", "EncodedText", "prepare", "prepare_holdout", "prepare_pair"]
+__all__ = ["Dataset", "prepare", "prepare_encoded", "prepare_holdout", "prepare_pair"]
 
 DATASET_FORMAT = "lstm-playhouse-dataset"
 _SPLITS = ("train", "valid", "test")
@@ -124,7 +122,37 @@ def prepare(
 ) -> Dataset:
     """Clean one text (or take its words), split it into contiguous blocks, build the vocabulary."""
     encoded = EncodedText.from_text(text) if isinstance(text, str) else EncodedText.from_tokens(list(text))
-    return encoded.dataset(min_word_freq, fractions, name)
+    return prepare_encoded(encoded, min_word_freq, fractions, name)
+
+
+def prepare_encoded(
+    encoded: EncodedText,
+    min_word_freq: int = 5,
+    fractions: tuple[float, float, float] = (0.9, 0.05, 0.05),
+    name: str = "text",
+) -> Dataset:
+    """Exactly what :func:`prepare` gives for the text ``encoded`` holds: split, then a vocabulary of
+    the training block, without cleaning the text again (a remap of its ids)."""
+    if not encoded.tokens:
+        raise InputError(f"{name} has no words in it after cleaning")
+    if min_word_freq < 0:
+        raise InputError(f"min_word_freq must be 0 or more, got {min_word_freq}")
+    words, ids = encoded.words, encoded.ids
+    n_train, n_valid, _ = split_sizes(encoded.tokens, fractions)
+    train_counts = np.bincount(ids[:n_train], minlength=len(words))
+    kept = np.flatnonzero(train_counts > min_word_freq)
+    # Most frequent in the training block first, ties alphabetical: encoded.words is already
+    # alphabetical within equal whole-text counts, so sort by (-train count, alphabetical rank).
+    alphabetical = np.empty(len(words), dtype=np.int64)
+    alphabetical[sorted(range(len(words)), key=words.__getitem__)] = np.arange(len(words))
+    kept = kept[np.lexsort((alphabetical[kept], -train_counts[kept]))]
+    mapping = np.zeros(len(words), dtype=np.int64)  # everything else is <unk>
+    mapping[kept] = np.arange(1, kept.size + 1)
+    unknown = int(n_train - train_counts[kept].sum())
+    vocab = Vocab([UNK_TOKEN, *(words[i] for i in kept)], [unknown, *train_counts[kept].tolist()], min_word_freq)
+    blocks = (ids[:n_train], ids[n_train : n_train + n_valid], ids[n_train + n_valid :])
+    train, valid, test = (torch.from_numpy(mapping[block]) for block in blocks)
+    return Dataset(vocab, train, valid, test, name)
 
 
 def prepare_pair(

@@ -3,9 +3,9 @@
 :class:`EncodedText` is what a server keeps of a text (the 826,000 words of the plays take 3.3 MB
 instead of about 50 MB as a list of Python strings), it answers the vocabulary questions of the
 Data page at once, and every ``min_word_freq`` is one numpy remap away from a
-:class:`lstm_core.data.dataset.Dataset`. It lives apart from :mod:`lstm_core.data.dataset` so that the pages that
-only count words (the app's Data page) never import torch: importing it costs about a second of
-a fresh server's first page. :mod:`lstm_core.data.dataset` re-exports it.
+:class:`lstm_core.data.dataset.Dataset` (:func:`lstm_core.data.dataset.prepare_encoded`). It lives
+apart from :mod:`lstm_core.data.dataset` so that the pages that only count words (the app's Data
+page) never import torch: importing it costs about a second of a fresh server's first page.
 """
 
 from __future__ import annotations
@@ -14,16 +14,10 @@ import re
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lstm_core.errors import InputError
-from lstm_core.text.cleaning import split_sizes, tokenize
-from lstm_core.text.vocab import UNK_TOKEN, Vocab
-
-if TYPE_CHECKING:
-    from lstm_core.data.dataset import Dataset
+from lstm_core.text.cleaning import tokenize
 
 _CHUNK_CHARS = 1 << 20
 _WHITESPACE = re.compile(r"\s")
@@ -134,34 +128,3 @@ class EncodedText:
 
     def unknown_share(self, min_word_freq: int) -> float:
         return float(self.counts[self.counts <= min_word_freq].sum()) / max(1, self.tokens)
-
-    def dataset(
-        self, min_word_freq: int = 5, fractions: tuple[float, float, float] = (0.9, 0.05, 0.05), name: str = "text"
-    ) -> Dataset:
-        """Exactly what :func:`lstm_core.data.dataset.prepare` gives for this text: split, then a vocabulary
-        of the training block. The only torch use here (the id tensors), imported when it is needed."""
-        import torch
-
-        from lstm_core.data.dataset import Dataset
-
-        if not self.tokens:
-            raise InputError(f"{name} has no words in it after cleaning")
-        if min_word_freq < 0:
-            raise InputError(f"min_word_freq must be 0 or more, got {min_word_freq}")
-        n_train, n_valid, _ = split_sizes(self.tokens, fractions)
-        train_counts = np.bincount(self.ids[:n_train], minlength=len(self.words))
-        kept = np.flatnonzero(train_counts > min_word_freq)
-        # Most frequent in the training block first, ties alphabetical: self.words is already
-        # alphabetical within equal whole-text counts, so sort by (-train count, alphabetical rank).
-        alphabetical = np.empty(len(self.words), dtype=np.int64)
-        alphabetical[sorted(range(len(self.words)), key=self.words.__getitem__)] = np.arange(len(self.words))
-        kept = kept[np.lexsort((alphabetical[kept], -train_counts[kept]))]
-        mapping = np.zeros(len(self.words), dtype=np.int64)  # everything else is <unk>
-        mapping[kept] = np.arange(1, kept.size + 1)
-        unknown = int(n_train - train_counts[kept].sum())
-        vocab = Vocab(
-            [UNK_TOKEN, *(self.words[i] for i in kept)], [unknown, *train_counts[kept].tolist()], min_word_freq
-        )
-        blocks = (self.ids[:n_train], self.ids[n_train : n_train + n_valid], self.ids[n_train + n_valid :])
-        train, valid, test = (torch.from_numpy(mapping[block]) for block in blocks)
-        return Dataset(vocab, train, valid, test, name)
