@@ -28,14 +28,8 @@ import torch
 from torch import Tensor
 
 from app.charts import Chart
-from lstm_core.explain.inspection import (
-    MAX_HEATMAP_UNITS,
-    MAX_HEATMAP_WORDS,
-    QUANTITIES,
-    most_frequent_ids,
-    pca_2d,
-    pick_units,
-)
+from lstm_core.explain.embeddings import most_frequent_ids, pca_2d
+from lstm_core.explain.inspection import MAX_HEATMAP_UNITS, MAX_HEATMAP_WORDS, QUANTITIES, pick_units
 from lstm_core.text.vocab import Vocab
 
 GATES = ("input_gate", "forget_gate", "output_gate")

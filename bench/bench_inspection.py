@@ -35,15 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_generate import median_seconds, print_table
 from lstm_core.config import Config
-from lstm_core.explain.inspection import (
-    most_frequent_ids,
-    nearest_words,
-    pca_2d,
-    trace,
-    units_for_feature,
-    units_for_span,
-    word_features,
-)
+from lstm_core.explain.embeddings import most_frequent_ids, nearest_words, pca_2d
+from lstm_core.explain.inspection import trace
+from lstm_core.explain.units import units_for_feature, units_for_span, word_features
 from lstm_core.explain.walkthrough import softmax_walkthrough, word_just_read
 from lstm_core.model.checkpoint import load_checkpoint
 from lstm_core.model.network import LSTMLanguageModel, choose_cutoffs

@@ -7,22 +7,9 @@ from hypothesis import strategies as st
 
 from lstm_core.config import Config
 from lstm_core.errors import InputError
-from lstm_core.explain.inspection import (
-    FEATURES,
-    MAX_HEATMAP_UNITS,
-    QUANTITIES,
-    bin_means,
-    feature_correlations,
-    most_frequent_ids,
-    nearest_words,
-    pca_2d,
-    pick_units,
-    trace,
-    units_for_feature,
-    units_for_span,
-    word_features,
-    word_window,
-)
+from lstm_core.explain.embeddings import most_frequent_ids, nearest_words, pca_2d
+from lstm_core.explain.inspection import MAX_HEATMAP_UNITS, QUANTITIES, bin_means, pick_units, trace, word_window
+from lstm_core.explain.units import FEATURES, feature_correlations, units_for_feature, units_for_span, word_features
 from lstm_core.model.network import LSTMLanguageModel
 from lstm_core.text.cleaning import tokenize
 from lstm_core.text.vocab import UNK_INDEX, Vocab

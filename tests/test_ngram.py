@@ -26,7 +26,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lstm_core.errors import InputError
-from lstm_core.evaluation.ngram import KneserNey, fit_kneser_ney, modified_discounts
+from lstm_core.evaluation.ngram import KneserNey, fit_kneser_ney
+from lstm_core.evaluation.ngram_tables import modified_discounts
 from lstm_core.text.vocab import Vocab
 
 # The hand-worked corpus: 17 tokens over words 0..3; word 4 is in the vocabulary (V = 5) but

@@ -13,6 +13,7 @@ from app import state
 from app.models import ModelEntry
 from lstm_core.config import RECIPE_PRIME_TEXTS
 from lstm_core.explain import inspection
+from lstm_core.explain.units import WordFeatures, word_features
 from lstm_core.sampling.decoding import generate
 from lstm_core.sampling.options import SamplingOptions
 from lstm_core.text.cleaning import tokenize
@@ -112,12 +113,12 @@ def text_section(entry: ModelEntry) -> str | None:
     return text
 
 
-def traced(entry: ModelEntry, text: str) -> tuple[inspection.WordFeatures, inspection.Trace]:
+def traced(entry: ModelEntry, text: str) -> tuple[WordFeatures, inspection.Trace]:
     """The words of ``text`` and the model's trace over them, computed once per (model, text) in a session."""
     key = (entry.key, text)
     cached = st.session_state.get(state.INSIDE_TRACE)
     if cached is None or cached["key"] != key:
-        features = inspection.word_features(text)
+        features = word_features(text)
         value = (features, inspection.trace(entry.model, entry.vocab.encode(features.words)))
         st.session_state[state.INSIDE_TRACE] = cached = {"key": key, "value": value}
     return cached["value"]

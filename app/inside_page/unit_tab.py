@@ -12,7 +12,8 @@ from torch import Tensor
 from app import inside_charts as charts
 from app import state
 from app.inside_page.quantity_choice import choose_unit, scale_caption
-from lstm_core.explain.inspection import FEATURES, QUANTITIES, WordFeatures, units_for_feature, units_for_span
+from lstm_core.explain.inspection import QUANTITIES
+from lstm_core.explain.units import FEATURES, WordFeatures, units_for_feature, units_for_span
 
 
 def stored_span(steps: int) -> tuple[int, int] | None:

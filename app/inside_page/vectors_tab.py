@@ -10,7 +10,7 @@ from torch import Tensor
 from app import inside_charts as charts
 from app import state
 from app.models import ModelEntry
-from lstm_core.explain.inspection import nearest_words
+from lstm_core.explain.embeddings import nearest_words
 from lstm_core.text.cleaning import tokenize
 from lstm_core.text.vocab import Vocab
 

@@ -1,6 +1,6 @@
 """Inside the LSTM page: the equations, every gate and memory for a text, one unit, word vectors.
 
-The page only draws: the traced forward pass and the unit searches are lstm_core.explain.inspection,
+The page only draws: the traced forward pass and the unit searches are lstm_core.explain,
 the charts and coloured words are app/inside_charts.py, and the page's parts, one module per tab,
 are in app/inside_page/.
 """

@@ -29,10 +29,11 @@ Discounts. For each length ``k``, ``n_r`` is the number of distinct k-grams with
     D3+ = 3 - 4 Y n4 / n3          applied to n-grams with a_k >= 3
 
 On small data a count-of-counts can be 0 and a formula undefined or out of range. The rule here
-(see :func:`modified_discounts`): ``D_r`` keeps the formula's value when it lies strictly inside
-``(0, r)``; otherwise it becomes the single Ney et al. (1994) discount ``Y``, itself taken as
-``0.5`` when there are no singletons at all. Every discount then lies in ``(0, r]``, so no count
-goes negative and every seen context leaves some mass to the lower order.
+(see :func:`~lstm_core.evaluation.ngram_tables.modified_discounts`): ``D_r`` keeps the formula's
+value when it lies strictly inside ``(0, r)``; otherwise it becomes the single Ney et al. (1994)
+discount ``Y``, itself taken as ``0.5`` when there are no singletons at all. Every discount then
+lies in ``(0, r]``, so no count goes negative and every seen context leaves some mass to the lower
+order.
 
 Probabilities. With ``A_k(h) = sum_w a_k(h w)`` and ``N1(h.)``, ``N2(h.)``, ``N3+(h.)`` the
 number of words ``w`` with ``a_k(h w)`` equal to 1, 2, and 3 or more::
@@ -52,24 +53,8 @@ replaced, still gets a small, finite probability).
 Word ids are ``0 .. V - 1``; id 0 is ``<unk>`` and is an ordinary word here, as it is for the
 LSTM, so both models' perplexities are over the same vocabulary and comparable.
 
-Storage. Counting is vectorised with numpy rather than done in Python dicts: on the plays' 0.74
-million training words a 5-gram fits in 0.4 s instead of 5.4 s, and its process grows by 116 MB at
-the peak instead of 544 MB (one thread, measured against the dict version this replaced).
-
-Every distinct k-gram gets an index, its rank among the distinct k-grams; a k-gram's *key* is
-``index(its first k - 1 words) * V + its last word``, an int64 even when ``V**5`` is not (it is
-not for the plays' 7,025 words). Sorted keys group the n-grams of one context together and sort them by word, so each
-length is a compressed table (CSR) over its contexts::
-
-    level k:  keys     (n_k,)          int64, strictly increasing: context index * V + word
-              offsets  (n_{k-1} + 1,)  the n-grams of context c are keys[offsets[c]:offsets[c + 1]]
-              alpha    (n_k,)          max(a_k - D, 0) / A_k(h), each n-gram's own share
-              gamma    (n_{k-1},)      each context's back-off weight; 1 for one with no followers
-
-where ``n_k`` is the number of distinct k-grams (``n_0 = 1``, the empty context). A context with
-no followers (only the stream's last (k-1)-gram can be one) has ``gamma = 1`` and no ``alpha``,
-so ``p_k = p_{k-1}`` exactly: the same as backing off. The arithmetic is done in the same order
-as the formulas above, so the probabilities are those of a direct implementation to the last bit.
+How the n-grams are counted and the weights kept, one compressed table per length, is
+:mod:`lstm_core.evaluation.ngram_tables`; this module is the model that reads them, and its file.
 """
 
 from __future__ import annotations
@@ -80,7 +65,6 @@ import math
 import zipfile
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -88,148 +72,12 @@ import numpy as np
 import torch
 
 from lstm_core.errors import InputError
+from lstm_core.evaluation.ngram_tables import MAX_KEY, Level, NGramCounts, as_ids, check_range, lookup
 from lstm_core.files import atomic_write
 from lstm_core.text.vocab import Vocab
 
 _FORMAT = "lstm-playhouse-ngram"
 _VERSION = 1
-_MAX_KEY = 2**62  # context index * V + word must stay far from int64's limit
-
-
-def modified_discounts(count_of_counts: Sequence[int]) -> tuple[float, float, float]:
-    """``(D1, D2, D3+)`` from the count-of-counts ``(n1, n2, n3, n4)`` of one n-gram length.
-
-    Chen & Goodman's estimates, ``D_r = r - (r + 1) Y n_{r+1} / n_r`` with
-    ``Y = n1 / (n1 + 2 n2)``. A value that is undefined (``n_r = 0``) or outside ``(0, r)``
-    (which happens when ``n_{r+1} = 0``, or when the counts are far from Zipf-like) is replaced
-    by ``Y``; ``Y`` itself is ``0.5`` when ``n1 = 0``. All three results lie in ``(0, r]``.
-
-    >>> modified_discounts((4, 2, 1, 1))
-    (0.5, 1.25, 1.0)
-    """
-    if len(count_of_counts) != 4 or any(n < 0 for n in count_of_counts):
-        raise InputError(f"expected four non-negative counts (n1, n2, n3, n4), got {tuple(count_of_counts)}")
-    n = (0, *(int(c) for c in count_of_counts))  # n[r] = number of n-grams seen exactly r times
-    y = n[1] / (n[1] + 2 * n[2]) if n[1] > 0 else 0.5
-    discounts = []
-    for r in (1, 2, 3):
-        estimate = r - (r + 1) * y * n[r + 1] / n[r] if n[r] > 0 else math.nan
-        discounts.append(estimate if 0.0 < estimate < r else y)  # nan fails the test too
-    return discounts[0], discounts[1], discounts[2]
-
-
-def _as_ids(ids: object, what: str = "ids") -> np.ndarray:
-    """A 1-D int64 array from a list, a numpy array or a (CPU or GPU) tensor of word ids."""
-    if isinstance(ids, torch.Tensor):
-        array = ids.detach().cpu().numpy()
-    else:
-        try:
-            array = np.asarray(ids)
-        except (TypeError, ValueError) as error:
-            raise InputError(f"{what} must be a sequence of integer word ids: {error}") from None
-    if array.ndim != 1:
-        raise InputError(f"{what} must be one-dimensional, got shape {tuple(array.shape)}")
-    if array.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    if array.dtype.kind not in "iu":
-        raise InputError(f"{what} must be integer word ids, got {array.dtype}")
-    return array.astype(np.int64, copy=False)
-
-
-def _check_range(ids: np.ndarray, vocab_size: int, what: str) -> None:
-    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
-        raise InputError(f"{what} must lie in 0..{vocab_size - 1}, got {int(ids.min())}..{int(ids.max())}")
-
-
-def _lookup(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Position of each query in the sorted ``keys``, or -1 where it is missing."""
-    if keys.size == 0:
-        return np.full(queries.shape, -1, dtype=np.int64)
-    positions = np.minimum(np.searchsorted(keys, queries), keys.size - 1)
-    return np.where(keys[positions] == queries, positions, -1)
-
-
-def _segment_sums(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Integer sum of ``values[offsets[c]:offsets[c + 1]]`` for every segment ``c`` (empty ones: 0)."""
-    running = np.zeros(values.size + 1, dtype=np.int64)
-    np.cumsum(values, out=running[1:])
-    return running[offsets[1:]] - running[offsets[:-1]]
-
-
-@dataclass(frozen=True)
-class _Level:
-    """The n-grams of one length ``k`` of a fitted model (shapes in the module docstring)."""
-
-    keys: np.ndarray
-    offsets: np.ndarray
-    counts: np.ndarray  # a_k, kept so that the model can be saved and rebuilt exactly
-    alpha: np.ndarray
-    gamma: np.ndarray
-    count_of_counts: tuple[int, int, int, int]
-    discounts: tuple[float, float, float]
-
-    @classmethod
-    def build(cls, keys: np.ndarray, counts: np.ndarray, contexts: int, vocab_size: int) -> _Level:
-        """Discounts, ``alpha`` and ``gamma`` from the sorted keys and their counts ``a_k``."""
-        offsets = np.searchsorted(keys, np.arange(contexts + 1, dtype=np.int64) * vocab_size)
-        by_count = np.bincount(np.minimum(counts, 5), minlength=6)
-        count_of_counts = (int(by_count[1]), int(by_count[2]), int(by_count[3]), int(by_count[4]))
-        d1, d2, d3 = modified_discounts(count_of_counts)
-        count_class = np.minimum(counts, 3)  # 1, 2 or 3 (for 3+)
-        total = _segment_sums(counts, offsets)  # A_k(h)
-        n1, n2, n3 = (_segment_sums(count_class == r, offsets) for r in (1, 2, 3))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            gamma = np.where(total > 0, (d1 * n1 + d2 * n2 + d3 * n3) / total, 1.0)
-        own_total = np.repeat(total, np.diff(offsets))  # A_k(h) of each n-gram's context
-        alpha = (counts - np.array([0.0, d1, d2, d3])[count_class]) / own_total
-        return cls(keys, offsets, counts, alpha, gamma, count_of_counts, (d1, d2, d3))
-
-    @property
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.keys, self.offsets, self.counts, self.alpha, self.gamma))
-
-
-class _NGramCounts:
-    """Every distinct n-gram of one training stream up to ``max_order`` words, counted once.
-
-    ``keys[k]`` (sorted, distinct k-grams, keyed as in the module docstring), ``raw[k]`` (their
-    counts) and, below ``max_order``, ``continuation[k]`` (distinct words before each). One count
-    serves models of every order up to ``max_order``; they share the arrays of their common
-    levels, since level ``k < N`` of an order-``N`` model does not depend on ``N``.
-    """
-
-    def __init__(self, stream: np.ndarray, vocab_size: int, max_order: int) -> None:
-        self.vocab_size = vocab_size
-        length = stream.size
-        self.keys: dict[int, np.ndarray] = {}
-        self.raw: dict[int, np.ndarray] = {}
-        self.continuation: dict[int, np.ndarray] = {}
-        self._levels: dict[tuple[int, bool], _Level] = {}
-        parent = np.zeros(length, dtype=np.int64)  # index of the (k-1)-gram starting at each position
-        first: dict[int, np.ndarray] = {}
-        inverse: dict[int, np.ndarray] = {}
-        for k in range(1, max_order + 1):
-            windows = max(length - k + 1, 0)
-            keys = parent[:windows] * vocab_size + stream[k - 1 :]
-            self.keys[k], first[k], inverse[k], self.raw[k] = np.unique(
-                keys, return_index=True, return_inverse=True, return_counts=True
-            )
-            parent = inverse[k]
-        for k in range(1, max_order):
-            # Each distinct (k+1)-gram, found at position p, adds one to its suffix: the k-gram at p + 1.
-            suffixes = inverse[k][first[k + 1] + 1]
-            counts = np.bincount(suffixes, minlength=self.keys[k].size)
-            if inverse[k].size:
-                counts[inverse[k][0]] += 1  # the stream's first k-gram follows the virtual boundary
-            self.continuation[k] = counts
-
-    def level(self, k: int, top: bool) -> _Level:
-        """Level ``k`` as the top level of a model (raw counts) or below it (continuation counts)."""
-        if (k, top) not in self._levels:
-            counts = self.raw[k] if top else self.continuation[k]
-            contexts = self.keys[k - 1].size if k > 1 else 1
-            self._levels[k, top] = _Level.build(self.keys[k], counts, contexts, self.vocab_size)
-        return self._levels[k, top]
 
 
 def fit_kneser_ney(ids: object, vocab_size: int, orders: Sequence[int]) -> dict[int, KneserNey]:
@@ -245,13 +93,13 @@ def fit_kneser_ney(ids: object, vocab_size: int, orders: Sequence[int]) -> dict[
     for order in orders:
         if isinstance(order, bool) or not isinstance(order, int | np.integer) or order < 0:
             raise InputError(f"an order must be a whole number, 0 or more, got {order!r}")
-    stream = _as_ids(ids, "the training ids")
+    stream = as_ids(ids, "the training ids")
     if stream.size == 0:
         raise InputError("cannot fit an n-gram model on an empty stream of ids")
-    _check_range(stream, vocab_size, "the training ids")
-    if stream.size * vocab_size >= _MAX_KEY:
+    check_range(stream, vocab_size, "the training ids")
+    if stream.size * vocab_size >= MAX_KEY:
         raise InputError(f"{stream.size:,} training ids over {vocab_size:,} words are too many to count")
-    counts = _NGramCounts(stream, vocab_size, max(orders))
+    counts = NGramCounts(stream, vocab_size, max(orders))
     models = {}
     for order in orders:
         levels = [counts.level(k, top=k == order) for k in range(1, order + 1)]
@@ -275,10 +123,10 @@ class KneserNey:
             raise InputError(f"the order must be a whole number, 0 or more, got {order!r}")
         self.order = order
         self.vocab_size = 0
-        self._levels: list[_Level] = []  # _levels[k - 1] is length k
+        self._levels: list[Level] = []  # _levels[k - 1] is length k
 
     @classmethod
-    def _from_levels(cls, order: int, vocab_size: int, levels: list[_Level]) -> KneserNey:
+    def _from_levels(cls, order: int, vocab_size: int, levels: list[Level]) -> KneserNey:
         model = cls(order)
         model.vocab_size = vocab_size
         model._levels = levels
@@ -330,8 +178,8 @@ class KneserNey:
     def prob_dist(self, context: object) -> np.ndarray:
         """``p(. | context)`` over the whole vocabulary, float64 of shape ``(vocab_size,)``; sums to 1."""
         self._check_fitted()
-        history = _as_ids(context, "the context")
-        _check_range(history, self.vocab_size, "the context")
+        history = as_ids(context, "the context")
+        check_range(history, self.vocab_size, "the context")
         history = history[max(0, history.size - self.order + 1) :] if self.order > 1 else history[:0]
         probs = np.full(self.vocab_size, 1.0 / self.vocab_size)
         # Interpolate upwards from the uniform distribution: p_k = alpha + gamma * p_{k-1}.
@@ -361,15 +209,15 @@ class KneserNey:
         from the training text before the stream.
         """
         self._check_fitted()
-        stream = _as_ids(ids, "the ids to score")
-        _check_range(stream, self.vocab_size, "the ids to score")
+        stream = as_ids(ids, "the ids to score")
+        check_range(stream, self.vocab_size, "the ids to score")
         size, vocab_size = stream.size, self.vocab_size
         probs = np.full(max(size - 1, 0), 1.0 / vocab_size)
         # grams[j][p] = index of the j-gram stream[p : p + j] among the training j-grams, -1 if unseen.
         grams = [np.zeros(size + 1, dtype=np.int64)]
         for j in range(1, self.order):
             previous = grams[-1][: max(size - j + 1, 0)]
-            found = _lookup(self._levels[j - 1].keys, previous * vocab_size + stream[j - 1 :])
+            found = lookup(self._levels[j - 1].keys, previous * vocab_size + stream[j - 1 :])
             grams.append(np.where(previous >= 0, found, -1))
         for k in range(1, self.order + 1):
             first = max(1, k - 1)  # the first position with k - 1 words before it
@@ -378,7 +226,7 @@ class KneserNey:
                 break  # no position has a context this long, or training had none
             context = grams[k - 1][first - k + 1 : size - k + 1]  # the (k-1)-gram before each position
             seen = context >= 0
-            found = _lookup(level.keys, context * vocab_size + stream[first:])
+            found = lookup(level.keys, context * vocab_size + stream[first:])
             found = np.where(seen, found, -1)
             alpha = np.where(found >= 0, level.alpha[np.maximum(found, 0)], 0.0) if level.alpha.size else 0.0
             gamma = level.gamma[np.where(seen, context, 0)]
@@ -485,7 +333,7 @@ class KneserNey:
                 raise InputError(f"it was built over {vocab_size} words, but the vocabulary has {len(vocab)}")
             if header["vocab_sha256"] not in (None, _vocab_fingerprint(vocab)):
                 raise InputError("it was built with a different vocabulary")
-        levels: list[_Level] = []
+        levels: list[Level] = []
         contexts = 1
         for k in range(1, order + 1):
             words, counts, followers = (arrays[f"{name}_{k}"] for name in ("words", "counts", "followers"))
@@ -497,13 +345,13 @@ class KneserNey:
                 raise InputError(f"followers_{k} does not match the {contexts} contexts and {words.size} words")
             if counts.size != words.size or counts.min(initial=1) < 1:
                 raise InputError(f"counts_{k} must hold one count of 1 or more per word")
-            _check_range(words, vocab_size, f"words_{k}")
-            if contexts * vocab_size >= _MAX_KEY:
+            check_range(words, vocab_size, f"words_{k}")
+            if contexts * vocab_size >= MAX_KEY:
                 raise InputError(f"{contexts:,} contexts over {vocab_size:,} words are too many")
             keys = np.repeat(np.arange(contexts, dtype=np.int64), followers) * vocab_size + words
             if keys.size > 1 and not (np.diff(keys) > 0).all():
                 raise InputError(f"the words of each context in words_{k} must be distinct and sorted")
-            levels.append(_Level.build(keys, counts, contexts, vocab_size))
+            levels.append(Level.build(keys, counts, contexts, vocab_size))
             contexts = words.size
         return cls._from_levels(order, vocab_size, levels)
 
