@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 
 from lstm_core.evaluation.standing import format_duration, format_perplexity
+from lstm_core.training.events import EvalEvent, Event, StepEvent
 
-if TYPE_CHECKING:  # the trainer and the baselines import torch, which the Data page's charts never need
+if TYPE_CHECKING:  # the baselines import torch, which the Data page's charts never need
     from lstm_core.evaluation.baselines import Baseline
-    from lstm_core.training.trainer import EvalEvent, Event
 
 Chart = alt.Chart | alt.LayerChart | alt.FacetChart
 """What the chart functions return: a chart, or charts drawn over one another."""
@@ -56,8 +56,6 @@ def thinned(count: int, limit: int = MAX_POINTS) -> list[int]:
 
 def loss_frame(events: Sequence[Event]) -> pd.DataFrame:
     """Long-form ``step, loss, series`` rows: raw and smoothed training loss, validation loss."""
-    from lstm_core.training.trainer import EvalEvent, StepEvent
-
     steps = [e for e in events if isinstance(e, StepEvent)]
     evals = [e for e in events if isinstance(e, EvalEvent)]
     x = [e.step for e in steps]
@@ -168,8 +166,6 @@ def baseline_layers(
 
 def perplexity_chart(events: Sequence[Event], baselines: Sequence[Baseline] = (), height: int = 280) -> Chart:
     """Validation perplexity by step, on a log axis, with the baselines as labelled rules."""
-    from lstm_core.training.trainer import EvalEvent
-
     evals = [e for e in events if isinstance(e, EvalEvent)]
     keep = thinned(len(evals))
     data = pd.DataFrame({"step": [evals[i].step for i in keep], "perplexity": [evals[i].perplexity for i in keep]})

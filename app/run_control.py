@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from lstm_core.config import Config
 from lstm_core.model.memory import check_memory, estimate_memory, memory_advice
 from lstm_core.runs import folder as runs
+from lstm_core.system.processes import process_start_time
 
 if TYPE_CHECKING:  # the server imports this module for its caps; torch waits until a run is admitted
     from lstm_core.data.dataset import Dataset
@@ -304,7 +305,7 @@ def train_command(folder: Path, limits: RunLimits) -> list[str]:
 def wait_unreaped(process: subprocess.Popen) -> int:
     """Wait for ``process`` to end and return its return code as ``Popen`` gives it, leaving it
     unreaped (a zombie) where the system allows: until it is reaped, readers take the run for one
-    still ending (:func:`lstm_core.runs.folder.process_ending`), so none of them finds it gone without
+    still ending (:func:`lstm_core.system.processes.process_ending`), so none of them finds it gone without
     a record of how it ended. Reap it with ``process.wait()`` once that is written."""
     info = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT) if hasattr(os, "waitid") else None
     if info is None:  # macOS has no waitid: reaped at once, leaving a moment without a record
@@ -328,7 +329,7 @@ def _launch(data_root: Path, folder: Path, limits: RunLimits) -> None:
     )
     record = {
         "pid": process.pid,
-        "pid_start": runs.process_start_time(process.pid),
+        "pid_start": process_start_time(process.pid),
         "started": time.time(),
         "command": command,
     }

@@ -25,11 +25,12 @@ from app.cache import ByteLRU
 from app.run_control import RunLimits, SettingError, active_runs
 from app.visitor import data_root
 from lstm_core.config import Config
-from lstm_core.runs.folder import EventTail
+from lstm_core.runs.recording import EventTail
 from lstm_core.text.corpus import Corpus, bundled_plays_head, list_plays, play_title
 from lstm_core.text.encoded import EncodedText
 from lstm_core.text.plays_cache import EncodedPlays, encoded_plays
 from lstm_core.text.vocab import Vocab
+from lstm_core.training.events import event_from_dict
 
 if TYPE_CHECKING:
     from lstm_core.data.dataset import Dataset
@@ -273,8 +274,6 @@ def demo_model() -> tuple[LoadedModel | None, str | None]:
 @st.cache_resource(show_spinner=False, max_entries=64)
 def event_tail(path: str) -> EventTail:
     """One incremental reader per run's events file, shared by the tabs that show the run."""
-    from lstm_core.training.trainer import event_from_dict
-
     return EventTail(path, event_from_dict)
 
 

@@ -33,8 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lstm_core.runs.folder import process_stat  # noqa: E402
 from lstm_core.system.allocator import FREED_MEMORY_THRESHOLD, HUGE_PAGES_VARIABLE  # noqa: E402
+from lstm_core.system.processes import process_stat  # noqa: E402
 
 # glibc reads these at start: the same as lstm_core.system.allocator.return_freed_memory from the first step
 RETURNING = {

@@ -75,7 +75,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: the project's packages are one folder up
     sys.path.insert(0, str(ROOT))
 
-from lstm_core.runs.folder import process_stat  # noqa: E402  (after the path is set; no torch)
+from lstm_core.system.processes import process_stat  # noqa: E402  (after the path is set; no torch)
 
 CHROMIUM = os.environ.get("LSTM_PLAYHOUSE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [

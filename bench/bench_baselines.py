@@ -8,7 +8,7 @@ min_word_freq, (0.9, 0.05, 0.05))``. For each repeat it times fitting every base
 (``fit_baselines``: the n-grams are counted once for all orders) and scoring each on the
 validation split, then prints the medians, the perplexities, the peak memory of the process, and
 the size and load time of a saved model of the highest order. Last, it scores the validation
-split the way ``lstm_core.training.trainer.evaluate`` cuts it (16 rows, each row's first token only
+split the way ``lstm_core.evaluation.scoring.evaluate`` cuts it (16 rows, each row's first token only
 context, the remainder dropped) to show how little that changes the figures.
 """
 
@@ -30,8 +30,8 @@ import torch
 from lstm_core.data.dataset import prepare
 from lstm_core.evaluation.baselines import MAX_ORDER, baseline_label, fit_baselines, score_baselines
 from lstm_core.evaluation.ngram import KneserNey
+from lstm_core.evaluation.scoring import EVAL_BATCH_SIZE
 from lstm_core.text.corpus import bundled_plays
-from lstm_core.training.trainer import EVAL_BATCH_SIZE
 
 
 def rows_like_evaluate(ids: torch.Tensor, seq_len: int = 35, batch_size: int = EVAL_BATCH_SIZE) -> list[torch.Tensor]:

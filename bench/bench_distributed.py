@@ -35,7 +35,8 @@ from lstm_core.system.runtime import resolve_device
 from lstm_core.text.corpus import bundled_plays
 from lstm_core.training import distributed as distributed
 from lstm_core.training.distributed import DistributedContext
-from lstm_core.training.trainer import StepEvent, Trainer
+from lstm_core.training.events import StepEvent
+from lstm_core.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAYS = ["hamlet", "king-lear", "othello", "macbeth", "the-tempest", "twelfth-night", "julius-caesar"]

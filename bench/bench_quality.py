@@ -49,7 +49,8 @@ from lstm_core.evaluation.scoring import evaluate, perplexity
 from lstm_core.model.checkpoint import load_checkpoint
 from lstm_core.text.cleaning import tokenize
 from lstm_core.text.corpus import list_plays, play_text
-from lstm_core.training.trainer import Event, Trainer
+from lstm_core.training.events import Event
+from lstm_core.training.trainer import Trainer
 
 ReadPlay = Callable[[str], str]
 """A play's spoken text from its name: ``play_text`` for the bundled plays, made-up texts in the tests."""

@@ -42,10 +42,12 @@ import torch
 from bench.bench_quality import parse_value
 from bench.kneser_ney import DEFAULT_HELDOUT_PLAYS, holdout_dataset
 from lstm_core.config import PRESETS, preset
+from lstm_core.evaluation.scoring import evaluate
 from lstm_core.model.checkpoint import load_checkpoint
 from lstm_core.model.network import choose_cutoffs
 from lstm_core.training.averaging import WeightAverage
-from lstm_core.training.trainer import StepEvent, Trainer, evaluate
+from lstm_core.training.events import StepEvent
+from lstm_core.training.trainer import Trainer
 
 KNESER_NEY_PERPLEXITY = 241.82
 """The modified Kneser-Ney 5-gram's perplexity on the old protocol's held-out plays (``bench/RESULTS.md``)."""

@@ -42,7 +42,8 @@ from lstm_core.data.batching import batchify, windows
 from lstm_core.data.dataset import Dataset
 from lstm_core.model.network import LSTMLanguageModel, State, choose_cutoffs, detach_state
 from lstm_core.system.runtime import autocast, resolve_precision
-from lstm_core.training.trainer import EvalEvent, SampleEvent, StepEvent, Trainer
+from lstm_core.training.events import EvalEvent, SampleEvent, StepEvent
+from lstm_core.training.trainer import Trainer
 
 HELD_OUT = ["hamlet", "the-tempest", "julius-caesar"]
 

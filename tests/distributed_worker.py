@@ -22,7 +22,8 @@ from lstm_core.config import Config
 from lstm_core.data.dataset import Dataset, prepare
 from lstm_core.model.checkpoint import load_checkpoint, save_checkpoint
 from lstm_core.training import distributed as distributed
-from lstm_core.training.trainer import StepEvent, Trainer
+from lstm_core.training.events import StepEvent
+from lstm_core.training.trainer import Trainer
 from tests.conftest import TINY_CONFIG, TINY_TEXT
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -32,6 +32,7 @@ from lstm_core.fields import describe_field, describe_fields
 from lstm_core.model.checkpoint import load_checkpoint, save_checkpoint
 from lstm_core.runs import folder as run_files
 from lstm_core.sampling.options import SamplingOptions
+from lstm_core.system.processes import process_start_time
 from lstm_core.training.trainer import Trainer
 from tests.conftest import TINY_TEXT
 from tests.workspaces import put_history, put_run
@@ -474,7 +475,7 @@ def test_a_training_runs_note_on_its_memory_is_shown_while_it_trains(app):
     note = "memory reached 905 MB of its 1,000 MB limit, so freed memory now goes back to the system at once"
     status = run_files.read_json(folder / run_files.STATUS_FILE)
     pid = os.getpid()  # the process "training" it is this test's
-    status.update(state="running", total_steps=600, pid=pid, pid_start=run_files.process_start_time(pid), message=note)
+    status.update(state="running", total_steps=600, pid=pid, pid_start=process_start_time(pid), message=note)
     run_files.write_json(folder / run_files.STATUS_FILE, status)
     at = app.switch_page("app/pages/train.py").run()
     assert not at.exception

@@ -6,7 +6,7 @@ import math
 
 from app import charts
 from lstm_core.evaluation.baselines import Baseline
-from lstm_core.training.trainer import EvalEvent, StepEvent
+from lstm_core.training.events import EvalEvent, StepEvent
 
 
 def step(n: int, loss: float) -> StepEvent:

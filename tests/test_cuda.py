@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from lstm_core.config import preset
-from lstm_core.evaluation.scoring import score
+from lstm_core.evaluation.scoring import evaluate, score
 from lstm_core.model.checkpoint import load_checkpoint
 from lstm_core.model.network import LSTMLanguageModel, keep_mask
 from lstm_core.sampling.decoding import generate
 from lstm_core.sampling.options import SamplingOptions
 from lstm_core.sampling.step import StepGenerator
-from lstm_core.training.trainer import Trainer, evaluate
+from lstm_core.training.trainer import Trainer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 

@@ -12,12 +12,12 @@ import torch
 
 from lstm_core.cli.main import build_parser, config_from_args
 from lstm_core.config import RECIPE_PRIME_TEXTS
+from lstm_core.evaluation.scoring import evaluate
 from lstm_core.model.checkpoint import load_checkpoint
 from lstm_core.sampling.decoding import generate
 from lstm_core.sampling.options import SamplingOptions
 from lstm_core.text.cleaning import tokenize
 from lstm_core.text.corpus import bundled_plays
-from lstm_core.training.trainer import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "models" / "demo.pt"

@@ -23,7 +23,8 @@ from lstm_core.model.checkpoint import load_checkpoint, save_checkpoint
 from lstm_core.runs.folder import list_snapshots
 from lstm_core.training import distributed as distributed
 from lstm_core.training.distributed import DistributedContext, Peer, check_batch_split, rank_device, rank_seed
-from lstm_core.training.trainer import StepEvent, Trainer
+from lstm_core.training.events import StepEvent
+from lstm_core.training.trainer import Trainer
 from tests.conftest import TINY_TEXT
 from tests.distributed_worker import TORCHRUN, launch, torchrun_env, worker_config, worker_dataset
 

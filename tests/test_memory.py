@@ -28,7 +28,8 @@ import torch
 torch.set_num_threads(1)
 from lstm_core.config import preset
 from lstm_core.data.dataset import Dataset
-from lstm_core.training.trainer import StepEvent, Trainer
+from lstm_core.training.events import StepEvent
+from lstm_core.training.trainer import Trainer
 dataset = Dataset.load(sys.argv[1])
 config = preset(sys.argv[2]).replace(eval_every=3, device="cpu")
 trainer = None

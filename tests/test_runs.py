@@ -22,7 +22,9 @@ from lstm_core.config import Config
 from lstm_core.data.dataset import Dataset, prepare
 from lstm_core.model.checkpoint import load_checkpoint
 from lstm_core.runs import folder as run_files
-from lstm_core.training.trainer import EvalEvent, StepEvent
+from lstm_core.runs import recording
+from lstm_core.system import processes
+from lstm_core.training.events import EvalEvent, StepEvent
 from tests.conftest import TINY_TEXT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,7 +108,7 @@ def test_a_run_says_it_crashed_when_its_process_is_gone(tmp_path, dataset):
     run_files.write_json(folder / run_files.EXIT_FILE, {"returncode": run_files.EXIT_OUT_OF_MEMORY})
     assert run_files.read_run(folder).state == "out_of_memory"
     # A live process keeps the run active.
-    status.update(pid=os.getpid(), pid_start=run_files.process_start_time(os.getpid()))
+    status.update(pid=os.getpid(), pid_start=processes.process_start_time(os.getpid()))
     run_files.write_json(folder / run_files.STATUS_FILE, status)
     assert run_files.read_run(folder).state == "running"
     # ... but not a live process that merely got the same pid later.
@@ -121,19 +123,19 @@ def test_a_process_that_ended_but_is_not_yet_reaped_is_ending_not_gone(tmp_path,
     not call it gone (the server may have restarted): that message would stay on the page."""
     folder = run_files.create_run(tmp_path / "run", SMALL, dataset)
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    start = run_files.process_start_time(child.pid)
+    start = processes.process_start_time(child.pid)
     status = {"state": "running", "pid": child.pid, "pid_start": start, "step": 7, "total_steps": 70}
     run_files.write_json(folder / run_files.STATUS_FILE, status)
     child.kill()
     assert runs.wait_unreaped(child) == -signal.SIGKILL
-    assert run_files.process_ending(child.pid, start) and not run_files.process_alive(child.pid, start)
-    assert not run_files.process_ending(child.pid, start + 1)  # another process's start time
+    assert processes.process_ending(child.pid, start) and not processes.process_alive(child.pid, start)
+    assert not processes.process_ending(child.pid, start + 1)  # another process's start time
     run = run_files.read_run(folder)
     assert run.state == "running" and run.pid is None  # ending: its record comes next
     run_files.write_json(folder / run_files.EXIT_FILE, {"returncode": -signal.SIGKILL})
     assert run_files.read_run(folder).message.endswith("(killed by signal 9 (SIGKILL))")
     assert child.wait() == -signal.SIGKILL  # reaped now, and Popen agrees on how it ended
-    assert not run_files.process_ending(child.pid, start)
+    assert not processes.process_ending(child.pid, start)
     (folder / run_files.EXIT_FILE).unlink()
     assert "the server may have restarted" in run_files.read_run(folder).message
 
@@ -146,7 +148,7 @@ def test_waiting_unreaped_gives_popens_return_code():
 
 def test_the_event_tail_reads_only_complete_new_lines(tmp_path):
     path = tmp_path / "events.jsonl"
-    tail = run_files.EventTail(path)
+    tail = recording.EventTail(path)
     assert tail.read() == []
     path.write_text('{"kind": "step", "step": 1}\n{"kind": "st')
     assert [e["step"] for e in tail.read()] == [1]  # the half-written line waits
@@ -161,7 +163,7 @@ def test_the_event_tail_reads_only_complete_new_lines(tmp_path):
 def test_the_recorder_thins_steps_and_stops_on_request(tmp_path):
     now = [1000.0]
     stops = []
-    recorder = run_files.RunRecorder(tmp_path, stops.append, idle_s=60, clock=lambda: now[0])
+    recorder = recording.RunRecorder(tmp_path, stops.append, idle_s=60, clock=lambda: now[0])
     for step in range(1, 101):  # 100 steps in one second
         now[0] += 0.01
         recorder(StepEvent(0, step, 100, 1.0, 0.01, 10.0, step * 0.01, 1.0))
@@ -311,7 +313,7 @@ def test_old_runs_go_first_and_running_ones_never(data, dataset):
     day = make_finished_run(visitors / "b" / "runs" / "day", dataset, age_days=1, size=3_000_000)
     fresh = make_finished_run(visitors / "b" / "runs" / "fresh", dataset, age_days=0, size=3_000_000)
     running = make_finished_run(visitors / "c" / "runs" / "running", dataset, age_days=30, size=3_000_000)
-    me = {"state": "running", "pid": os.getpid(), "pid_start": run_files.process_start_time(os.getpid())}
+    me = {"state": "running", "pid": os.getpid(), "pid_start": processes.process_start_time(os.getpid())}
     run_files.write_json(running / run_files.STATUS_FILE, me)
     upload = visitors / "a" / "uploads" / "text.txt"
     upload.parent.mkdir(parents=True)

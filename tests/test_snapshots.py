@@ -14,7 +14,8 @@ from lstm_core.model.checkpoint import load_checkpoint, save_checkpoint
 from lstm_core.runs import folder as runs
 from lstm_core.sampling.decoding import generate
 from lstm_core.sampling.options import SamplingOptions
-from lstm_core.training.trainer import CheckpointEvent, EvalEvent, Trainer
+from lstm_core.training.events import CheckpointEvent, EvalEvent
+from lstm_core.training.trainer import Trainer
 
 
 def thinned_as_the_run_goes(steps: list[int], limit: int) -> list[list[int]]:

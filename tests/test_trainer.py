@@ -6,18 +6,11 @@ import torch
 
 from lstm_core.config import ConfigError
 from lstm_core.data.dataset import prepare
+from lstm_core.evaluation.scoring import evaluate
 from lstm_core.model.checkpoint import load_checkpoint
-from lstm_core.training.trainer import (
-    CheckpointEvent,
-    EndEvent,
-    EvalEvent,
-    SampleEvent,
-    StepEvent,
-    Trainer,
-    TrainingDiverged,
-    evaluate,
-    learning_rate_at,
-)
+from lstm_core.training.events import CheckpointEvent, EndEvent, EvalEvent, SampleEvent, StepEvent
+from lstm_core.training.schedule import learning_rate_at
+from lstm_core.training.trainer import Trainer, TrainingDiverged
 
 
 def losses(events):

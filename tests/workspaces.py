@@ -14,7 +14,8 @@ from lstm_core.data.dataset import prepare
 from lstm_core.evaluation.baselines import Baseline
 from lstm_core.model.checkpoint import Checkpoint, save_checkpoint
 from lstm_core.runs import folder as run_files
-from lstm_core.training.trainer import EvalEvent, StepEvent
+from lstm_core.system.processes import process_start_time
+from lstm_core.training.events import EvalEvent, StepEvent
 from tests.conftest import TINY_TEXT
 
 
@@ -27,7 +28,7 @@ def put_run(workspace: Workspace, checkpoint: Checkpoint, run_id: str, training:
     if training:
         pid = os.getpid()
         status.update(state="running", total_steps=10 * checkpoint.step, pid=pid)
-        status["pid_start"] = run_files.process_start_time(pid)
+        status["pid_start"] = process_start_time(pid)
     run_files.write_json(folder / run_files.STATUS_FILE, status)
     return folder
 

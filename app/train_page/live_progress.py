@@ -19,7 +19,7 @@ from app.train_page.runs_table import runs_section
 from lstm_core.errors import InputError
 from lstm_core.evaluation.standing import overfitting, standing
 from lstm_core.runs import folder as run_files
-from lstm_core.training.trainer import CheckpointEvent, EvalEvent, Event, SampleEvent, StepEvent
+from lstm_core.training.events import CheckpointEvent, EvalEvent, Event, SampleEvent, StepEvent
 
 
 def run_sections(shown: str | None) -> None:

@@ -15,7 +15,7 @@ from app.train_page.labels import PRESET_LABELS, duration
 from lstm_core.config import PRESETS, Config
 from lstm_core.errors import InputError
 from lstm_core.runs import folder as run_files
-from lstm_core.training.trainer import EvalEvent
+from lstm_core.training.events import EvalEvent
 
 
 def recipe(config: dict[str, Any]) -> str:

@@ -560,6 +560,7 @@ def _train(args: argparse.Namespace, setup: _Setup, memory_limit: int | None, wo
     marked with their rank.
     """
     from lstm_core.runs import folder as runs
+    from lstm_core.runs.recording import RunRecorder
     from lstm_core.system.runtime import MemoryWatchdog
     from lstm_core.training.distributed import is_lost_rank_error
     from lstm_core.training.trainer import Trainer, TrainingDiverged
@@ -581,7 +582,7 @@ def _train(args: argparse.Namespace, setup: _Setup, memory_limit: int | None, wo
     say(dataset.summary())
     recorder: Any = _Silent()
     if main_rank:
-        recorder = runs.RunRecorder(
+        recorder = RunRecorder(
             out,
             lambda reason: trainer.request_stop(reason),  # type: ignore[union-attr, arg-type]
             idle_s=args.stop_when_idle * 60 if args.stop_when_idle else None,

@@ -21,7 +21,7 @@ training ids over the same vocabulary as the LSTM, and scored on the same valida
   that "better than the bigram" means something; and one family of models means each step up
   the chart is exactly one more word of context.
 
-Perplexities are counted as the LSTM's :func:`lstm_core.training.trainer.evaluate` counts them: every token
+Perplexities are counted as the LSTM's :func:`lstm_core.evaluation.scoring.evaluate` counts them: every token
 after the first is predicted from the ones before it, and the perplexity is ``exp`` of the mean
 negative log-probability. ``evaluate`` cuts the stream into (at most 16) rows, so it also leaves
 out the first token of each later row and the fewer than 16 tokens left over at the end; on the

@@ -21,28 +21,27 @@ restart or a crashed training process all find the same truth::
       heartbeat      touched by the pages that show the run: a run started with an idle limit
                      stops when nobody has looked at it for that long
 
-Nothing here imports a UI or torch (only :func:`read_baselines` brings in torch, when it is called),
-so reading a run is cheap.
+The training process keeps ``status.json`` and ``events.jsonl`` current through
+:mod:`lstm_core.runs.recording`; whether a recorded process still runs is
+:mod:`lstm_core.system.processes`. Nothing here imports a UI or torch (only :func:`read_baselines`
+brings in torch, when it is called), so reading a run is cheap.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
-import math
 import os
 import re
-import signal
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from lstm_core.errors import InputError
 from lstm_core.files import atomic_write_text
+from lstm_core.system.processes import process_alive, process_ending, signal_name
 
 if TYPE_CHECKING:
     from lstm_core.config import Config
@@ -105,8 +104,6 @@ a word (killed, or gone with the server), which only a reader can tell."""
 
 ACTIVE_STATES = frozenset({"starting", "running"})
 EXIT_OUT_OF_MEMORY = 3
-STEP_EVENTS_PER_SECOND = 4
-STATUS_EVERY_S = 1.0
 STARTUP_GRACE_S = 120.0
 """A run that says ``starting`` with no live process after this long failed to start."""
 
@@ -151,70 +148,6 @@ def create_run(folder: Path | str, config: Config, dataset: Dataset, *, created:
     record = {"format": RUN_FORMAT, "version": 1, "created": created, "config": config.to_dict()}
     write_json(folder / RUN_FILE, {**record, "dataset": description})
     return folder
-
-
-# ---- processes -------------------------------------------------------------------------------
-
-
-def process_stat(pid: int) -> list[str] | None:
-    """The fields of Linux's ``/proc/PID/stat`` after the command name (``[0]`` is the state, ``T``:
-    stopped, ``Z``: zombie; ``[19]`` the start time), or None where the process or ``/proc`` is not."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as file:
-            return file.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def process_start_time(pid: int) -> int | None:
-    """The start time of process ``pid`` (clock ticks since boot, from ``/proc``), or None if it
-    is not running (or is a zombie). With the pid it names one process for good: a pid can be
-    reused by another process after the first one ends, its start time cannot."""
-    fields = process_stat(pid)
-    if fields is None:
-        return None if os.path.isdir("/proc") else _start_time_without_proc(pid)
-    if fields[0] in ("Z", "X"):  # a zombie has ended; it only waits to be reaped
-        return None
-    return int(fields[19])
-
-
-def _start_time_without_proc(pid: int) -> int | None:
-    """Where there is no ``/proc`` (macOS): alive or not, without a start time to compare."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return 0
-    return 0
-
-
-def process_alive(pid: Any, start: Any) -> bool:
-    """Whether the process ``pid`` that started at ``start`` (see :func:`process_start_time`) runs."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    now = process_start_time(pid)
-    return now is not None and (not isinstance(start, int) or now == 0 or now == start)
-
-
-def process_ending(pid: Any, start: Any) -> bool:
-    """Whether the process ``pid`` that started at ``start`` has ended but not yet been reaped
-    (a zombie): its parent is about to learn, and record, how it ended."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    fields = process_stat(pid)
-    return fields is not None and fields[0] == "Z" and (not isinstance(start, int) or int(fields[19]) == start)
-
-
-def signal_name(returncode: int) -> str:
-    """``-9`` -> ``"killed by signal 9 (SIGKILL)"``; ``1`` -> ``"exit code 1"``."""
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = "unknown"
-        return f"killed by signal {-returncode} ({name})"
-    return f"exit code {returncode}"
 
 
 # ---- reading a run ---------------------------------------------------------------------------
@@ -414,166 +347,6 @@ def request_stop(folder: Path | str) -> None:
 
 
 def touch_heartbeat(folder: Path | str) -> None:
-    """Say that someone is looking at the run (see :class:`RunRecorder`'s idle limit)."""
+    """Say that someone is looking at the run (see :class:`~lstm_core.runs.recording.RunRecorder`'s idle limit)."""
     with contextlib.suppress(OSError):  # a run deleted under the page: nothing to keep alive
         (Path(folder) / HEARTBEAT_FILE).touch()
-
-
-# ---- events ----------------------------------------------------------------------------------
-
-
-class EventTail:
-    """Reads a run's ``events.jsonl`` incrementally: each :meth:`read` parses only the new lines.
-
-    A line is parsed only once it is complete (the writer appends whole lines, but a reader can
-    see the file between two writes). If the file is replaced or shrinks, it starts again.
-    """
-
-    def __init__(self, path: Path | str, parse: Callable[[dict[str, Any]], Any] | None = None) -> None:
-        self.path = Path(path)
-        self.parse = parse or (lambda event: event)
-        self._lock = threading.Lock()
-        self._offset = 0
-        self._identity: tuple[int, int] | None = None
-        self.events: list[Any] = []
-
-    def read(self) -> list[Any]:
-        """All events so far, oldest first, each passed through ``parse`` once (a new list; the
-        events are shared: do not change them). Lines that do not parse are skipped."""
-        with self._lock:
-            try:
-                stat = self.path.stat()
-            except OSError:
-                self._offset, self._identity, self.events = 0, None, []
-                return []
-            identity = (stat.st_ino, stat.st_dev)
-            if identity != self._identity or stat.st_size < self._offset:
-                self._offset, self._identity, self.events = 0, identity, []
-            if stat.st_size > self._offset:
-                with self.path.open("rb") as file:
-                    file.seek(self._offset)
-                    data = file.read(stat.st_size - self._offset)
-                complete = data.rfind(b"\n") + 1
-                for line in data[:complete].splitlines():
-                    try:
-                        event = json.loads(line)
-                    except (json.JSONDecodeError, UnicodeDecodeError):
-                        continue  # a damaged line loses that event only
-                    if isinstance(event, dict) and isinstance(event.get("kind"), str):
-                        parsed = self.parse(event)
-                        if parsed is not None:
-                            self.events.append(parsed)
-                self._offset += complete
-            return list(self.events)
-
-
-# ---- writing a run (the training process) ----------------------------------------------------
-
-
-class RunRecorder:
-    """A trainer callback that keeps a run folder up to date, and the run's stop conditions.
-
-    * appends every event to ``events.jsonl``, step events thinned to
-      :data:`STEP_EVENTS_PER_SECOND` (plus the last step of the run);
-    * rewrites ``status.json`` at most every :data:`STATUS_EVERY_S` and at every evaluation;
-    * asks the trainer to stop when the ``stop`` file appears, or (with ``idle_s``) when the
-      ``heartbeat`` file is older than ``idle_s``.
-    """
-
-    def __init__(
-        self,
-        folder: Path | str,
-        request_stop: Callable[[str], None],
-        *,
-        idle_s: float | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.folder = Path(folder)
-        self._request_stop = request_stop
-        self.idle_s = idle_s
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._status: dict[str, Any] = {
-            "state": "running",
-            "pid": os.getpid(),
-            "pid_start": process_start_time(os.getpid()),
-            "started": clock(),
-            "message": "",
-        }
-        self._last_step_written = -math.inf
-        self._last_status = -math.inf
-        self._last_check = -math.inf
-        self._pending_step: dict[str, Any] | None = None
-        self._started = clock()
-
-    def begin(self, **fields: Any) -> None:
-        """Mark the run as training (with ``step``, ``total_steps`` and such as known so far)."""
-        self.update(**fields)
-
-    def update(self, **fields: Any) -> None:
-        with self._lock:
-            self._status.update(fields, updated=self.clock())
-            write_json(self.folder / STATUS_FILE, self._status)
-            self._last_status = self.clock()
-
-    def end(self, state: State, message: str = "") -> None:
-        """The run is over: flush the last step and record why it ended (a stop asked for is done)."""
-        self._flush_step()
-        self.update(state=state, message=message)
-        (self.folder / STOP_FILE).unlink(missing_ok=True)
-
-    def __call__(self, event: Any) -> None:
-        data = dataclasses.asdict(event)
-        now = self.clock()
-        if data["kind"] == "step":
-            self._pending_step = data
-            if now - self._last_step_written >= 1.0 / STEP_EVENTS_PER_SECOND:
-                self._flush_step()
-            status = {
-                "step": data["step"],
-                "total_steps": data["total_steps"],
-                "elapsed_s": data["elapsed_s"],
-                "tokens_per_s": data["tokens_per_s"],
-            }
-            if now - self._last_status >= STATUS_EVERY_S:
-                self.update(**status)
-            else:
-                with self._lock:  # the memory watchdog's thread may be writing the status
-                    self._status.update(status)
-            if now - self._last_check >= 0.2:
-                self._last_check = now
-                self._check_stop(now)
-            return
-        self._flush_step()
-        self._append(data)
-        if data["kind"] == "end":  # the run's whole time, past its last step's report
-            self.update(elapsed_s=data["elapsed_s"])
-        if data["kind"] == "eval":
-            best = self._status.get("best_perplexity")
-            perplexity = data["perplexity"]
-            self.update(
-                last_perplexity=perplexity,
-                best_perplexity=perplexity if best is None or perplexity < best else best,
-            )
-
-    def _flush_step(self) -> None:
-        if self._pending_step is not None:
-            self._append(self._pending_step)
-            self._pending_step = None
-            self._last_step_written = self.clock()
-
-    def _append(self, data: dict[str, Any]) -> None:
-        line = json.dumps(data, ensure_ascii=False, allow_nan=True) + "\n"
-        with (self.folder / EVENTS_FILE).open("a", encoding="utf-8") as file:
-            file.write(line)
-
-    def _check_stop(self, now: float) -> None:
-        if (self.folder / STOP_FILE).exists():
-            self._request_stop("stopped")
-        elif self.idle_s is not None:
-            try:
-                seen = (self.folder / HEARTBEAT_FILE).stat().st_mtime
-            except OSError:
-                seen = self._started
-            if now - max(seen, self._started) > self.idle_s:
-                self._request_stop("idle")

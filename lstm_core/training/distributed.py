@@ -40,8 +40,9 @@ import torch
 from torch import Tensor, nn
 
 from lstm_core.errors import InputError
-from lstm_core.runs.folder import process_alive, process_start_time, process_stat
+from lstm_core.system.processes import process_alive, process_start_time, process_stat
 from lstm_core.system.runtime import resolve_device
+from lstm_core.training.events import StopReason
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
@@ -51,6 +52,8 @@ DEFAULT_TIMEOUT_MINUTES = 5.0
 rank 0 to prepare a large text and save a large checkpoint while the others wait; short enough
 that a rank that hangs (alive but stuck) ends the run within minutes, not PyTorch's default 30."""
 _HOST_BYTES = 64
+STOP_PRECEDENCE: tuple[StopReason, ...] = ("interrupted", "stopped", "idle")
+"""When ranks were asked to stop for different reasons at once, the first of these is the run's."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ class Peer:
     rank: int
     host: str
     pid: int
-    start: int | None  # see runs.process_start_time: with the pid, it names the process for good
+    start: int | None  # see processes.process_start_time: with the pid, it names the process for good
     machine: int = 0  # tells machines apart where host names repeat (see _machine_id)
 
 
@@ -145,6 +148,30 @@ class DistributedContext:
         parts = [torch.empty_like(tensor) for _ in range(self.size)]
         dist.all_gather(parts, tensor.contiguous(), group=self.group)
         return parts
+
+    def agree_to_end(
+        self, stop: StopReason | None, out_of_time: bool, clock: float
+    ) -> tuple[StopReason | None, bool, float]:
+        """What every rank decides at a step where the run may end: (the stop reason, or None;
+        whether the time is up; the run's clock), from this rank's own ``stop``, ``out_of_time`` and ``clock``.
+
+        A stop asked of any rank (a signal reaches each) stops them all, for the first reason of
+        :data:`STOP_PRECEDENCE` asked; rank 0's clock alone is the run's, so it alone decides the time
+        limit and the time budget's schedule. So every rank leaves the loop at the same step. One
+        process gets its own values back.
+        """
+        if self.group is None:
+            return stop, out_of_time, clock
+        # (one count per stop reason, rank 0's "out of time", rank 0's clock): summed over the ranks
+        flags = torch.zeros(len(STOP_PRECEDENCE) + 2, dtype=torch.float64, device=self.device)
+        if stop is not None:
+            flags[STOP_PRECEDENCE.index(stop)] = 1
+        if self.is_main:
+            flags[-2] = float(out_of_time)
+            flags[-1] = clock
+        asked = self.sum(flags).tolist()
+        agreed = next((reason for reason, count in zip(STOP_PRECEDENCE, asked, strict=False) if count), None)
+        return agreed, bool(asked[-2]), asked[-1]
 
     def broadcast_bytes(self, data: bytes | None) -> bytes:
         """Rank 0's ``data`` on every rank (the others pass None). Sent as CPU tensors (Gloo):

@@ -1,9 +1,11 @@
 """The training loop: truncated BPTT over contiguous streams, validation, checkpoints, events.
 
 The trainer never prints. It reports through one callback that receives :data:`Event` objects
-(a step, an evaluation, prime-text samples, a checkpoint, the end), which the CLI turns into a
-progress bar and the app into live charts. It can be stopped from another thread, resumes a run
-exactly from a checkpoint, and is deterministic on the CPU for a given config and seed.
+(a step, an evaluation, prime-text samples, a checkpoint, the end: :mod:`lstm_core.training.events`),
+which the CLI turns into a progress bar and the app into live charts. It can be stopped from another
+thread, resumes a run exactly from a checkpoint (:mod:`lstm_core.training.resume`), and is
+deterministic on the CPU for a given config and seed. What it minimises, its learning rate, its
+clock and what it measures at an evaluation are the modules beside this one (``training/__init__``).
 
 The same trainer runs as one rank of several processes (torchrun) when it is given a
 :class:`~lstm_core.training.distributed.DistributedContext`; see :mod:`lstm_core.training.distributed` for how the
@@ -15,14 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -31,115 +32,45 @@ from lstm_core.config import Config, ConfigError
 from lstm_core.data.batching import batchify, num_windows, windows
 from lstm_core.data.dataset import Dataset
 from lstm_core.errors import InputError
-from lstm_core.evaluation.scoring import evaluate, evaluation_rows, perplexity
-from lstm_core.model.checkpoint import Checkpoint, copy_weights, save_checkpoint
+from lstm_core.evaluation.scoring import perplexity
+from lstm_core.model.checkpoint import Checkpoint, save_checkpoint
 from lstm_core.model.network import LSTMLanguageModel, State, choose_cutoffs, detach_state
 from lstm_core.runs.folder import prune_snapshots, snapshot_path
 from lstm_core.system.runtime import autocast, resolve_device, resolve_precision, set_seed
 from lstm_core.training.averaging import WeightAverage
+from lstm_core.training.clock import RunClock
 from lstm_core.training.distributed import DistributedContext, rank_seed
+from lstm_core.training.events import (
+    Callback,
+    CheckpointEvent,
+    EndEvent,
+    EndReason,
+    EvalEvent,
+    Event,
+    SampleEvent,
+    StepEvent,
+    StopReason,
+)
+from lstm_core.training.objective import Objective, make_optimizer
+from lstm_core.training.resume import (
+    TrainingState,
+    gather_training_state,
+    restore_random_state,
+    restore_weights,
+    restored_carry,
+    resumed_config,
+    run_checkpoint,
+)
+from lstm_core.training.schedule import learning_rate_at
+from lstm_core.training.validation import prime_samples, validation_loss
 
 CUDA_SYNC_EVERY = 20
 """On a GPU the trainer reads the loss back to the host every this many steps, not every step: each
 read waits for the GPU to finish its queue. On the CPU it reads every step (there is nothing to wait for)."""
-# Settings that may change when a run is resumed; everything else must match the checkpoint.
-RESUMABLE_CHANGES = frozenset(
-    {"epochs", "train_minutes", "eval_every", "save_every", "prime_texts", "sample_length", "device", "precision"}
-)
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite. Checkpoints already on disk are left as they were."""
-
-
-# ---- events --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StepEvent:
-    epoch: int
-    step: int
-    total_steps: int
-    """The steps the run will take: its epochs', or, with a time budget (``train_minutes``), the
-    steps the time left holds at this session's pace so far, if fewer."""
-    loss: float
-    learning_rate: float
-    tokens_per_s: float
-    elapsed_s: float
-    eta_s: float
-    kind: Literal["step"] = "step"
-
-
-@dataclass(frozen=True)
-class EvalEvent:
-    epoch: int
-    step: int
-    val_loss: float
-    perplexity: float
-    best: bool
-    elapsed_s: float = 0.0
-    kind: Literal["eval"] = "eval"
-
-
-@dataclass(frozen=True)
-class SampleEvent:
-    step: int
-    samples: dict[str, str]
-    kind: Literal["sample"] = "sample"
-
-
-@dataclass(frozen=True)
-class CheckpointEvent:
-    step: int
-    path: str
-    best: bool
-    kind: Literal["checkpoint"] = "checkpoint"
-
-
-EndReason = Literal["finished", "stopped", "time_limit", "idle", "interrupted"]
-"""Why a run ended: all epochs (or its ``train_minutes``) done; a stop was asked for (``stopped``: by
-the user, ``idle``: nobody watched it, ``interrupted``: the process was told to end, e.g. a server
-shutting down); or its training time reached the limit."""
-StopReason = Literal["stopped", "idle", "interrupted"]
-_STOP_PRECEDENCE: tuple[StopReason, ...] = ("interrupted", "stopped", "idle")
-"""When ranks were asked to stop for different reasons at once, the first of these is the run's."""
-
-
-@dataclass(frozen=True)
-class EndEvent:
-    step: int
-    reason: EndReason
-    elapsed_s: float
-    val_loss: float | None
-    perplexity: float | None
-    kind: Literal["end"] = "end"
-
-
-Event = StepEvent | EvalEvent | SampleEvent | CheckpointEvent | EndEvent
-Callback = Callable[[Event], None]
-EVENT_TYPES: dict[str, type] = {
-    "step": StepEvent,
-    "eval": EvalEvent,
-    "sample": SampleEvent,
-    "checkpoint": CheckpointEvent,
-    "end": EndEvent,
-}
-
-
-def event_from_dict(data: dict[str, Any]) -> Event | None:
-    """An event from its plain form (a line of a run's ``events.jsonl``), or None if it is not one.
-
-    Fields the event type does not know are ignored, so a newer writer's extra fields do not
-    break an older reader.
-    """
-    cls = EVENT_TYPES.get(data.get("kind", ""))
-    if cls is None:
-        return None
-    names = {f.name for f in dataclasses.fields(cls)}
-    try:
-        return cls(**{name: value for name, value in data.items() if name in names})
-    except TypeError:  # a required field is missing
-        return None
 
 
 @dataclass
@@ -167,76 +98,8 @@ class _PendingStep:
     learning_rate: float
 
 
-@dataclass(frozen=True)
-class _TrainingState:
-    """What a resumable checkpoint holds beyond weights and optimizer: see ``Trainer._gather_training_state``."""
-
-    carry: tuple[Tensor, Tensor] | None
-    rng_state: Tensor
-    rank_rng_states: list[Tensor] | None
-
-
 def _ignore(event: Event) -> None:
     pass
-
-
-def learning_rate_at(
-    config: Config, step: int, steps_per_epoch: int, total_steps: int, progress: float | None = None
-) -> float:
-    """The learning rate for (0-based) ``step``: a pure function, so resuming needs no scheduler state.
-
-    The cosine schedule follows ``progress`` (the share of the run done) where given, which a run
-    with a time budget (``train_minutes``) measures in time; else ``step / total_steps``.
-    """
-    if config.lr_schedule == "exponential":
-        return config.learning_rate * config.lr_decay ** (step // max(1, steps_per_epoch))
-    if config.lr_schedule == "cosine":
-        if progress is None:
-            progress = step / max(1, total_steps)
-        progress = min(1.0, progress)
-        return config.learning_rate * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
-    return config.learning_rate
-
-
-def _optimizer(config: Config, model: LSTMLanguageModel) -> torch.optim.Optimizer:
-    """The config's optimizer over ``model``'s parameters.
-
-    On the CPU and on CUDA it is PyTorch's fused implementation: one kernel for all of a step's
-    arithmetic instead of one pass over the weights per operation (Adam's step on a 1 x 512 model
-    took 3 ms instead of 15 on the CPU). The update is the same formula, so only rounding differs.
-    """
-    params = model.parameters()
-    fused = True if model.device.type in ("cpu", "cuda") else None  # None: PyTorch's own choice
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=fused)
-    cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=fused)
-
-
-class _Objective(torch.nn.Module):
-    """The model and its training objective as one module: ``(inputs, targets, state) -> (objective,
-    loss, state)``, the objective being the loss plus the activation penalties the config asks for.
-
-    DistributedDataParallel must see the output layer used inside the forward it wraps (it
-    learns there which parameters will get gradients); with one process it is just these calls.
-    """
-
-    def __init__(self, model: LSTMLanguageModel, activation_reg: float = 0.0, temporal_reg: float = 0.0) -> None:
-        super().__init__()
-        self.model = model
-        self.activation_reg = activation_reg
-        self.temporal_reg = temporal_reg
-
-    def forward(self, inputs: Tensor, targets: Tensor, state: State | None) -> tuple[Tensor, Tensor, State]:
-        """The objective to minimise (the loss plus any activation penalties), the loss, and the new state."""
-        raw, hidden, new_state = self.model.features(inputs, state)  # (B, T, H) each
-        loss = self.model.loss(hidden, targets)
-        objective = loss
-        if self.activation_reg > 0:  # Merity et al.'s AR: small outputs
-            objective = objective + self.activation_reg * hidden.float().pow(2).mean()
-        if self.temporal_reg > 0:  # and TAR: outputs that change slowly from word to word
-            objective = objective + self.temporal_reg * (raw[:, 1:] - raw[:, :-1]).float().pow(2).mean()
-        return objective, loss, new_state
 
 
 # ---- the trainer ---------------------------------------------------------------------------
@@ -274,7 +137,7 @@ class Trainer:
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         if resume is not None:
-            config = self._resumed_config(resume.config, config)
+            config = resumed_config(resume.config, config)
             if dataset.vocab != resume.vocab:
                 raise ConfigError(
                     "this text gives a different vocabulary from the checkpoint's: resume with the same "
@@ -288,8 +151,6 @@ class Trainer:
         )
         # Events describe the whole run, so one rank reports them.
         self.callback = (callback or _ignore) if self.world.is_main else _ignore
-        self.time_limit_s = time_limit_s
-        self._now = clock
         self.device = self.world.device
         self.dtype = resolve_precision(config.precision, self.device)
         self._stop = threading.Event()
@@ -314,7 +175,7 @@ class Trainer:
         self.model = LSTMLanguageModel(len(dataset.vocab), config, cutoffs).to(self.device)
         if self.world.rank > 0:
             torch.manual_seed(rank_seed(config.seed, self.world.rank))  # its own dropout masks
-        self.optimizer = _optimizer(config, self.model)
+        self.optimizer = make_optimizer(config, self.model)
         self.average = (
             WeightAverage(self.model, config.weight_average, config.ema_decay)
             if config.weight_average != "off"
@@ -326,17 +187,16 @@ class Trainer:
         self.elapsed_s = 0.0
         self.best_val_loss: float | None = None
         self.last_val_loss: float | None = None
-        self._budget_s = config.train_minutes * 60 if config.train_minutes > 0 else None
-        self._run_clock = 0.0  # the run's training time at the last look at the clock (all ranks agree on it)
         self.history: dict[str, list[dict[str, Any]]] = {"steps": [], "evals": [], "samples": []}
         self._carry: State | None = None
         self._pending: list[_PendingStep] = []
         if resume is not None:
             self._restore(resume)
-        self._run_clock = self.elapsed_s
+        budget_s = config.train_minutes * 60 if config.train_minutes > 0 else None
+        self.run_clock = RunClock(clock, time_limit_s, budget_s, self.elapsed_s)
         # Built after the restore: DDP starts every rank from rank 0's weights.
         self._objective = self.world.wrap(
-            _Objective(self.model, config.activation_reg, config.temporal_reg),
+            Objective(self.model, config.activation_reg, config.temporal_reg),
             find_unused_parameters=config.output_layer == "adaptive",
         )
 
@@ -353,14 +213,7 @@ class Trainer:
 
     @property
     def finished(self) -> bool:
-        return self.step >= self.total_steps or self._budget_used()
-
-    def _budget_used(self) -> bool:
-        return self._budget_s is not None and self._run_clock >= self._budget_s
-
-    def _time_progress(self) -> float | None:
-        """The share of a time budget (``train_minutes``) used so far; None for a run by epochs."""
-        return None if self._budget_s is None else min(1.0, self._run_clock / self._budget_s)
+        return self.step >= self.total_steps or self.run_clock.budget_used
 
     def snapshot(self) -> LSTMLanguageModel:
         """A CPU copy of the model as it is now (its averaged weights, once averaging has begun),
@@ -375,14 +228,14 @@ class Trainer:
     def average_start_step(self) -> int | None:
         """The weights after every (0-based) step from this one on are averaged; None without averaging,
         or with a time budget, where averaging starts at ``average_start`` of the time."""
-        if self.average is None or self._budget_s is not None:
+        if self.average is None or self.run_clock.budget_s is not None:
             return None
         return int(self.config.average_start * self.total_steps)
 
     def _averaging_due(self) -> bool:
         if self.average is None:
             return False
-        progress = self._time_progress()
+        progress = self.run_clock.progress()
         if progress is not None:
             return progress >= self.config.average_start
         return self.step >= self.average_start_step  # type: ignore[operator]
@@ -395,59 +248,26 @@ class Trainer:
         """
         return self._checkpoint(self._gather_training_state() if training_state else None)
 
-    def _gather_training_state(self) -> _TrainingState:
-        """The carried LSTM state of the whole batch and each rank's random state (a collective).
+    def _gather_training_state(self) -> TrainingState:
+        """The training state of the whole run: a collective, see :func:`gather_training_state`."""
+        return gather_training_state(self.world, self._carry, self._lock)
 
-        The carry is stored as one process would hold it, ``(L, B, H)`` with every rank's rows in
-        order, so a checkpoint resumes on any number of ranks. The random states of all ranks
-        are kept too; ``rng_state`` is rank 0's, as a single process would save it.
-        """
-        if self.world.size == 1:
-            with self._lock:
-                carry = None if self._carry is None else (self._carry[0].cpu(), self._carry[1].cpu())
-                return _TrainingState(carry, torch.get_rng_state(), None)
-        rng_state = torch.get_rng_state()
-        carry = None
-        if self._carry is not None:  # None on every rank at once: at the start of an epoch
-            h, c = (torch.cat(self.world.gather(t), dim=1).cpu() for t in self._carry)  # (L, B, H)
-            carry = (h, c)
-        states = [t.cpu() for t in self.world.gather(rng_state.to(self.device))]
-        return _TrainingState(carry, rng_state, states)
-
-    def _checkpoint(self, training: _TrainingState | None) -> Checkpoint:
-        """The run now. Once weights are averaged, ``weights`` holds the average (the model to
-        sample, evaluate or export) and, with the training state, ``training_weights`` the raw
-        weights that training goes on from."""
-        averaged = self.average is not None and self.average.active
+    def _checkpoint(self, training: TrainingState | None) -> Checkpoint:
+        """The run now (:func:`run_checkpoint`): resumable given ``training``."""
         with self._lock:
-            checkpoint = Checkpoint(
-                config=self.config,
-                vocab=self.dataset.vocab,
-                weights=copy_weights(self.average.state_dict() if averaged else self.model.state_dict()),  # type: ignore[union-attr]
-                training_weights=copy_weights(self.model.state_dict()) if averaged and training is not None else None,
-                cutoffs=list(self.model.cutoffs),
-                optimizer=copy.deepcopy(self.optimizer.state_dict()) if training is not None else None,
-                progress={
-                    "step": self.step,
-                    "epoch": self.epoch,
-                    "window": self.window,
-                    "total_steps": self.total_steps,
-                    "elapsed_s": self.elapsed_s,
-                    "best_val_loss": self.best_val_loss,
-                    "last_val_loss": self.last_val_loss,
-                    "averaged_steps": self.average.count if self.average is not None else 0,
-                },
-                history=copy.deepcopy(self.history),
-                carry=training.carry if training is not None else None,
-                rng_state=training.rng_state if training is not None else None,
-                rank_rng_states=training.rank_rng_states if training is not None else None,
-                dataset={
-                    "name": self.dataset.name,
-                    "train_tokens": self.dataset.train.numel(),
-                    "valid_tokens": self.dataset.valid.numel(),
-                },
+            progress = {
+                "step": self.step,
+                "epoch": self.epoch,
+                "window": self.window,
+                "total_steps": self.total_steps,
+                "elapsed_s": self.elapsed_s,
+                "best_val_loss": self.best_val_loss,
+                "last_val_loss": self.last_val_loss,
+                "averaged_steps": self.average.count if self.average is not None else 0,
+            }
+            return run_checkpoint(
+                self.config, self.dataset, self.model, self.average, self.optimizer, progress, self.history, training
             )
-        return checkpoint
 
     def fit(self) -> TrainResult:
         """Train until all epochs are done (or the config's ``train_minutes``), a stop is requested,
@@ -458,28 +278,23 @@ class Trainer:
         """
         config = self.config
         seq_len = config.training_seq_len
-        self._session_start = self._now()
-        self._session_steps = 0
-        self._session_tokens = 0
-        self._base_elapsed = self.elapsed_s
-        reason: EndReason = "finished"
-        if self.time_limit_s is not None and self._base_elapsed > 0 and self.time_limit_s <= self._base_elapsed:
-            reason = "time_limit"
+        self.run_clock.start(self.elapsed_s)
+        reason: EndReason = "time_limit" if self.run_clock.limit_used_before else "finished"
         self.model.train()
-        budget_used = self._budget_used()
+        budget_used = self.run_clock.budget_used
         while self.epoch < config.epochs and reason == "finished" and not budget_used:
             state = self._carry if self.window > 0 else None
             for inputs, targets in windows(self.train_streams, seq_len, start=self.window):
                 inputs, targets = inputs.to(self.device), targets.to(self.device)  # no copy when already there
                 learning_rate = learning_rate_at(
-                    config, self.step, self.steps_per_epoch, self.total_steps, self._time_progress()
+                    config, self.step, self.steps_per_epoch, self.total_steps, self.run_clock.progress()
                 )
                 loss, norm, state = self._train_step(inputs, targets, state, learning_rate)
                 self._pending.append(_PendingStep(self.step + 1, self.epoch, loss, norm, learning_rate))
                 self.step += 1
                 self.window += 1
                 self._carry = state
-                self._session_tokens += targets.numel() * self.world.size  # the whole batch's words
+                self.run_clock.session_tokens += targets.numel() * self.world.size  # the whole batch's words
                 end_of_epoch = self.window >= self.steps_per_epoch
                 # Every eval_every steps, else at each epoch's end; and at the run's end (below). Not
                 # at every epoch's end as well: a GPU goes through these plays in seconds, and each
@@ -500,7 +315,7 @@ class Trainer:
                     if report_now:
                         self._report_steps()  # the callbacks may ask for a stop
                     stop, out_of_time = self._agree_to_end()
-                    budget_used = self._budget_used()
+                    budget_used = self.run_clock.budget_used
                     if stop is not None or out_of_time or budget_used:
                         self._report_steps()
                     if stop is not None:
@@ -517,7 +332,7 @@ class Trainer:
         evals = self.history["evals"]
         if self.step > 0 and (not evals or evals[-1]["step"] != self.step):
             self._evaluate_and_sample()  # a run ended between evaluations still reports where it stands
-        self.elapsed_s = self._clock()  # before the last save: a resume's time cap counts all of it
+        self.elapsed_s = self.run_clock.total_s()  # before the last save: a resume's time cap counts all of it
         if self.out_dir is not None and self.step > 0:
             self._save_last()
         last = perplexity(self.last_val_loss) if self.last_val_loss is not None else None
@@ -528,39 +343,20 @@ class Trainer:
 
     # ---- internals ----
 
-    def _clock(self) -> float:
-        """The run's whole training time so far: earlier sessions plus this one."""
-        return self._base_elapsed + self._now() - self._session_start
-
     @property
     def _writes_files(self) -> bool:
         return self.out_dir is not None and self.world.is_main
 
     def _agree_to_end(self) -> tuple[StopReason | None, bool]:
-        """Whether the run ends now: (the stop reason, or None; whether its time is up).
-
-        With several ranks this is a collective: a stop asked of any rank (a signal reaches
-        each) stops them all, and rank 0's clock alone decides the time limit, so every rank
-        leaves the loop at the same step.
-        """
-        clock = self._clock()
-        out_of_time = self.world.is_main and self.time_limit_s is not None and clock >= self.time_limit_s
-        if self.world.size == 1:
-            self._run_clock = clock
-            return (self._stop_reason if self._stop.is_set() else None), out_of_time
-        # (one count per stop reason, rank 0's "out of time", rank 0's clock): summed over the ranks
-        flags = torch.zeros(len(_STOP_PRECEDENCE) + 2, dtype=torch.float64, device=self.device)
-        if self._stop.is_set():
-            flags[_STOP_PRECEDENCE.index(self._stop_reason)] = 1
-        flags[-2] = float(out_of_time)
-        if self.world.is_main:
-            flags[-1] = clock  # rank 0's clock is the run's: the time budget's schedule must be the same on all
-        asked = self.world.sum(flags).tolist()
-        stop = next((reason for reason, count in zip(_STOP_PRECEDENCE, asked, strict=False) if count), None)
-        if stop is not None:
-            self.request_stop(stop)
-        self._run_clock = asked[-1]
-        return stop, bool(asked[-2])
+        """Whether the run ends now: (the stop reason, or None; whether its time is up). With several
+        ranks a collective, so that all leave the loop at the same step (:meth:`DistributedContext.agree_to_end`)."""
+        clock = self.run_clock.total_s()
+        out_of_time = self.world.is_main and self.run_clock.limit_reached(clock)
+        asked = self._stop_reason if self._stop.is_set() else None
+        stop, out_of_time, self.run_clock.seen_s = self.world.agree_to_end(asked, out_of_time, clock)
+        if stop is not None and self.world.size > 1:
+            self.request_stop(stop)  # a stop asked of another rank
+        return stop, out_of_time
 
     def _train_step(
         self, inputs: Tensor, targets: Tensor, state: State | None, learning_rate: float
@@ -595,35 +391,26 @@ class Trainer:
                 self._diverged(f"the loss became {loss}", item.step)
             if not math.isfinite(norm):
                 self._diverged(f"the gradient norm became {norm}", item.step)
-        now = self._now() - self._session_start
-        self.elapsed_s = self._base_elapsed + now
+        clock = self.run_clock
+        now = clock.session_s()
+        self.elapsed_s = clock.before_s + now
         for item, loss in zip(pending, losses, strict=True):
-            self._session_steps += 1
+            clock.session_steps += 1
             record = {"step": item.step, "epoch": item.epoch, "loss": loss, "lr": item.learning_rate}
             self.history["steps"].append({**record, "elapsed_s": self.elapsed_s})
-            eta = self._eta(item.step, now)
-            total = self.total_steps
-            if self._budget_s is not None and now > 0:  # the steps the time left holds at this pace
-                total = min(total, item.step + round(eta * self._session_steps / now))
+            eta = clock.eta(self.total_steps - item.step, now, self.elapsed_s)
             self.callback(
                 StepEvent(
                     epoch=item.epoch,
                     step=item.step,
-                    total_steps=total,
+                    total_steps=clock.expected_steps(self.total_steps, item.step, eta, now),
                     loss=loss,
                     learning_rate=item.learning_rate,
-                    tokens_per_s=self._session_tokens / now if now > 0 else 0.0,
+                    tokens_per_s=clock.tokens_per_s(now),
                     elapsed_s=self.elapsed_s,
                     eta_s=eta,
                 )
             )
-
-    def _eta(self, step: int, session_s: float) -> float:
-        """Seconds left: the steps left at this session's pace, or less where a time budget ends first."""
-        by_steps = (self.total_steps - step) * session_s / self._session_steps
-        if self._budget_s is None:
-            return by_steps
-        return max(0.0, min(by_steps, self._budget_s - self.elapsed_s))
 
     def _diverged(self, what: str, step: int) -> None:
         saved = f" The last checkpoint in {self.out_dir} was left as it was." if self.out_dir is not None else ""
@@ -632,29 +419,6 @@ class Trainer:
             f"(now {self.config.learning_rate:g}) or a smaller grad_clip.{saved}"
         )
 
-    def _validation_loss(self) -> float:
-        """The mean loss per word on the validation text; with several ranks, each scores a share.
-
-        :func:`evaluate` cuts the text into ``rows`` contiguous rows of ``length`` words
-        (:func:`evaluation_rows`); each rank scores a run of whole rows, and the sums of losses and word
-        counts are added up over the ranks. So every rank gets the single-process validation loss
-        over the same rows and windows, up to the order of the float sums.
-        """
-        ids, seq_len = self.dataset.valid, self.config.training_seq_len
-        if self.world.size == 1:
-            return evaluate(self.model, ids, seq_len, dtype=self.dtype)[0]
-        rows = evaluation_rows(ids.numel(), seq_len)
-        length = ids.numel() // rows
-        first, last = self.world.share(rows)  # a rank may have no row of a short text
-        totals = torch.zeros(2, dtype=torch.float64, device=self.device)  # (sum of losses, words)
-        if last > first:
-            loss, count = evaluate(
-                self.model, ids[first * length : last * length], seq_len, batch_size=last - first, dtype=self.dtype
-            )
-            totals += torch.tensor([loss * count, count], dtype=torch.float64, device=self.device)
-        total, count = self.world.sum(totals).tolist()
-        return total / count
-
     def _evaluate_and_sample(self) -> None:
         """Validate, keep ``best.pt`` and sample, all with the averaged weights once there are some."""
         averaged = self.average.applied(self._lock) if self.average is not None else contextlib.nullcontext()
@@ -662,7 +426,7 @@ class Trainer:
             self._evaluate_and_sample_now()
 
     def _evaluate_and_sample_now(self) -> None:
-        val_loss = self._validation_loss()
+        val_loss = validation_loss(self.model, self.dataset.valid, self.config.training_seq_len, self.dtype, self.world)
         best = self.best_val_loss is None or val_loss < self.best_val_loss
         self.last_val_loss = val_loss
         if best:
@@ -679,22 +443,9 @@ class Trainer:
             self._save_snapshot()
         if not self.world.is_main:
             return  # samples are for the reports
-        samples = self._samples()
+        samples = prime_samples(self.model, self.dataset.vocab, self.config.prime_texts, self.config.sample_length)
         self.history["samples"].append({"step": self.step, "samples": samples})
         self.callback(SampleEvent(self.step, samples))
-
-    def _samples(self) -> dict[str, str]:
-        from lstm_core.sampling.decoding import generate
-        from lstm_core.sampling.options import SamplingOptions
-
-        samples = {}
-        for prime in self.config.prime_texts:
-            try:
-                result = generate(self.model, self.dataset.vocab, prime, self.config.sample_length, SamplingOptions())
-                samples[prime] = result.text
-            except ValueError as error:  # e.g. a prime with no words after cleaning
-                samples[prime] = f"({error})"
-        return samples
 
     def _save_snapshot(self) -> None:
         """Keep the model as it is at this evaluation (float16, model only) in the run's ``snapshots/``,
@@ -710,37 +461,8 @@ class Trainer:
             path = save_checkpoint(self._checkpoint(training), self.out_dir / "last.pt")  # type: ignore[operator]
             self.callback(CheckpointEvent(self.step, str(path), best=False))
 
-    @staticmethod
-    def _resumed_config(saved: Config, requested: Config | None) -> Config:
-        if requested is None or requested == saved:
-            return saved
-        changed = {
-            name: value
-            for name, value in requested.to_dict().items()
-            if value != saved.to_dict()[name] and name in RESUMABLE_CHANGES
-        }
-        refused = sorted(
-            name
-            for name, value in requested.to_dict().items()
-            if value != saved.to_dict()[name] and name not in RESUMABLE_CHANGES
-        )
-        if refused:
-            allowed = ", ".join(sorted(RESUMABLE_CHANGES))
-            raise ConfigError(f"cannot change {', '.join(refused)} when resuming; only {allowed} may change")
-        return saved.replace(**changed)
-
     def _restore(self, checkpoint: Checkpoint) -> None:
-        # An averaging run's checkpoint holds the average as its weights and the raw ones beside.
-        averaged_steps = int(checkpoint.progress.get("averaged_steps", 0))
-        if checkpoint.training_weights is not None:
-            self.model.load_state_dict(checkpoint.training_weights)
-            if self.average is not None and averaged_steps:
-                self.average.load(checkpoint.weights, averaged_steps)
-        else:
-            self.model.load_state_dict(checkpoint.weights)
-        if checkpoint.optimizer is None:
-            raise ConfigError("this checkpoint holds no optimizer state (a model-only export), so it cannot be resumed")
-        self.optimizer.load_state_dict(checkpoint.optimizer)
+        restore_weights(checkpoint, self.model, self.average, self.optimizer)
         progress = checkpoint.progress
         self.step = int(progress.get("step", 0))
         self.epoch = int(progress.get("epoch", 0))
@@ -749,19 +471,6 @@ class Trainer:
         self.best_val_loss = progress.get("best_val_loss")
         self.last_val_loss = progress.get("last_val_loss")
         self.history = {key: list(checkpoint.history.get(key, [])) for key in ("steps", "evals", "samples")}
-        if checkpoint.carry is not None and self.window > 0:
-            rows = self.world.training_rows(self.config.batch_size)  # the carry holds the whole batch
-            self._carry = (
-                checkpoint.carry[0][:, rows].contiguous().to(self.device),
-                checkpoint.carry[1][:, rows].contiguous().to(self.device),
-            )
-        # Each rank continues its own random stream when the run was saved by as many ranks. Else
-        # rank 0 takes the run's (rank 0's) state and the others a fresh stream: a run resumed on
-        # another number of ranks draws other dropout masks than an uninterrupted one would.
-        states = checkpoint.rank_rng_states
-        if states is not None and len(states) == self.world.size:
-            torch.set_rng_state(states[self.world.rank])
-        elif self.world.rank > 0:
-            torch.manual_seed(rank_seed(self.config.seed, self.world.rank, self.step))
-        elif checkpoint.rng_state is not None:
-            torch.set_rng_state(checkpoint.rng_state)
+        if self.window > 0:  # mid-epoch: the carry holds the whole batch, of which this rank takes its rows
+            self._carry = restored_carry(checkpoint, self.world.training_rows(self.config.batch_size), self.device)
+        restore_random_state(checkpoint, self.world, self.config.seed, self.step)
