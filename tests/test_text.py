@@ -1,10 +1,6 @@
-"""Cleaning and splitting (lstm_core.text.cleaning), and the rule that lstm_core never loads streamlit."""
+"""Cleaning and splitting (lstm_core.text.cleaning)."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
@@ -203,31 +199,3 @@ def test_split_rejects_bad_fractions(fractions: tuple[float, ...]) -> None:
 def test_split_needs_a_training_block(fractions: tuple[float, float, float]) -> None:
     with pytest.raises(ValueError, match="training fraction"):
         split_tokens(["a"] * 10, fractions)
-
-
-# ---- no UI in the core ---------------------------------------------------------------------
-
-_ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.mark.slow
-def test_importing_lstm_core_never_loads_streamlit() -> None:
-    # A fresh interpreter, so that nothing this test session imported can mask the result.
-    # Every module of the package and its subpackages is imported (except __main__, which would run the CLI).
-    script = (
-        "import importlib, pkgutil, sys\n"
-        "import lstm_core\n"
-        "found = pkgutil.walk_packages(lstm_core.__path__, 'lstm_core.')\n"
-        "names = [m.name.removeprefix('lstm_core.') for m in found if not m.name.endswith('__main__')]\n"
-        "for name in names:\n"
-        "    importlib.import_module('lstm_core.' + name)\n"
-        "loaded = sorted(m for m in sys.modules if m == 'streamlit' or m.startswith('streamlit.'))\n"
-        "print(','.join(names))\n"
-        "print(loaded)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=_ROOT)
-    assert result.returncode == 0, result.stderr
-    names_line, loaded_line = result.stdout.strip().splitlines()
-    expected = {"text.cleaning", "text.corpus", "text.vocab", "data.batching", "data.dataset", "files", "cli.main"}
-    assert expected <= set(names_line.split(","))
-    assert loaded_line == "[]"
