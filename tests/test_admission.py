@@ -1,0 +1,122 @@
+"""Whether a run may start (lstm_core/runs/admission.py).
+
+Each rule is checked on both sides of its line: it refuses what it must, admits what it may, and
+its sentence names the setting to change.
+"""
+
+from __future__ import annotations
+
+from lstm_core.config import Config
+from lstm_core.data.dataset import prepare
+from lstm_core.model.memory import estimate_memory
+from lstm_core.model.network import count_parameters
+from lstm_core.runs import admission
+from lstm_core.runs.admission import AdmissionLimits, TokenCounts, admission_problems
+from lstm_core.system.resources import Resources
+
+SMALL = Config(rnn_size=16, batch_size=4, training_seq_len=8, epochs=1, eval_every=0, output_layer="full")
+COUNTS = [50, 20, 10, 5, 5, 3, 3, 2, 1, 1]  # a vocabulary of 10 words, in id order
+PLENTY = TokenCounts(train=10_000, total=12_000)
+NO_LIMITS = AdmissionLimits(memory_limit=10**12, memory_limit_name="a terabyte")
+
+
+def estimate(config: Config, tokens: int = PLENTY.total) -> int:
+    return estimate_memory(config, COUNTS, tokens, count_parameters(config, len(COUNTS), COUNTS)).total
+
+
+# ---- each rule -------------------------------------------------------------------------------------
+
+
+def test_a_config_within_every_limit_is_admitted():
+    assert admission_problems(SMALL, COUNTS, PLENTY, NO_LIMITS) == []
+
+
+def test_the_training_words_must_fill_one_window_of_the_batch():
+    needed = 4 * (8 + 1)
+    assert admission_problems(SMALL, COUNTS, TokenCounts(train=needed, total=needed + 10), NO_LIMITS) == []
+    (problem,) = admission_problems(SMALL, COUNTS, TokenCounts(train=needed - 1, total=needed + 10), NO_LIMITS)
+    assert problem == (
+        "The training part of this text has 35 words; batch_size 4 x (training_seq_len 8 + 1) needs at least 36 words. "
+        "Lower the batch size or sequence length, or choose more text."
+    )
+
+
+def test_the_page_counts_the_training_words_the_dataset_will_have():
+    for total in (1_000, 1_001, 1_015, 7, 58_333):
+        dataset = prepare([f"w{i % 50}" for i in range(total)], 0, SMALL.split_fractions)
+        assert TokenCounts.of_split(total, SMALL.split_fractions) == TokenCounts.of_dataset(dataset)
+
+
+def test_a_parameter_cap_refuses_a_larger_model_and_names_what_to_shrink():
+    parameters = count_parameters(SMALL, len(COUNTS), COUNTS)
+    at_cap = AdmissionLimits(memory_limit=10**12, max_parameters=parameters)
+    assert admission_problems(SMALL, COUNTS, PLENTY, at_cap) == []
+    under = AdmissionLimits(memory_limit=10**12, max_parameters=parameters - 1)
+    (problem,) = admission_problems(SMALL, COUNTS, PLENTY, under)
+    assert f"This model would have {parameters:,} parameters; this server allows {parameters - 1:,}." in problem
+    assert "Choose a smaller rnn_size, embedding_size or fewer layers" in problem
+
+
+def test_the_memory_estimate_must_fit_the_limit_and_the_refusal_says_what_to_change():
+    needed = estimate(SMALL)
+    fits = AdmissionLimits(memory_limit=needed, memory_limit_name="the limit given by --memory-limit-mb")
+    assert admission_problems(SMALL, COUNTS, PLENTY, fits) == []
+    short = AdmissionLimits(memory_limit=needed - 1, memory_limit_name="the limit given by --memory-limit-mb")
+    (problem,) = admission_problems(SMALL, COUNTS, PLENTY, short)
+    assert problem.startswith("This run would need about ")
+    assert "; the limit given by --memory-limit-mb is " in problem
+    assert "Choose the adaptive output layer, a smaller batch_size or training_seq_len" in problem
+    assert problem.endswith("a larger min_word_freq (a smaller vocabulary).")
+
+
+def machine(monkeypatch, memory_bytes: int | None) -> None:
+    """Make this machine give the process ``memory_bytes`` (None: the system does not say)."""
+    found = Resources(2.0, memory_bytes, "a test", "a test")
+    monkeypatch.setattr(admission, "available_resources", lambda: found)
+
+
+def test_without_a_limit_the_machines_memory_is_shared_by_its_processes(monkeypatch):
+    needed = estimate(SMALL)
+    machine(monkeypatch, needed + needed // 2)
+    assert admission_problems(SMALL, COUNTS, PLENTY, AdmissionLimits()) == []
+    (problem,) = admission_problems(SMALL, COUNTS, PLENTY, AdmissionLimits(processes=2, processes_here=2))
+    assert "this machine's memory shared by 2 processes is" in problem  # half of it each, below the estimate
+    machine(monkeypatch, needed - 1)
+    (problem,) = admission_problems(SMALL, COUNTS, PLENTY, AdmissionLimits())
+    assert "; this machine's memory is " in problem
+    machine(monkeypatch, None)  # a system that does not say
+    assert admission_problems(SMALL, COUNTS, PLENTY, AdmissionLimits()) == []
+
+
+def test_under_torchrun_the_batch_must_divide_among_the_processes():
+    limits = AdmissionLimits(memory_limit=10**12, processes=3)
+    (problem,) = admission_problems(SMALL, COUNTS, PLENTY, limits)
+    assert problem.startswith("batch_size 4 does not divide among 3 processes")
+    assert "use a multiple of 3 (e.g. 3 or 6)" in problem
+    assert admission_problems(SMALL.replace(batch_size=6), COUNTS, PLENTY, limits) == []
+
+
+def test_under_torchrun_each_process_is_estimated_with_its_share_of_the_batch():
+    big = SMALL.replace(batch_size=64, training_seq_len=64)
+    share = estimate(big.replace(batch_size=16))
+    assert share < estimate(big)
+    assert admission_problems(big, COUNTS, PLENTY, AdmissionLimits(memory_limit=share, processes=4)) == []
+    assert admission_problems(big, COUNTS, PLENTY, AdmissionLimits(memory_limit=share, processes=1))
+
+
+def test_under_torchrun_the_device_must_be_one_each_process_can_use():
+    limits = AdmissionLimits(memory_limit=10**12, processes=2)
+    (problem,) = admission_problems(SMALL.replace(device="cuda:1"), COUNTS, PLENTY, limits)
+    assert "each one uses the GPU of its local rank; use --device cuda (or auto)" in problem
+    assert admission_problems(SMALL.replace(device="cpu"), COUNTS, PLENTY, limits) == []
+
+
+def test_every_problem_is_listed_in_one_answer():
+    limits = AdmissionLimits(memory_limit=1, max_parameters=1, processes=3)
+    problems = admission_problems(SMALL, COUNTS, TokenCounts(train=3, total=3), limits)
+    assert [problem.split()[:3] for problem in problems] == [
+        ["The", "training", "part"],
+        ["batch_size", "4", "does"],
+        ["This", "model", "would"],
+        ["This", "run", "would"],
+    ]
