@@ -14,9 +14,10 @@ from functools import partial
 import streamlit as st
 
 from app import services, state, timing, warmup
-from app.run_control import SettingError, sweep
 from app.sidebar import training_status
 from app.visitor import data_root
+from lstm_core.runs.limits import SettingError
+from lstm_core.runs.sweep import sweep
 
 started = time.time()  # after the imports, which only the server's first run pays
 cpu_started = time.thread_time()

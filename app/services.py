@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 
 from app.cache import ByteLRU
-from app.run_control import RunLimits, SettingError, active_runs
 from app.visitor import data_root
 from lstm_core.config import Config
+from lstm_core.runs.control import active_runs
+from lstm_core.runs.limits import RunLimits, SettingError
 from lstm_core.runs.recording import EventTail
 from lstm_core.text.corpus import Corpus, bundled_plays_head, list_plays, play_title
 from lstm_core.text.encoded import EncodedText

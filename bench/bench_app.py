@@ -25,7 +25,7 @@ training ones included) is read ``--train-seconds`` after each start.
 
 **load**: for each ``--nice`` value, a fresh server (``LSTM_PLAYHOUSE_NICE``) and two training
 runs on all the plays (the Quick preset's model and batches, with ``--run-epochs`` epochs so that
-they train throughout; started with :func:`app.run_control.start_run` on the server's data folder and
+they train throughout; started with :func:`lstm_core.runs.control.start_run` on the server's data folder and
 caps, as its Train page does, so they are the bench's child processes, not the server's, and
 their memory is added to the server's), once one visitor has opened the Generate page (so that
 the server has loaded torch and the demo model). First the runs' words per second with no
@@ -449,14 +449,15 @@ def server_times(log: Path, start: float, end: float, page: str = "Generate") ->
 
 def start_training(data: Path, epochs: int) -> list[Path]:
     """Two runs on all the plays, as the Train page starts them (this process's children)."""
-    from app import run_control as runs
     from app.visitor import Workspace, new_key
     from lstm_core.config import PRESETS
     from lstm_core.data.dataset import prepare_encoded
+    from lstm_core.runs import control as runs
+    from lstm_core.runs.limits import RunLimits
     from lstm_core.text.plays_cache import encoded_plays
 
     config = replace(PRESETS["quick"], epochs=epochs)
-    limits = runs.RunLimits.from_environment()
+    limits = RunLimits.from_environment()
     dataset = prepare_encoded(
         encoded_plays(data).encoded, config.min_word_freq, config.split_fractions, name="all plays"
     )
@@ -544,7 +545,8 @@ def load_for_nice(args: argparse.Namespace, nice: int) -> list[Window]:
         for pid in [pid for _, _, pid in run_steps(folders) if pid]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-        # The runs' processes are reaped by app.run_control' waiting threads, which then write exit.json.
+        # The runs' processes are reaped by the local runner's waiting threads (lstm_core.runs.local),
+        # which then write exit.json.
         deadline = time.monotonic() + 60
         while not all((folder / run_files.EXIT_FILE).exists() for folder in folders):
             if time.monotonic() > deadline:

@@ -1,4 +1,4 @@
-"""Whether a run may start (lstm_core/runs/admission.py).
+"""Whether a run may start (lstm_core/runs/admission.py), and the runner the app's runs start through.
 
 Each rule is checked on both sides of its line: it refuses what it must, admits what it may, and
 its sentence names the setting to change.
@@ -6,13 +6,24 @@ its sentence names the setting to change.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from lstm_core.config import Config
 from lstm_core.data.dataset import prepare
 from lstm_core.model.memory import estimate_memory
 from lstm_core.model.network import count_parameters
 from lstm_core.runs import admission
+from lstm_core.runs import control as runs
+from lstm_core.runs import folder as run_files
 from lstm_core.runs.admission import AdmissionLimits, TokenCounts, admission_problems
+from lstm_core.runs.limits import RunLimits
+from lstm_core.runs.local import LocalRunner
+from lstm_core.runs.runner import ProcessState
+from lstm_core.system import processes
 from lstm_core.system.resources import Resources
+from tests.conftest import TINY_TEXT
 
 SMALL = Config(rnn_size=16, batch_size=4, training_seq_len=8, epochs=1, eval_every=0, output_layer="full")
 COUNTS = [50, 20, 10, 5, 5, 3, 3, 2, 1, 1]  # a vocabulary of 10 words, in id order
@@ -120,3 +131,63 @@ def test_every_problem_is_listed_in_one_answer():
         ["This", "model", "would"],
         ["This", "run", "would"],
     ]
+
+
+def test_a_servers_caps_admit_against_its_parameter_cap_and_memory_per_run():
+    limits = RunLimits(max_parameters=1234, run_memory_mb=250).admission()
+    assert (limits.max_parameters, limits.memory()) == (1234, (250_000_000, "this server's limit per run"))
+
+
+# ---- the runner ----------------------------------------------------------------------------------
+
+
+class RecordingRunner:
+    """A runner that trains nothing and remembers what it was asked."""
+
+    def __init__(self) -> None:
+        self.started: list[Path] = []
+        self.stopped: list[Path] = []
+
+    def start(self, data_root: Path, folder: Path, limits: RunLimits) -> None:
+        self.started.append(folder)
+
+    def training(self, data_root: Path) -> list[run_files.RunSummary]:
+        return []
+
+    def process(self, folder: Path) -> ProcessState:
+        return ProcessState(alive=folder in self.started and folder not in self.stopped)
+
+    def stop(self, folder: Path) -> None:
+        self.stopped.append(folder)
+
+
+def test_an_admitted_run_is_handed_to_the_runner_and_a_refused_one_is_not(tmp_path):
+    runner = RecordingRunner()
+    dataset = prepare(TINY_TEXT, 0, (0.8, 0.1, 0.1), name="sonnet")
+    visitor = tmp_path / "v" / "runs"
+    run = runs.start_run(tmp_path, visitor, SMALL, dataset, RunLimits(), runner=runner)
+    assert runner.started == [run.path] and run.state == "starting"
+    runs.stop_run(run, runner=runner)
+    assert runner.stopped == [run.path] and not (run.path / run_files.STOP_FILE).exists()
+    with pytest.raises(ValueError, match="needs at least"):
+        runs.start_run(tmp_path, visitor, SMALL.replace(batch_size=400), dataset, RunLimits(), runner=runner)
+    assert runner.started == [run.path] and len(list(visitor.iterdir())) == 1
+
+
+def test_the_local_runner_reads_whether_its_process_lives_and_how_it_ended(tmp_path):
+    import subprocess
+    import sys
+
+    runner = LocalRunner()
+    assert runner.process(tmp_path) == ProcessState(alive=False)  # it never started one here
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        record = {"pid": child.pid, "pid_start": processes.process_start_time(child.pid)}
+        run_files.write_json(tmp_path / run_files.PROCESS_FILE, record)
+        assert runner.process(tmp_path) == ProcessState(alive=True)
+    finally:
+        child.kill()
+        child.wait()
+    assert runner.process(tmp_path) == ProcessState(alive=False)  # gone, and nobody recorded how
+    run_files.write_json(tmp_path / run_files.EXIT_FILE, {"returncode": -9})
+    assert runner.process(tmp_path) == ProcessState(alive=False, returncode=-9)

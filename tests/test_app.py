@@ -22,7 +22,6 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from app import run_control as runs
 from app import state
 from app.visitor import KEY_PARAM, Workspace
 from lstm_core.config import PRESETS, Config
@@ -30,7 +29,9 @@ from lstm_core.data.dataset import prepare
 from lstm_core.evaluation.baselines import Baseline
 from lstm_core.fields import describe_field, describe_fields
 from lstm_core.model.checkpoint import load_checkpoint, save_checkpoint
+from lstm_core.runs import control as runs
 from lstm_core.runs import folder as run_files
+from lstm_core.runs.limits import RunLimits
 from lstm_core.sampling.options import SamplingOptions
 from lstm_core.system.processes import process_start_time
 from lstm_core.training.trainer import Trainer
@@ -366,7 +367,7 @@ def test_the_server_cap_on_concurrent_runs_is_explained(app, data, monkeypatch):
     st.cache_resource.clear()
     blocker = Workspace.for_key("another-visitors-key-0123456789", data)
     config = Config(rnn_size=8, batch_size=2, training_seq_len=4, epochs=1000, eval_every=0)
-    runs.start_run(data, blocker.runs, config, prepare(TINY_TEXT, 0), runs.RunLimits(max_runs=1))
+    runs.start_run(data, blocker.runs, config, prepare(TINY_TEXT, 0), RunLimits(max_runs=1))
     at = train_page(app)
     button(at, "Start training").click().run()
     assert any("already trains 1 model(s) at once" in e.value for e in at.error)

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app import run_control as app_runs
 from app import timing, warmup
+from lstm_core.runs.limits import NICE, RunLimits, SettingError
+from lstm_core.runs.local import train_command
 from lstm_core.text import corpus, plays_cache
 from lstm_core.text.cleaning import tokenize
 from lstm_core.text.corpus import bundled_plays, bundled_plays_head, list_plays, markdown_play_to_text, play_text
@@ -83,7 +84,6 @@ def test_the_first_pages_modules_import_no_torch(tmp_path: Path) -> None:
     # they use: none of them may import torch at module level.
     modules = [
         "app.services",
-        "app.run_control",
         "app.state",
         "app.sidebar",
         "app.corpus_state",
@@ -96,6 +96,9 @@ def test_the_first_pages_modules_import_no_torch(tmp_path: Path) -> None:
         "lstm_core.config",
         "lstm_core.model.memory",
         "lstm_core.runs.folder",
+        "lstm_core.runs.limits",
+        "lstm_core.runs.control",
+        "lstm_core.runs.sweep",
     ]
     script = f"""
         import importlib, sys
@@ -463,20 +466,20 @@ def test_the_entry_script_logs_its_runs_when_asked(tmp_path: Path) -> None:
     assert all(0 < entry["cpu"] <= entry["end"] - entry["start"] + 0.01 for entry in entries)
 
 
-@pytest.mark.parametrize(("raw", "nice"), [(None, app_runs.NICE), ("0", 0), ("19", 19), ("5", 5)])
+@pytest.mark.parametrize(("raw", "nice"), [(None, NICE), ("0", 0), ("19", 19), ("5", 5)])
 def test_the_runs_nice_is_a_setting(monkeypatch: pytest.MonkeyPatch, raw: str | None, nice: int) -> None:
     if raw is None:
         monkeypatch.delenv("LSTM_PLAYHOUSE_NICE", raising=False)
     else:
         monkeypatch.setenv("LSTM_PLAYHOUSE_NICE", raw)
-    limits = app_runs.RunLimits.from_environment()
+    limits = RunLimits.from_environment()
     assert limits.nice == nice
-    command = app_runs.train_command(Path("run"), limits)
+    command = train_command(Path("run"), limits)
     assert command[command.index("--nice") + 1] == str(nice)
 
 
 @pytest.mark.parametrize("raw", ["-1", "20", "ten", "2.5"])
 def test_a_bad_nice_is_refused(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
     monkeypatch.setenv("LSTM_PLAYHOUSE_NICE", raw)
-    with pytest.raises(app_runs.SettingError, match="LSTM_PLAYHOUSE_NICE"):
-        app_runs.RunLimits.from_environment()
+    with pytest.raises(SettingError, match="LSTM_PLAYHOUSE_NICE"):
+        RunLimits.from_environment()

@@ -1,4 +1,4 @@
-"""Runs on disk (lstm_core/runs/folder.py) and the app's training processes (app/run_control.py).
+"""Runs on disk (lstm_core/runs/folder.py) and the app's training processes (lstm_core/runs/control.py).
 
 The process tests start real ``python -m lstm_core train`` processes on a tiny text, the way the
 app does, and read their run folders.
@@ -16,13 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from app import run_control as runs
-from app.run_control import CapacityError, RunLimits, SettingError
 from lstm_core.config import Config
 from lstm_core.data.dataset import Dataset, prepare
 from lstm_core.model.checkpoint import load_checkpoint
+from lstm_core.runs import control as runs
 from lstm_core.runs import folder as run_files
 from lstm_core.runs import recording
+from lstm_core.runs.control import CapacityError
+from lstm_core.runs.limits import NICE, RunLimits, SettingError
+from lstm_core.runs.local import wait_unreaped
+from lstm_core.runs.sweep import sweep
 from lstm_core.system import processes
 from lstm_core.training.events import EvalEvent, StepEvent
 from tests.conftest import TINY_TEXT
@@ -127,7 +130,7 @@ def test_a_process_that_ended_but_is_not_yet_reaped_is_ending_not_gone(tmp_path,
     status = {"state": "running", "pid": child.pid, "pid_start": start, "step": 7, "total_steps": 70}
     run_files.write_json(folder / run_files.STATUS_FILE, status)
     child.kill()
-    assert runs.wait_unreaped(child) == -signal.SIGKILL
+    assert wait_unreaped(child) == -signal.SIGKILL
     assert processes.process_ending(child.pid, start) and not processes.process_alive(child.pid, start)
     assert not processes.process_ending(child.pid, start + 1)  # another process's start time
     run = run_files.read_run(folder)
@@ -143,7 +146,7 @@ def test_a_process_that_ended_but_is_not_yet_reaped_is_ending_not_gone(tmp_path,
 def test_waiting_unreaped_gives_popens_return_code():
     for code in ("0", "3"):
         child = subprocess.Popen([sys.executable, "-c", f"raise SystemExit({code})"])
-        assert runs.wait_unreaped(child) == int(code) == child.wait()
+        assert wait_unreaped(child) == int(code) == child.wait()
 
 
 def test_the_event_tail_reads_only_complete_new_lines(tmp_path):
@@ -201,7 +204,7 @@ def test_a_run_trains_in_its_own_process_and_leaves_everything_in_its_folder(dat
         time.sleep(0.05)
     assert json.loads((run.path / run_files.EXIT_FILE).read_text())["returncode"] == 0
     command = json.loads((run.path / run_files.PROCESS_FILE).read_text())["command"]
-    assert command[command.index("--nice") + 1] == str(runs.NICE)
+    assert command[command.index("--nice") + 1] == str(NICE)
 
 
 @pytest.mark.slow
@@ -323,7 +326,7 @@ def test_old_runs_go_first_and_running_ones_never(data, dataset):
     shared.mkdir(parents=True)
     (shared / "meta.json").write_text("{}")
     os.utime(shared / "meta.json", (time.time() - 10 * 86400,) * 2)
-    deleted = runs.sweep(data, RunLimits(keep_days=7, disk_mb=7))
+    deleted = sweep(data, RunLimits(keep_days=7, disk_mb=7))
     assert old in deleted and upload in deleted and shared in deleted  # past the keeping time
     assert week in deleted and day in deleted  # the oldest, until everything fits in 7 MB
     assert fresh.exists() and running.exists()
@@ -337,5 +340,5 @@ def test_snapshots_count_towards_the_disk_cap(data, dataset):
         path = run_files.snapshot_path(older, step)
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(bytes(1_000_000))
-    assert runs.sweep(data, RunLimits(keep_days=7, disk_mb=2)) == [older]
+    assert sweep(data, RunLimits(keep_days=7, disk_mb=2)) == [older]
     assert newer.exists()

@@ -1,6 +1,6 @@
 """Train page: settings, start / stop / resume, and live charts of the visitor's run.
 
-The run trains in a process of its own (see ``app/run_control.py``); this page only reads the run's
+The run trains in a process of its own (see ``lstm_core/runs/control.py``); this page only reads the run's
 folder, so a reload, another tab or a server restart shows the same run. Its parts are in
 ``app/train_page/``.
 """

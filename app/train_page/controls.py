@@ -1,6 +1,6 @@
 """Which run the Train page shows, and its Start, Stop and Resume buttons.
 
-A run trains in a process of its own (``app/run_control.py``); these only write to its folder or
+A run trains in a process of its own (``lstm_core/runs/control.py``); these only write to its folder or
 start its process, and the page reads the folder back.
 """
 
@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import run_control as runs
 from app import services, state
 from app.corpus_state import chosen_text
 from app.visitor import data_root
 from lstm_core.config import Config
+from lstm_core.runs import control as runs
 from lstm_core.runs import folder as run_files
 
 

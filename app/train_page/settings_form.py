@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import run_control as runs
 from app import services, state, widgets
 from app.train_page.labels import PRESET_LABELS
 from lstm_core.config import PRESET_HELP, Config
-from lstm_core.data.batching import min_tokens
 from lstm_core.model.memory import estimate_memory, format_bytes
 from lstm_core.model.network import count_parameters
+from lstm_core.runs.admission import TokenCounts, admission_problems
 
 
 def settings_section() -> None:
@@ -53,15 +52,8 @@ def check_settings(
     """Everything that would stop a run from starting, in plain words."""
     if config is None:
         return problems
-    train_tokens = int(text.encoded.tokens * config.split_fractions[0])
-    needed = min_tokens(config.batch_size, config.training_seq_len)
-    if train_tokens < needed:
-        problems.append(
-            f"The training part of this text has {train_tokens:,} words; batch_size {config.batch_size} x "
-            f"(training_seq_len {config.training_seq_len} + 1) needs at least {needed:,}. "
-            "Lower the batch size or sequence length, or choose more text."
-        )
-    return problems + runs.admission_problems(config, vocab_counts, text.encoded.tokens, services.limits())
+    tokens = TokenCounts.of_split(text.encoded.tokens, config.split_fractions)
+    return problems + admission_problems(config, vocab_counts, tokens, services.limits().admission())
 
 
 def summary_caption(config: Config, text: services.Text, vocab_counts: list[int]) -> None:

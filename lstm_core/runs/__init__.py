@@ -1,5 +1,12 @@
-"""A training run as a folder on disk: the only source of truth about a run, for the command line and the app.
+"""Training runs: a run is a folder on disk and a process of its own; the folder is the only truth.
 
 folder.py       the folder's files; creating a run, reading where it stands, snapshots, stop and heartbeat
 recording.py    while it trains: the recorder that writes its events and status, the tail that reads them
+setup.py        the command line's side: a new run's folder, a resumed one's source, its baselines
+admission.py    whether a run may start: the one list of problems every caller asks for
+limits.py       a shared server's caps, from LSTM_PLAYHOUSE_* settings
+runner.py       the interface a server starts, watches and stops runs through
+local.py        the runner there is: a child process of the server
+control.py      admit, start, resume and stop a visitor's runs
+sweep.py        keeping the disk in bounds: old and least used runs and uploads deleted
 """
