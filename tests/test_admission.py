@@ -1,15 +1,22 @@
-"""Whether a run may start (lstm_core/runs/admission.py), and the runner the app's runs start through.
+"""Whether a run may start (lstm_core/runs/admission.py), and that every caller asks the same function.
 
 Each rule is checked on both sides of its line: it refuses what it must, admits what it may, and
-its sentence names the setting to change.
+its sentence names the setting to change. Then one config too large for its text is refused by
+the command line, the app's run starter and the Train page with the same sentence.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
 
+from app import state
+from lstm_core.cli.main import main
 from lstm_core.config import Config
 from lstm_core.data.dataset import prepare
 from lstm_core.model.memory import estimate_memory
@@ -17,14 +24,16 @@ from lstm_core.model.network import count_parameters
 from lstm_core.runs import admission
 from lstm_core.runs import control as runs
 from lstm_core.runs import folder as run_files
-from lstm_core.runs.admission import AdmissionLimits, TokenCounts, admission_problems
+from lstm_core.runs.admission import AdmissionLimits, TokenCounts, admission_problems, words_problem
 from lstm_core.runs.limits import RunLimits
 from lstm_core.runs.local import LocalRunner
 from lstm_core.runs.runner import ProcessState
 from lstm_core.system import processes
 from lstm_core.system.resources import Resources
+from lstm_core.text.corpus import bundled_plays
 from tests.conftest import TINY_TEXT
 
+ENTRY = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 SMALL = Config(rnn_size=16, batch_size=4, training_seq_len=8, epochs=1, eval_every=0, output_layer="full")
 COUNTS = [50, 20, 10, 5, 5, 3, 3, 2, 1, 1]  # a vocabulary of 10 words, in id order
 PLENTY = TokenCounts(train=10_000, total=12_000)
@@ -191,3 +200,46 @@ def test_the_local_runner_reads_whether_its_process_lives_and_how_it_ended(tmp_p
     assert runner.process(tmp_path) == ProcessState(alive=False)  # gone, and nobody recorded how
     run_files.write_json(tmp_path / run_files.EXIT_FILE, {"returncode": -9})
     assert runner.process(tmp_path) == ProcessState(alive=False, returncode=-9)
+
+
+# ---- one sentence from every caller -------------------------------------------------------------------
+
+
+@pytest.fixture
+def data(monkeypatch, tmp_path):
+    folder = tmp_path / "data"
+    monkeypatch.setenv("LSTM_PLAYHOUSE_DATA", str(folder))
+    monkeypatch.setenv("LSTM_PLAYHOUSE_THREADS", "1")
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    return folder
+
+
+def test_a_config_too_large_for_its_text_is_refused_by_every_caller_with_the_same_sentence(data, tmp_path, capsys):
+    # The Train page, on Macbeth, with a batch that needs 256 x 201 = 51,456 training words.
+    at = AppTest.from_file(ENTRY, default_timeout=60).run()
+    at.session_state[state.CORPUS_PLAYS] = ["macbeth"]
+    at.switch_page("app/pages/train.py")
+    settings = {**at.session_state[state.CONFIG], "batch_size": 256, "training_seq_len": 200}
+    at.session_state[state.CONFIG] = settings
+    at.run()
+    assert not at.exception
+    config = Config.from_dict(settings)
+    dataset = prepare(bundled_plays(["macbeth"]).text, config.min_word_freq, config.split_fractions)
+    sentence = words_problem(config, dataset.train.numel())
+    assert sentence is not None and "needs at least 51,456" in sentence
+    assert sentence in [error.value for error in at.error]
+    # The app's run starter, on the same text.
+    with pytest.raises(ValueError) as refused:
+        runs.start_run(data, data / "v" / "runs", config, dataset, RunLimits())
+    assert sentence in str(refused.value)
+    assert not (data / "v").exists()
+    # The command line, with the same settings.
+    settings_file = tmp_path / "config.json"
+    settings_file.write_text(json.dumps(config.to_dict()))
+    flags = ["--config", str(settings_file), "--plays", "macbeth", "--out", str(tmp_path / "run"), "--threads", "1"]
+    capsys.readouterr()
+    assert main(["train", *flags]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {sentence}")
+    assert not run_files.is_run(tmp_path / "run")
+    assert os.listdir(tmp_path / "run") == []  # checked writable, then nothing written

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lstm_core.cli.main import UsageError, build_parser, main, sampling_options_from_args
+from lstm_core.cli.flags import UsageError, sampling_options_from_args
+from lstm_core.cli.main import build_parser, main
 from lstm_core.model.checkpoint import load_checkpoint
 from lstm_core.runs import folder as runs
 from lstm_core.sampling.options import SamplingOptions
@@ -284,7 +285,7 @@ def test_a_bug_inside_the_core_is_not_reported_as_bad_input(monkeypatch, tmp_pat
     def broken(*args, **kwargs):
         raise ValueError("an internal invariant broke")
 
-    monkeypatch.setattr("lstm_core.cli.main._admit", broken)
+    monkeypatch.setattr("lstm_core.cli.train.admission_problems", broken)
     with pytest.raises(ValueError, match="an internal invariant broke"):  # a traceback, not "error: ..." and 2
         train(tmp_path, texts)
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lstm_core.cli.main import build_parser, config_from_args
+from lstm_core.cli.flags import config_from_args
+from lstm_core.cli.main import build_parser
 from lstm_core.config import RECIPE_PRIME_TEXTS
 from lstm_core.evaluation.scoring import evaluate
 from lstm_core.model.checkpoint import load_checkpoint

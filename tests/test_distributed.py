@@ -17,13 +17,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from lstm_core.cli.main import _Setup, _setup_bytes, _setup_from_bytes, main
+from lstm_core.cli.main import main
 from lstm_core.errors import InputError
 from lstm_core.model.checkpoint import load_checkpoint, save_checkpoint
 from lstm_core.runs.folder import list_snapshots
+from lstm_core.runs.setup import RunSetup
 from lstm_core.training import distributed as distributed
 from lstm_core.training.distributed import DistributedContext, Peer, check_batch_split, rank_device, rank_seed
 from lstm_core.training.events import StepEvent
+from lstm_core.training.handshake import setup_bytes, setup_from_bytes
 from lstm_core.training.trainer import Trainer
 from tests.conftest import TINY_TEXT
 from tests.distributed_worker import TORCHRUN, launch, torchrun_env, worker_config, worker_dataset
@@ -146,8 +148,8 @@ def test_the_device_of_a_rank():
 def test_the_setup_rank_0_sends_the_others_comes_back_the_same(tmp_path):
     config, dataset = worker_config(), worker_dataset()
     checkpoint = Trainer(config.replace(epochs=1), dataset).fit().checkpoint
-    sent = _Setup(config, dataset, tmp_path / "run", checkpoint)
-    received = _setup_from_bytes(_setup_bytes(sent))
+    sent = RunSetup(config, dataset, tmp_path / "run", checkpoint)
+    received = setup_from_bytes(setup_bytes(sent))
     assert received is not None
     assert received.config == config and received.out == tmp_path / "run"
     assert received.dataset.vocab == dataset.vocab and received.dataset.name == dataset.name
@@ -155,7 +157,7 @@ def test_the_setup_rank_0_sends_the_others_comes_back_the_same(tmp_path):
         assert torch.equal(getattr(received.dataset, split), getattr(dataset, split))
     assert received.resume.step == checkpoint.step
     assert step_losses(received.resume) == step_losses(checkpoint)
-    assert _setup_from_bytes(_setup_bytes(None)) is None  # rank 0 could not prepare the run
+    assert setup_from_bytes(setup_bytes(None)) is None  # rank 0 could not prepare the run
 
 
 def test_every_ranks_random_state_travels_in_the_checkpoint(tmp_path):

@@ -13,7 +13,8 @@ import dataclasses
 import pytest
 
 from app.widgets import log_values, widget_spec
-from lstm_core.cli.main import add_dataclass_flags, build_parser
+from lstm_core.cli.flags import add_dataclass_flags
+from lstm_core.cli.main import build_parser
 from lstm_core.config import Config
 from lstm_core.fields import describe_field, describe_fields, meta
 from lstm_core.sampling.options import SamplingOptions

@@ -2,7 +2,7 @@
 
 folder.py       the folder's files; creating a run, reading where it stands, snapshots, stop and heartbeat
 recording.py    while it trains: the recorder that writes its events and status, the tail that reads them
-setup.py        the command line's side: a new run's folder, a resumed one's source, its baselines
+setup.py        a training process's folder before the first step: new, resumed, begun
 admission.py    whether a run may start: the one list of problems every caller asks for
 limits.py       a shared server's caps, from LSTM_PLAYHOUSE_* settings
 runner.py       the interface a server starts, watches and stops runs through

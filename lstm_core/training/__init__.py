@@ -9,4 +9,5 @@ validation.py   what an evaluation measures: the validation loss over the ranks,
 resume.py       a run as a checkpoint and back; the settings a resume may change
 averaging.py    weight averaging over the last part of a run
 distributed.py  one trainer as one rank of several processes (torchrun)
+handshake.py    rank 0's setup of the run (config, data, checkpoint) sent to the other ranks
 """

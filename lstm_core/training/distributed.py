@@ -301,6 +301,14 @@ def torchrun_ranks() -> tuple[int, int, int] | None:
     return rank, size, local_rank
 
 
+def local_world_size(size: int) -> int:
+    """How many of the ``size`` processes torchrun starts on this machine (``LOCAL_WORLD_SIZE``)."""
+    try:
+        return max(1, min(size, int(os.environ.get("LOCAL_WORLD_SIZE", size))))
+    except ValueError:
+        return size
+
+
 def rank_device(name: str, local_rank: int) -> torch.device:
     """The device a config's ``device`` means for the rank with this ``local_rank``.
 
