@@ -285,7 +285,7 @@ def test_a_bug_inside_the_core_is_not_reported_as_bad_input(monkeypatch, tmp_pat
     def broken(*args, **kwargs):
         raise ValueError("an internal invariant broke")
 
-    monkeypatch.setattr("lstm_core.cli.train.admission_problems", broken)
+    monkeypatch.setattr("lstm_core.cli.train_command.admission_problems", broken)
     with pytest.raises(ValueError, match="an internal invariant broke"):  # a traceback, not "error: ..." and 2
         train(tmp_path, texts)
 

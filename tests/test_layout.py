@@ -21,11 +21,6 @@ ROOT = Path(__file__).resolve().parent.parent
 MAX_LINES = 500
 MAX_PAGE_LINES = 250
 
-# Exceptions that hold until the rest of issue 25 lands; each must still be needed (a test below
-# checks), so that this list only shrinks.
-KNOWN_LONG_MODULES = {"lstm_core/cli/main.py": "becomes a module per command"}
-"""Modules over :data:`MAX_LINES` lines, and what brings each under it."""
-
 
 # ---- reading the imports -------------------------------------------------------------------------
 
@@ -216,8 +211,6 @@ def test_no_import_runs_in_a_circle():
 def test_no_module_is_over_500_lines():
     modules = sorted([*ROOT.glob("lstm_core/**/*.py"), *ROOT.glob("app/**/*.py")])
     long = {relative(path): line_count(path) for path in modules if line_count(path) > MAX_LINES}
-    for name in KNOWN_LONG_MODULES:
-        long.pop(name, None)
     assert long == {}, f"split these along their seams (at most {MAX_LINES} lines): {long}"
 
 
@@ -308,13 +301,3 @@ def test_the_trainers_events_load_without_torch():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
-
-
-def test_each_exception_listed_here_is_still_needed():
-    # Once the work that removes an exception lands, its entry goes: a stale one would hide a new problem.
-    stale = [
-        f"{name} is no longer over {MAX_LINES} lines"
-        for name in KNOWN_LONG_MODULES
-        if not (ROOT / name).exists() or line_count(ROOT / name) <= MAX_LINES
-    ]
-    assert stale == []

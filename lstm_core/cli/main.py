@@ -13,11 +13,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from lstm_core.cli import evaluate, export, generate, plays, train
+from lstm_core.cli import (
+    evaluate_command,
+    export_command,
+    generate_command,
+    plays_command,
+    train_command,
+)
 from lstm_core.cli.flags import EXIT_USAGE, UsageError
 from lstm_core.errors import InputError
 
-COMMANDS = (train, evaluate, generate, export, plays)
+COMMANDS = (train_command, evaluate_command, generate_command, export_command, plays_command)
 """The commands' modules, in the order ``--help`` lists them."""
 
 
