@@ -65,7 +65,7 @@ def _nice(secrets_get: Callable[[str], Any] | None) -> int:
 
 @dataclass(frozen=True)
 class RunLimits:
-    """Caps for a shared server. Each can be set by an environment variable (see the README)."""
+    """Caps for a shared server. Each can be set by an environment variable (see docs/deploying.md)."""
 
     max_runs: int = 2
     runs_per_visitor: int = 1
