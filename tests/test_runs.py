@@ -27,6 +27,7 @@ from lstm_core.runs.limits import NICE, RunLimits, SettingError
 from lstm_core.runs.local import wait_unreaped
 from lstm_core.runs.sweep import sweep
 from lstm_core.system import processes
+from lstm_core.system.resources import Resources
 from lstm_core.training.events import EvalEvent, StepEvent
 from tests.conftest import TINY_TEXT
 
@@ -74,22 +75,23 @@ def events(folder: Path) -> list[dict]:
 
 def test_caps_come_from_the_environment_then_the_secrets(monkeypatch):
     monkeypatch.delenv("LSTM_PLAYHOUSE_THREADS", raising=False)
-    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    monkeypatch.delenv("LSTM_PLAYHOUSE_RUN_MEMORY_MB", raising=False)
+    eight_cpus = Resources(8.0, 64 * 10**9, "a test", "a test")
     monkeypatch.setenv("LSTM_PLAYHOUSE_MAX_RUNS", "3")
     secrets = {"LSTM_PLAYHOUSE_MAX_RUNS": "7", "LSTM_PLAYHOUSE_IDLE_MINUTES": "2.5", "LSTM_PLAYHOUSE_DISK_MB": "500"}
-    limits = RunLimits.from_environment(secrets.get)
-    # threads default to the cores shared by the runs: 8 // 3
+    limits = RunLimits.from_environment(secrets.get, eight_cpus)
+    # threads default to the CPUs shared by the runs: 8 // 3
     assert (limits.max_runs, limits.idle_minutes, limits.threads, limits.disk_mb) == (3, 2.5, 2, 500)
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
-    assert RunLimits.from_environment().threads == 1  # never zero
+    two_cpus = Resources(2.0, 64 * 10**9, "a test", "a test")
+    assert RunLimits.from_environment(resources=two_cpus).threads == 1  # never zero
     monkeypatch.setenv("LSTM_PLAYHOUSE_THREADS", "4")
-    assert RunLimits.from_environment().threads == 4  # an explicit choice wins
+    assert RunLimits.from_environment(resources=two_cpus).threads == 4  # an explicit choice wins
     monkeypatch.setenv("LSTM_PLAYHOUSE_THREADS", "two")
     with pytest.raises(SettingError, match="LSTM_PLAYHOUSE_THREADS must be a number, got 'two'"):
-        RunLimits.from_environment()
+        RunLimits.from_environment(resources=two_cpus)
     monkeypatch.setenv("LSTM_PLAYHOUSE_THREADS", "-1")
     with pytest.raises(SettingError, match="must be positive"):
-        RunLimits.from_environment()
+        RunLimits.from_environment(resources=two_cpus)
 
 
 # ---- reading a run folder ---------------------------------------------------------------------

@@ -14,6 +14,8 @@ Hosted-demo safety, all decided before anything is allocated (:func:`start_run`)
 
 * at most ``max_runs`` runs train at once on the server and ``runs_per_visitor`` per visitor
   (a file lock makes the check and the start one step, across tabs and processes);
+* none starts where a run may use less memory than any training process needs
+  (:func:`lstm_core.runs.capacity.training_problem`: the host cannot train);
 * a run is admitted by :func:`lstm_core.runs.admission.admission_problems` (the command line's and
   the Train page's rules too): its parameters under the cap, its memory estimate under
   ``run_memory_mb``; the process gets that limit too (a watchdog and an address-space limit),
@@ -40,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from lstm_core.config import Config
 from lstm_core.runs import folder as runs
 from lstm_core.runs.admission import TokenCounts, admission_problems
+from lstm_core.runs.capacity import training_problem
 from lstm_core.runs.limits import RunLimits
 from lstm_core.runs.local import LocalRunner
 from lstm_core.runs.runner import Runner
@@ -108,6 +111,9 @@ def start_run(
     Nothing is written and no process started unless every check passes.
     """
     runner = runner or default_runner()
+    host_problem = training_problem(limits)
+    if host_problem:
+        raise ValueError(host_problem)
     problems = admission_problems(config, dataset.vocab.counts, TokenCounts.of_dataset(dataset), limits.admission())
     if problems:
         raise ValueError(" ".join(problems))
@@ -126,6 +132,9 @@ def resume_problem(run: runs.RunSummary, limits: RunLimits) -> str | None:
     """Why ``run`` cannot be resumed here (None if it can)."""
     if run.active:
         return "This run is still training."
+    host_problem = training_problem(limits)
+    if host_problem:
+        return host_problem
     if not run.has_last and run.step > 0:
         return "This run has no checkpoint to resume from."
     if run.state == "finished":

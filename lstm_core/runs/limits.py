@@ -1,9 +1,11 @@
 """A shared server's caps on training runs, read from ``LSTM_PLAYHOUSE_*`` settings.
 
 Each cap comes from the environment (``LSTM_PLAYHOUSE_MAX_RUNS=3``), else from a ``secrets_get``
-callable the caller passes (the app passes Streamlit's secrets file), else its default. A value
-that is not usable is a :class:`SettingError` naming the variable, so a misconfigured server says
-so instead of running with a cap nobody chose. Nothing here imports Streamlit or torch.
+callable the caller passes (the app passes Streamlit's secrets file), else its default. The
+defaults of the runs at once, the threads and the memory per run come from what this process may
+use (:mod:`lstm_core.runs.capacity`, from the container's CPUs and memory). A value that is not
+usable is a :class:`SettingError` naming the variable, so a misconfigured server says so instead
+of running with a cap nobody chose. Nothing here imports Streamlit or torch.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from lstm_core.runs import capacity
 from lstm_core.runs.admission import SERVER_LIMIT, AdmissionLimits
+from lstm_core.system.resources import Resources, available_resources
 
 NICE = 10
 """How much lower a training process's CPU priority is than the server's (``os.nice``) by default;
@@ -79,28 +83,34 @@ class RunLimits:
     nice: int = NICE
 
     @classmethod
-    def from_environment(cls, secrets_get: Callable[[str], Any] | None = None) -> RunLimits:
-        """The caps from the environment or secrets; threads default to the cores shared by the runs.
+    def from_environment(
+        cls, secrets_get: Callable[[str], Any] | None = None, resources: Resources | None = None
+    ) -> RunLimits:
+        """The caps from the environment or secrets, else defaults sized to this process's ``resources``
+        (read from where it runs when not given; see :mod:`lstm_core.runs.capacity`).
 
-        With ``max_runs`` runs at once, each gets ``cores // max_runs`` threads (at least one), so
-        that the runs never ask for more threads than there are cores (threads fighting over cores
-        make small steps many times slower).
+        In order, each default from the caps before it: the memory per run (what is left beside the
+        server, up to 1,000 MB), the runs at once (as many as fit in that memory, at least one,
+        at most one per whole CPU), the threads per run (the whole CPUs shared by the runs, at
+        least one). A setting wins over its default and sizes the defaults after it. Raises
+        :class:`~lstm_core.errors.InputError` for a cgroup file that is not what the kernel writes.
         """
         defaults = cls()
+        found = resources if resources is not None else available_resources()
 
         def get(name: str) -> float:
             return _setting(name, getattr(defaults, name), secrets_get)
 
-        max_runs = int(get("max_runs"))
-        fair_share = max(1, (os.cpu_count() or 1) // max_runs)
+        run_memory_mb = _setting("run_memory_mb", capacity.default_run_memory_mb(found), secrets_get)
+        max_runs = int(_setting("max_runs", capacity.default_max_runs(found, run_memory_mb), secrets_get))
         return cls(
             max_runs=max_runs,
             runs_per_visitor=int(get("runs_per_visitor")),
             max_minutes=get("max_minutes"),
             max_parameters=int(get("max_parameters")),
-            run_memory_mb=get("run_memory_mb"),
+            run_memory_mb=run_memory_mb,
             idle_minutes=get("idle_minutes"),
-            threads=int(_setting("threads", fair_share, secrets_get)),
+            threads=int(_setting("threads", capacity.default_threads(found, max_runs), secrets_get)),
             keep_days=get("keep_days"),
             disk_mb=get("disk_mb"),
             nice=_nice(secrets_get),
