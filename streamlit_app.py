@@ -16,6 +16,7 @@ import streamlit as st
 from app import services, state, timing, warmup
 from app.sidebar import training_status
 from app.visitor import data_root
+from lstm_core.errors import InputError
 from lstm_core.runs.limits import SettingError
 from lstm_core.runs.sweep import sweep
 
@@ -27,6 +28,9 @@ try:
     limits = services.limits()  # read the server's caps (and thread setting) once
 except SettingError as error:
     st.error(f"This server is misconfigured: {error}. Its operator can fix it in the environment or secrets file.")
+    st.stop()
+except InputError as error:  # a cgroup file that is not what the kernel writes: sizing runs by it could fail
+    st.error(f"This server cannot tell what it may use, so it sizes nothing: {error}.")
     st.stop()
 state.init()
 
@@ -50,7 +54,7 @@ try:
     page.run()
 finally:
     state.save_settings()
-    # Once per server, after its first page: import what the other pages need, load the demo
-    # model, clear out old runs (a walk over every visitor's folder).
-    warmup.start(services.shipped_model, partial(sweep, data_root(), limits))
+    # Once per server, after its first page: import what the other pages need, give PyTorch the
+    # server's thread count, load the demo model, clear out old runs (a walk over every visitor's folder).
+    warmup.start(services.torch_threads, services.shipped_model, partial(sweep, data_root(), limits))
     timing.record(page.title, started, time.time(), time.thread_time() - cpu_started)

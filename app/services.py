@@ -1,4 +1,4 @@
-"""Cached, shared, read-only work for the pages: texts, datasets, models, the server's caps.
+"""Cached, shared, read-only work for the pages: texts, datasets, models, the server's resources and caps.
 
 One server holds these once for all its visitors, bounded in bytes (:class:`app.cache.ByteLRU`),
 keyed by what identifies their content (a text's digest, a file's path, modification time and
@@ -24,9 +24,11 @@ import streamlit as st
 from app.cache import ByteLRU
 from app.visitor import data_root
 from lstm_core.config import Config
+from lstm_core.runs import capacity
 from lstm_core.runs.control import active_runs
 from lstm_core.runs.limits import RunLimits, SettingError
 from lstm_core.runs.recording import EventTail
+from lstm_core.system.resources import Resources, available_resources
 from lstm_core.text.corpus import Corpus, bundled_plays_head, list_plays, play_title
 from lstm_core.text.encoded import EncodedText
 from lstm_core.text.plays_cache import EncodedPlays, encoded_plays
@@ -63,21 +65,39 @@ _threads: int | None = None
 
 
 @st.cache_resource(show_spinner=False)
+def resources() -> Resources:
+    """The CPUs and memory this server may use (its container's), read once per server process.
+
+    Raises :class:`~lstm_core.errors.InputError` for a cgroup file that is not what the kernel writes.
+    """
+    return available_resources()
+
+
+@st.cache_resource(show_spinner=False)
 def limits() -> RunLimits:
-    """The server's caps (environment variables, else ``.streamlit/secrets.toml``, else defaults)."""
+    """The server's caps (environment variables, else ``.streamlit/secrets.toml``, else defaults
+    sized to :func:`resources`)."""
     global _threads
-    found = RunLimits.from_environment(_secret)
+    found = RunLimits.from_environment(_secret, resources())
     _threads = found.threads
     if "torch" in sys.modules:  # else torch_threads() sets them when torch is first needed
         torch_threads()
     return found
 
 
-def torch_threads() -> None:
-    """Import torch and give it the server's thread count (cheap once torch is imported).
+def training_problem() -> str | None:
+    """Why no run can train on this server (None if one can), naming what it has."""
+    return capacity.training_problem(limits(), resources())
 
-    Called by everything here that computes with torch (loading a model), so a page's model
-    never runs with torch's default of one thread per core.
+
+def torch_threads() -> None:
+    """Import torch and give it the server's thread count: the threads per run, sized to what the
+    server may use (cheap once torch is imported).
+
+    PyTorch's own default is one thread per core of the host, whatever the container allows. The
+    server's background work calls this once after its first page (a thread count set in one thread
+    is what the threads started later get: each page's script run); everything here that computes
+    with torch (loading a model) calls it again, so no page runs with the default.
     """
     import torch
 

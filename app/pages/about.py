@@ -1,6 +1,10 @@
-"""About page: what the app does and how it improves on the recipe it started from."""
+"""About page: what the app does, how it improves on the recipe it started from, and what this server
+has and lets each run use (read without importing torch: a fresh server's first pages need none)."""
 
 import streamlit as st
+
+from app import services
+from lstm_core.runs import capacity
 
 st.title("🎭 About LSTM Playhouse")
 st.markdown(
@@ -36,3 +40,14 @@ crashed it; its batches repeated text to pad and gave wrong targets; it carried 
 unrelated batches; it saved the vocabulary with pickle; and it never measured a held-out perplexity.
 """
 )
+
+st.subheader("This server")
+st.caption(
+    "What the server may use, read from where it runs (its container's CPU quota and memory limit, not "
+    "the host's), and what each training run may then use. Its operator can change the caps with "
+    "`LSTM_PLAYHOUSE_*` settings (docs/deploying.md)."
+)
+limits, resources = services.limits(), services.resources()
+lines = capacity.resource_lines(resources) + capacity.caps_lines(limits, resources)
+# Sources name cgroup files such as cpu.cfs_quota_us: their underscores are not Markdown emphasis.
+st.markdown("\n".join(f"- {line}".replace("_", "\\_") for line in lines))

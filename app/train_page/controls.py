@@ -76,7 +76,9 @@ def controls_section(config: Config | None, problems: list[str], run: run_files.
     """Start (a new run of ``config``), Stop and Resume (the run on show), each enabled only when
     it can act, and the last refusal."""
     active = run is not None and run.active
-    resume_problem = runs.resume_problem(run, services.limits()) if run is not None else "no run"
+    # Where this server cannot train, say why in its own words (what it has), not the core's.
+    host_problem = services.training_problem() if run is not None and not active else None
+    resume_problem = host_problem or (runs.resume_problem(run, services.limits()) if run is not None else "no run")
     start, stop, resume = st.columns(3)
     start.button(
         "Start training",

@@ -10,6 +10,7 @@ from app.train_page.labels import PRESET_LABELS
 from lstm_core.config import PRESET_HELP, Config
 from lstm_core.model.memory import estimate_memory, format_bytes
 from lstm_core.model.network import count_parameters
+from lstm_core.runs import capacity
 from lstm_core.runs.admission import TokenCounts, admission_problems
 
 
@@ -49,7 +50,11 @@ def settings_section() -> None:
 def check_settings(
     config: Config | None, problems: list[str], text: services.Text, vocab_counts: list[int]
 ) -> list[str]:
-    """Everything that would stop a run from starting, in plain words."""
+    """Everything that would stop a run from starting, in plain words: only that this server cannot
+    train, where it cannot (then no setting would help, and the page says so once)."""
+    host_problem = services.training_problem()
+    if host_problem is not None:
+        return [host_problem]
     if config is None:
         return problems
     tokens = TokenCounts.of_split(text.encoded.tokens, config.split_fractions)
@@ -58,13 +63,16 @@ def check_settings(
 
 def summary_caption(config: Config, text: services.Text, vocab_counts: list[int]) -> None:
     """One line on what the settings make: the text, the model's size, the memory its training
-    needs against what a run may use here, and how many runs this server trains now."""
+    needs against what a run may use here, and how many runs this server trains now (and why only
+    one at a time, when so)."""
     parameters = count_parameters(config, len(vocab_counts), vocab_counts)
     memory = estimate_memory(config, vocab_counts, text.encoded.tokens, parameters)
     limits = services.limits()
+    one_run = capacity.one_run_reason(limits, services.resources())
     st.caption(
         f"Text: {text.name}, {text.encoded.tokens:,} words, vocabulary {len(vocab_counts):,}. "
         f"Model: {services.config_summary(config)}, {parameters:,} parameters; training needs about "
         f"{format_bytes(memory.total)} of the {format_bytes(limits.run_memory_mb * 1e6)} a run may use here. "
-        f"Runs training on this server now: {services.runs_training_now()} of {limits.max_runs}."
+        f"Runs training on this server now: {services.runs_training_now()} of {limits.max_runs}"
+        + (f" ({one_run})." if one_run else ".")
     )
