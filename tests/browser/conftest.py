@@ -42,9 +42,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 class Server:
     """``streamlit run`` in a process group of its own (its training processes included); ``flags``
-    are more of ``streamlit run``'s settings (``--server.runOnSave``, ``true``, ...)."""
+    are more of ``streamlit run``'s settings (``--server.runOnSave``, ``true``, ...), ``prefix`` a
+    command the server runs under (``unshare ...``), and ``unset`` environment variables it goes without."""
 
-    def __init__(self, data_dir: Path, log_path: Path, port: int | None = None, flags: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        log_path: Path,
+        port: int | None = None,
+        flags: Sequence[str] = (),
+        prefix: Sequence[str] = (),
+        unset: Sequence[str] = (),
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -55,7 +64,8 @@ class Server:
             # Nothing may leave this machine: a Gutenberg download would hit a closed port.
             "LSTM_PLAYHOUSE_GUTENBERG_URL": f"http://127.0.0.1:{free_port()}/pg100.txt",
         }
-        command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true"]
+        env = {name: value for name, value in env.items() if name not in unset}
+        command = [*prefix, sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true"]
         command += ["--server.port", str(self.port), "--server.address", "127.0.0.1"]
         command += ["--browser.gatherUsageStats", "false", *flags]
         self.log = log_path.open("ab")
