@@ -26,6 +26,7 @@ cpu_started = time.thread_time()
 st.set_page_config(page_title="LSTM Playhouse", page_icon="🎭", layout="wide")
 try:
     limits = services.limits()  # read the server's caps (and thread setting) once
+    services.runner()  # and where its runs train: local processes, or a Ray cluster
 except SettingError as error:
     st.error(f"This server is misconfigured: {error}. Its operator can fix it in the environment or secrets file.")
     st.stop()

@@ -25,9 +25,10 @@ from app.cache import ByteLRU
 from app.visitor import data_root
 from lstm_core.config import Config
 from lstm_core.runs import capacity
-from lstm_core.runs.control import active_runs
-from lstm_core.runs.limits import RunLimits, SettingError
+from lstm_core.runs.control import active_runs, make_runner
+from lstm_core.runs.limits import RunLimits, RunnerSettings, SettingError
 from lstm_core.runs.recording import EventTail
+from lstm_core.runs.runner import Runner
 from lstm_core.system.resources import Resources, available_resources
 from lstm_core.text.corpus import Corpus, bundled_plays_head, list_plays, play_title
 from lstm_core.text.encoded import EncodedText
@@ -88,6 +89,14 @@ def limits() -> RunLimits:
 def training_problem() -> str | None:
     """Why no run can train on this server (None if one can), naming what it has."""
     return capacity.training_problem(limits(), resources())
+
+
+@st.cache_resource(show_spinner=False)
+def runner() -> Runner:
+    """Where this server's runs train (``LSTM_PLAYHOUSE_RUNNER``, ``LSTM_PLAYHOUSE_RAY_ADDRESS``):
+    raises SettingError for a choice it cannot honour (Ray asked for without an address, or not
+    installed), which the entry script shows on every page."""
+    return make_runner(RunnerSettings.from_environment(_secret))
 
 
 def torch_threads() -> None:

@@ -20,7 +20,7 @@ def _status() -> None:
     # A page showing the run keeps it alive; with every tab closed, the run stops itself after
     # the idle limit (its process watches this heartbeat).
     run_files.touch_heartbeat(run.path)
-    label = "Starting" if run.state == "starting" else "Training"
+    label = {"starting": "Starting", "unreachable": "Cluster not answering"}.get(run.state, "Training")
     st.progress(min(1.0, run.step / max(1, run.total_steps)), text=f"{label}: step {run.step:,} of {run.total_steps:,}")
 
 

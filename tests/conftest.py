@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -11,10 +16,14 @@ from lstm_core.model.network import LSTMLanguageModel
 from lstm_core.text.cleaning import tokenize
 from lstm_core.text.vocab import UNK_TOKEN, Vocab
 from tests.language_models import make_model, train
+from tests.ray_cluster import LocalRayHead, ray_installed, use_token
 
 # One thread: on a 2-core machine that also runs a server or a browser, PyTorch's default of
 # one thread per core makes small steps far slower (threads fighting for the cores).
 torch.set_num_threads(1)
+# The local Ray heads require Ray's token: put it in the environment before anything imports Ray,
+# which reads its authentication mode once (the app servers started by the tests inherit it).
+use_token()
 
 SONNET = """Shall I compare thee to a summer's day?
 Thou art more lovely and more temperate:
@@ -87,3 +96,33 @@ def looping_model(counting_vocab) -> LSTMLanguageModel:
     model = make_model(len(counting_vocab))
     train(model, counting_vocab.encode(("one two three " * 40).split()), steps=80)
     return model
+
+
+# ---- a Ray head for the Ray runner's tests (helpers in tests/ray_cluster.py) ----
+
+
+def start_ray_head(log_folder: Path) -> LocalRayHead:
+    """A fresh local Ray head; the test fails, not skips, without Ray (CI installs it)."""
+    if not ray_installed():
+        pytest.fail(
+            "Ray is not installed: pip install -r requirements-dev.txt (the Ray runner's tests need ray[default])"
+        )
+    # Ray's sockets live under its temporary folder, whose path must stay short: not under pytest's.
+    temp_dir = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+    head = LocalRayHead(temp_dir, log_folder / "ray-head.log")
+    try:
+        return head.start()
+    except BaseException:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
+
+
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRayHead]:
+    """One Ray head for the whole session (it takes about 5 s to start), stopped at the end."""
+    head = start_ray_head(tmp_path_factory.mktemp("ray"))
+    try:
+        yield head
+    finally:
+        head.stop()
+        shutil.rmtree(head.temp_dir, ignore_errors=True)

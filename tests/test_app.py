@@ -394,6 +394,19 @@ def test_a_bad_cap_is_reported_instead_of_ignored(data, monkeypatch):
     assert any("misconfigured" in e.value and "LSTM_PLAYHOUSE_MAX_RUNS must be a number" in e.value for e in at.error)
 
 
+def test_ray_asked_for_without_a_cluster_address_is_said_on_every_page(data, monkeypatch):
+    monkeypatch.setenv("LSTM_PLAYHOUSE_RUNNER", "ray")
+    monkeypatch.delenv("LSTM_PLAYHOUSE_RAY_ADDRESS", raising=False)
+    for page in PAGES:
+        at = AppTest.from_file(ENTRY, default_timeout=60)
+        at.switch_page(page).run()
+        assert not at.exception
+        (error,) = at.error
+        assert error.value.startswith("This server is misconfigured: LSTM_PLAYHOUSE_RUNNER is 'ray' but ")
+        assert "LSTM_PLAYHOUSE_RAY_ADDRESS is not set" in error.value
+        assert not at.get("button")  # nothing else is offered
+
+
 @pytest.mark.slow
 def test_a_bad_model_file_is_refused_once_and_remembered(app, monkeypatch):
     at = train_page(app)

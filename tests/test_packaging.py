@@ -78,6 +78,15 @@ def test_the_requirements_pipfile_and_pyproject_list_the_same_packages():
     assert {name: str(Requirement(f"{name}{spec}").specifier) for name, spec in cloud.items()} == app
 
 
+def test_ci_installs_the_ray_extra_so_the_ray_runners_tests_run():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    (extra,) = [Requirement(line) for line in project["optional-dependencies"]["ray"]]
+    lines = [line.split("#", 1)[0].strip() for line in (ROOT / "requirements-dev.txt").read_text().splitlines()]
+    (installed,) = [Requirement(line) for line in lines if line.startswith("ray")]
+    assert installed.extras == extra.extras == {"default"}
+    assert installed.specifier == extra.specifier
+
+
 def not_sources(folder: str, names: list[str]) -> set[str]:
     """What a copy of the checkout leaves out: environments, build output, runs, caches."""
     ignored = set(NOT_SOURCES(folder, names))

@@ -14,6 +14,10 @@ from app.visitor import data_root
 from lstm_core.config import Config
 from lstm_core.runs import control as runs
 from lstm_core.runs import folder as run_files
+from lstm_core.runs.runner import RunnerUnavailable
+
+REFUSALS = (runs.CapacityError, ValueError, RunnerUnavailable, TimeoutError)
+"""What a start or a resume may be refused with, each said to the visitor as it is."""
 
 
 def visitor_runs() -> list[run_files.RunSummary]:
@@ -41,8 +45,8 @@ def start_run(config: Config) -> None:
         return
     dataset = services.dataset_for(text, config.min_word_freq, config.split_fractions)
     try:
-        run = runs.start_run(data_root(), state.workspace().runs, config, dataset, services.limits())
-    except (runs.CapacityError, ValueError) as error:
+        run = runs.start_run(data_root(), state.workspace().runs, config, dataset, services.limits(), services.runner())
+    except REFUSALS as error:
         st.session_state[state.TRAIN_ERROR] = str(error)
         return
     st.session_state[state.TRAIN_ERROR] = None
@@ -57,8 +61,8 @@ def resume_run(run_id: str) -> None:
         st.session_state[state.TRAIN_ERROR] = "That run is gone (runs are kept for a limited time)."
         return
     try:
-        runs.resume_run(data_root(), run, services.limits())
-    except (runs.CapacityError, ValueError) as error:
+        runs.resume_run(data_root(), run, services.limits(), services.runner())
+    except REFUSALS as error:
         st.session_state[state.TRAIN_ERROR] = str(error)
         return
     st.session_state[state.TRAIN_ERROR] = None
@@ -69,7 +73,7 @@ def stop_run(run_id: str) -> None:
     """Ask the run's process to stop (it saves a checkpoint first)."""
     run = run_files.read_run(state.workspace().runs / run_id)
     if run is not None:
-        runs.stop_run(run)
+        runs.stop_run(run, services.runner())
 
 
 def controls_section(config: Config | None, problems: list[str], run: run_files.RunSummary | None) -> None:

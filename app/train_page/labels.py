@@ -8,6 +8,7 @@ PRESET_LABELS = {"cookbook": "Cookbook recipe", "quick": "Quick", "default": "Be
 STATUS_TEXT = {
     "starting": "Starting...",
     "running": "Training...",
+    "unreachable": "The training cluster is not answering:",
     "finished": "Finished.",
     "stopped": "Stopped. You can resume it.",
     "time_limit": "Stopped at this server's time limit.",

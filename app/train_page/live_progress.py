@@ -81,7 +81,12 @@ def live_section(run: run_files.RunSummary | None) -> None:
     columns[2].metric("Words per second", f"{last.tokens_per_s:,.0f}" if last else "-")
     columns[3].metric("Elapsed", duration(run.elapsed_s) if run.step else "-")
     columns[4].metric("Time left", duration(last.eta_s) if last and run.active else "-")
-    if run.active and run.message:
+    if run.state == "unreachable":
+        st.warning(
+            f"{run.message[:1].upper()}{run.message[1:]}. The run may still be training there: it shows as it last "
+            "reported, Stop still reaches it (through its folder), and it can be resumed once the cluster answers."
+        )
+    elif run.active and run.message:
         st.caption(f"Note: {run.message}.")
     if run.ended_unexpectedly or run.state == "diverged":
         saved = [e.step for e in events if isinstance(e, CheckpointEvent) and not e.best]

@@ -128,6 +128,7 @@ class TrainingRun:
         self.recorder = RunRecorder(self.setup.out, self._request_stop, idle_s=idle * 60 if idle else None)
         resume = self.setup.resume
         self.recorder.begin(step=resume.step if resume is not None else 0, processes=self.processes)
+        self.recorder.keep_alive()
 
     def _request_stop(self, reason: str) -> None:
         if self.trainer is not None:

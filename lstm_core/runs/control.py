@@ -12,8 +12,9 @@ read the folder. So:
 
 Hosted-demo safety, all decided before anything is allocated (:func:`start_run`):
 
-* at most ``max_runs`` runs train at once on the server and ``runs_per_visitor`` per visitor
-  (a file lock makes the check and the start one step, across tabs and processes);
+* at most ``max_runs`` runs train at once and ``runs_per_visitor`` per visitor, counted over
+  every web server that shares the data folder (a lock in that folder makes the check and the
+  start one step, across tabs, processes and servers: :mod:`lstm_core.runs.lock`);
 * none starts where a run may use less memory than any training process needs
   (:func:`lstm_core.runs.capacity.training_problem`: the host cannot train);
 * a run is admitted by :func:`lstm_core.runs.admission.admission_problems` (the command line's and
@@ -31,11 +32,9 @@ Nothing here imports Streamlit: pages own the UI, this module owns the runs' lif
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import secrets
+import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,9 +42,10 @@ from lstm_core.config import Config
 from lstm_core.runs import folder as runs
 from lstm_core.runs.admission import TokenCounts, admission_problems
 from lstm_core.runs.capacity import training_problem
-from lstm_core.runs.limits import RunLimits
+from lstm_core.runs.limits import RunLimits, RunnerSettings
 from lstm_core.runs.local import LocalRunner
-from lstm_core.runs.runner import Runner
+from lstm_core.runs.lock import runs_lock
+from lstm_core.runs.runner import Runner, RunnerUnavailable
 from lstm_core.runs.sweep import sweep
 
 if TYPE_CHECKING:  # the server imports this module for its caps; torch waits until a run is admitted
@@ -56,21 +56,21 @@ class CapacityError(RuntimeError):
     """The server, or this visitor, already trains as many models as allowed."""
 
 
-def default_runner() -> Runner:
-    """The runner this server trains its runs with: the local child process, the one there is."""
+def make_runner(settings: RunnerSettings) -> Runner:
+    """The runner ``settings`` choose: the local child process, or jobs on a Ray cluster (which
+    imports Ray, so only a server set to use it needs it installed)."""
+    if settings.kind == "ray":
+        assert settings.ray_address is not None, "RunnerSettings checks that ray has an address"
+        from lstm_core.runs.cluster import RayRunner
+
+        return RayRunner(settings.ray_address)
     return LocalRunner()
 
 
-@contextlib.contextmanager
-def _server_lock(data_root: Path) -> Iterator[None]:
-    """One start at a time across the server's threads and processes (two tabs clicking Start)."""
-    data_root.mkdir(parents=True, exist_ok=True)
-    with (data_root / "runs.lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def default_runner() -> Runner:
+    """The runner the environment chooses (``LSTM_PLAYHOUSE_RUNNER``; local when unset). The app
+    passes its own, chosen with its secrets file too."""
+    return make_runner(RunnerSettings.from_environment())
 
 
 def new_run_id() -> str:
@@ -79,8 +79,8 @@ def new_run_id() -> str:
 
 
 def active_runs(data_root: Path, runner: Runner | None = None) -> list[runs.RunSummary]:
-    """The runs training on this server now (all visitors)."""
-    return (runner or default_runner()).training(data_root)
+    """The runs training now (all visitors, every server sharing ``data_root``)."""
+    return (runner or LocalRunner()).training(data_root)
 
 
 def _check_capacity(data_root: Path, visitor_runs: Path, limits: RunLimits, runner: Runner) -> None:
@@ -106,9 +106,10 @@ def start_run(
     limits: RunLimits,
     runner: Runner | None = None,
 ) -> runs.RunSummary:
-    """Admit, create and start a new run for a visitor; raise CapacityError or ValueError if refused.
+    """Admit, create and start a new run for a visitor; raise CapacityError or ValueError if refused,
+    RunnerUnavailable if the runner cannot take it (the training cluster does not answer).
 
-    Nothing is written and no process started unless every check passes.
+    Nothing is kept and no process started unless every check passes and the runner takes it.
     """
     runner = runner or default_runner()
     host_problem = training_problem(limits)
@@ -118,11 +119,15 @@ def start_run(
     if problems:
         raise ValueError(" ".join(problems))
     sweep(data_root, limits)
-    with _server_lock(data_root):
+    with runs_lock(data_root):
         _check_capacity(data_root, visitor_runs, limits, runner)
         folder = visitor_runs / new_run_id()
         runs.create_run(folder, config, dataset)
-        runner.start(data_root, folder, limits)
+        try:
+            runner.start(data_root, folder, limits)
+        except RunnerUnavailable:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
     summary = runs.read_run(folder)
     assert summary is not None, "a run folder just created must read back"
     return summary
@@ -130,6 +135,11 @@ def start_run(
 
 def resume_problem(run: runs.RunSummary, limits: RunLimits) -> str | None:
     """Why ``run`` cannot be resumed here (None if it can)."""
+    if run.state == "unreachable":
+        return (
+            "The training cluster is not answering, so nobody can tell whether this run still trains: "
+            "it can be resumed once the cluster answers."
+        )
     if run.active:
         return "This run is still training."
     host_problem = training_problem(limits)
@@ -145,16 +155,29 @@ def resume_problem(run: runs.RunSummary, limits: RunLimits) -> str | None:
 
 
 def resume_run(data_root: Path, run: runs.RunSummary, limits: RunLimits, runner: Runner | None = None) -> None:
-    """Start training ``run`` again on its own folder: its config, its data, its last checkpoint."""
+    """Start training ``run`` again on its own folder: its config, its data, its last checkpoint.
+
+    The run is read again inside the lock, so that two servers (or tabs) resuming it at once start
+    it once: the second finds it starting.
+    """
     runner = runner or default_runner()
     problem = resume_problem(run, limits)
     if problem:
         raise ValueError(problem)
-    with _server_lock(data_root):
+    with runs_lock(data_root):
+        now = runs.read_run(run.path)
+        problem = resume_problem(now, limits) if now is not None else "That run is gone."
+        if problem:
+            raise ValueError(problem)
         _check_capacity(data_root, run.path.parent, limits, runner)
+        before = _status(run.path)
         (run.path / runs.EXIT_FILE).unlink(missing_ok=True)
-        runs.write_json(run.path / runs.STATUS_FILE, {**_status(run.path), "state": "starting", "message": ""})
-        runner.start(data_root, run.path, limits)
+        runs.write_json(run.path / runs.STATUS_FILE, {**before, "state": "starting", "message": ""})
+        try:
+            runner.start(data_root, run.path, limits)
+        except RunnerUnavailable:
+            runs.write_json(run.path / runs.STATUS_FILE, before)  # as it was: still resumable
+            raise
 
 
 def _status(folder: Path) -> dict[str, Any]:

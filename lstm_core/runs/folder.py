@@ -6,7 +6,8 @@ restart or a crashed training process all find the same truth::
     RUN/
       run.json       what was asked for: the config, the data, when (written once, at creation)
       dataset/       the prepared data (Dataset.save): a resume trains on exactly the same ids
-      status.json    where the run stands: state, process id, step, time (rewritten atomically)
+      status.json    where the run stands: state, process id and host, step, time (rewritten
+                     atomically, every second while its process lives)
       events.jsonl   the trainer's reports, one JSON object a line (steps thinned to a few a second)
       last.pt        everything needed to resume: at every evaluation, every save_every steps, at the end
       best.pt        the weights with the best validation loss so far (model only)
@@ -14,17 +15,19 @@ restart or a crashed training process all find the same truth::
                      by the training process when the run starts from step 0; see lstm_core/evaluation/baselines.py)
       snapshots/     step-<7-digit step>.pt: the model (float16, model only) at evaluations, at most
                      MAX_SNAPSHOTS of them, thinned as the run goes on (see thin_snapshots)
-      process.json   the process that trains it, written by whoever started it (the app)
-      exit.json      how that process ended, written by whoever waited for it
+      process.json   what trains it, written by whoever started it (the app): the runner, the host,
+                     and the process id (local) or the cluster's address and job id (Ray)
+      exit.json      how a local process ended, written by the server that waited for it
       log.txt        the process's own output, when the app started it
       stop           exists once a stop was asked for; the process sees it within a step
       heartbeat      touched by the pages that show the run: a run started with an idle limit
                      stops when nobody has looked at it for that long
 
 The training process keeps ``status.json`` and ``events.jsonl`` current through
-:mod:`lstm_core.runs.recording`; whether a recorded process still runs is
-:mod:`lstm_core.system.processes`. Nothing here imports a UI or torch (only :func:`read_baselines`
-brings in torch, when it is called), so reading a run is cheap.
+:mod:`lstm_core.runs.recording`; whether the run still trains is :mod:`lstm_core.runs.liveness`'s
+to judge (a local pid, another host's fresh status, or a Ray job's status). Nothing here imports a
+UI or torch (only :func:`read_baselines` brings in torch, when it is called), so reading a run is
+cheap.
 """
 
 from __future__ import annotations
@@ -37,11 +40,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from lstm_core.errors import InputError
 from lstm_core.files import atomic_write_text
-from lstm_core.system.processes import process_alive, process_ending, signal_name
+from lstm_core.runs.liveness import ACTIVE_STATES, State, effective_state
+from lstm_core.runs.liveness import EXIT_OUT_OF_MEMORY as EXIT_OUT_OF_MEMORY
+from lstm_core.runs.liveness import STARTUP_GRACE_S as STARTUP_GRACE_S
 
 if TYPE_CHECKING:
     from lstm_core.config import Config
@@ -83,29 +88,6 @@ RUN_FILES = (
     BASELINES_FILE,
 )
 """Every file a run folder may hold (besides ``dataset/`` and ``snapshots/``)."""
-
-State = Literal[
-    "starting",
-    "running",
-    "finished",
-    "stopped",
-    "time_limit",
-    "idle",
-    "interrupted",
-    "diverged",
-    "out_of_memory",
-    "failed",
-    "crashed",
-]
-"""``starting``/``running`` while a process trains it; the trainer's end reasons (``finished``,
-``stopped``, ``time_limit``, ``idle``, ``interrupted``); ``diverged``, ``out_of_memory`` and
-``failed`` when the process ended on an error it could report; ``crashed`` when it ended without
-a word (killed, or gone with the server), which only a reader can tell."""
-
-ACTIVE_STATES = frozenset({"starting", "running"})
-EXIT_OUT_OF_MEMORY = 3
-STARTUP_GRACE_S = 120.0
-"""A run that says ``starting`` with no live process after this long failed to start."""
 
 
 def is_run(folder: Path) -> bool:
@@ -195,31 +177,10 @@ def _number(value: Any, default: float = 0.0) -> float:
 
 
 def _effective_state(folder: Path, status: dict[str, Any]) -> tuple[State, str, int | None]:
-    """The state a reader should believe: a run that says it trains but has no live process crashed."""
-    state = status.get("state", "starting")
-    message = str(status.get("message", ""))
-    launched = read_json(folder / PROCESS_FILE) or {}
-    pid = status.get("pid", launched.get("pid"))
-    if state not in ACTIVE_STATES:
-        return state, message, None
-    if process_alive(status.get("pid"), status.get("pid_start")) or process_alive(
-        launched.get("pid"), launched.get("pid_start")
-    ):
-        return state, message, pid if isinstance(pid, int) else None
-    exit_info = read_json(folder / EXIT_FILE)
-    if exit_info is None and any(
-        process_ending(record.get("pid"), record.get("pid_start")) for record in (status, launched)
-    ):
-        return state, message, None  # ended a moment ago: the server that started it records how next
-    if exit_info is not None and isinstance(exit_info.get("returncode"), int):
-        code = exit_info["returncode"]
-        if code == EXIT_OUT_OF_MEMORY:
-            return "out_of_memory", message or "the training process went over its memory limit", None
-        return "crashed", f"the training process ended unexpectedly ({signal_name(code)})", None
-    started = _number(launched.get("started"), _number(status.get("updated"), 0.0))
-    if state == "starting" and not status.get("pid") and time.time() - started < STARTUP_GRACE_S:
-        return "starting", message, None  # the process is still on its way (or its record is)
-    return "crashed", "the training process is gone (the server may have restarted)", None
+    """The state a reader should believe (:func:`lstm_core.runs.liveness.effective_state`)."""
+    if status.get("state", "starting") not in ACTIVE_STATES:
+        return effective_state(status, {}, None)  # it says it ended: no process to ask about
+    return effective_state(status, read_json(folder / PROCESS_FILE) or {}, read_json(folder / EXIT_FILE))
 
 
 def read_run(folder: Path | str) -> RunSummary | None:

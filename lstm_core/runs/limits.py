@@ -10,6 +10,7 @@ of running with a cap nobody chose. Nothing here imports Streamlit or torch.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -123,3 +124,48 @@ class RunLimits:
             memory_limit_name=SERVER_LIMIT,
             max_parameters=self.max_parameters,
         )
+
+
+# ---- the runner: where runs train ----------------------------------------------------------------
+
+RUNNERS = ("local", "ray")
+"""``LSTM_PLAYHOUSE_RUNNER``: ``local`` (each run a child process of the web server, the default)
+or ``ray`` (each run a job on the Ray cluster at ``LSTM_PLAYHOUSE_RAY_ADDRESS``)."""
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    """Where this server's runs train: ``kind`` (one of :data:`RUNNERS`) and, for ``ray``, the
+    cluster's dashboard address (``http://HOST:8265``, the Jobs API)."""
+
+    kind: str = "local"
+    ray_address: str | None = None
+
+    @classmethod
+    def from_environment(cls, secrets_get: Callable[[str], Any] | None = None) -> RunnerSettings:
+        """``LSTM_PLAYHOUSE_RUNNER`` and ``LSTM_PLAYHOUSE_RAY_ADDRESS`` from the environment or the
+        secrets, checked: ``ray`` needs an address and the ``ray`` package (a
+        :class:`SettingError` says which is missing, so every page can say it)."""
+        raw = _raw("LSTM_PLAYHOUSE_RUNNER", secrets_get)
+        kind = str(raw).strip().lower() if raw not in (None, "") else "local"
+        if kind not in RUNNERS:
+            raise SettingError(f"LSTM_PLAYHOUSE_RUNNER must be one of {', '.join(RUNNERS)}, got {raw!r}")
+        address_raw = _raw("LSTM_PLAYHOUSE_RAY_ADDRESS", secrets_get)
+        address = str(address_raw).strip() if address_raw not in (None, "") else None
+        if kind == "local":
+            return cls(kind, address)
+        if address is None:
+            raise SettingError(
+                "LSTM_PLAYHOUSE_RUNNER is 'ray' but LSTM_PLAYHOUSE_RAY_ADDRESS is not set: give the Ray "
+                "cluster's dashboard address, for example http://127.0.0.1:8265"
+            )
+        if not address.startswith(("http://", "https://")):
+            raise SettingError(
+                f"LSTM_PLAYHOUSE_RAY_ADDRESS must be the Ray dashboard's http:// or https:// address, got {address!r}"
+            )
+        if importlib.util.find_spec("ray") is None:
+            raise SettingError(
+                "LSTM_PLAYHOUSE_RUNNER is 'ray' but Ray is not installed here: pip install 'lstm-playhouse[ray]' "
+                "(or ray[default])"
+            )
+        return cls(kind, address.rstrip("/"))

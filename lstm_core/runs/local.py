@@ -3,9 +3,9 @@
 The process is ``python -m lstm_core train --resume RUN`` under the server's caps
 (:func:`train_command`): its threads, its time across resumes, its idle stop, its memory limit and
 a lower CPU priority than the server's. While it trains, a marker file in the data folder's
-``active/`` names its run folder, so the server counts its runs without walking every visitor's
-folder (:func:`active_runs`); a thread waits for the process and records how it ended
-(``exit.json``) before it removes the marker.
+``active/`` names its run folder, so the servers that share the data folder count its runs without
+walking every visitor's folder (:func:`active_runs`, which the Ray runner shares); a thread waits
+for the process and records how it ended (``exit.json``) before it removes the marker.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lstm_core.runs import folder as runs
+from lstm_core.runs.liveness import this_host
 from lstm_core.runs.runner import ProcessState
 from lstm_core.system import processes
 
@@ -30,12 +31,13 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def active_dir(data_root: Path) -> Path:
-    """One marker file per run whose process this server started and has not seen end."""
+    """One marker file per run that a server sharing ``data_root`` started and has not seen end."""
     return data_root / "active"
 
 
 def active_runs(data_root: Path) -> list[runs.RunSummary]:
-    """The runs training on this server now (all visitors); stale markers are cleared."""
+    """The runs training now (all visitors, every server that shares ``data_root``, either runner),
+    each judged by :mod:`lstm_core.runs.liveness`; markers of runs that ended are cleared."""
     folder = active_dir(data_root)
     found = []
     for marker in sorted(folder.glob("*")) if folder.is_dir() else []:
@@ -49,6 +51,14 @@ def active_runs(data_root: Path) -> list[runs.RunSummary]:
         else:
             marker.unlink(missing_ok=True)
     return found
+
+
+def mark_active(data_root: Path, folder: Path) -> Path:
+    """Write the marker that counts ``folder``'s run as training (see :func:`active_runs`)."""
+    marker = active_dir(data_root) / folder.name
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(str(folder), encoding="utf-8")
+    return marker
 
 
 def train_command(folder: Path, limits: RunLimits) -> list[str]:
@@ -109,15 +119,15 @@ class LocalRunner:
             env={**os.environ, "PYTHONPATH": search_path},
         )
         record = {
+            "runner": "local",
+            "host": this_host(),
             "pid": process.pid,
             "pid_start": processes.process_start_time(process.pid),
             "started": time.time(),
             "command": command,
         }
         runs.write_json(folder / runs.PROCESS_FILE, record)
-        marker = active_dir(data_root) / folder.name
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(str(folder), encoding="utf-8")
+        marker = mark_active(data_root, folder)
 
         def wait() -> None:
             try:
@@ -133,7 +143,7 @@ class LocalRunner:
         threading.Thread(target=wait, name=f"wait-{folder.name}", daemon=True).start()
 
     def training(self, data_root: Path) -> list[runs.RunSummary]:
-        """The runs whose processes this server started and has not seen end (:func:`active_runs`)."""
+        """The runs training now, whichever server started them (:func:`active_runs`)."""
         return active_runs(data_root)
 
     def process(self, folder: Path) -> ProcessState:
@@ -143,6 +153,8 @@ class LocalRunner:
         if ended is not None and isinstance(ended.get("returncode"), int):
             return ProcessState(alive=False, returncode=ended["returncode"])
         record = runs.read_json(folder / runs.PROCESS_FILE) or {}
+        if record.get("host", this_host()) != this_host():
+            return ProcessState(alive=False, answered=False, detail=f"it runs on {record['host']}")
         pid, start = record.get("pid"), record.get("pid_start")
         return ProcessState(alive=processes.process_alive(pid, start) or processes.process_ending(pid, start))
 

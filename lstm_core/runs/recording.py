@@ -7,6 +7,7 @@ read the new lines as they come (:class:`EventTail`). The folder's layout is :mo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -18,13 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from lstm_core.runs.folder import EVENTS_FILE, HEARTBEAT_FILE, STATUS_FILE, STOP_FILE, State, write_json
+from lstm_core.runs.liveness import this_host
 from lstm_core.system.processes import process_start_time
 from lstm_core.training.events import Event
 
 STEP_EVENTS_PER_SECOND = 4
 """Step events a second that ``events.jsonl`` keeps (every other event is kept): a chart needs no more."""
 STATUS_EVERY_S = 1.0
-"""``status.json`` is rewritten at most this often between evaluations."""
+"""``status.json`` is rewritten at most this often between evaluations, and at least this often
+while the process lives (:meth:`RunRecorder.keep_alive`): its freshness is how a server that
+cannot see the process (another host, a cluster) knows it lives."""
 
 
 class EventTail:
@@ -80,7 +84,9 @@ class RunRecorder:
 
     * appends every event to ``events.jsonl``, step events thinned to
       :data:`STEP_EVENTS_PER_SECOND` (plus the last step of the run);
-    * rewrites ``status.json`` at most every :data:`STATUS_EVERY_S` and at every evaluation;
+    * rewrites ``status.json`` at most every :data:`STATUS_EVERY_S` and at every evaluation, and
+      with :meth:`keep_alive` at least that often whatever the trainer is busy with (building
+      the model, an evaluation, a save);
     * asks the trainer to stop when the ``stop`` file appears, or (with ``idle_s``) when the
       ``heartbeat`` file is older than ``idle_s``.
     """
@@ -102,6 +108,7 @@ class RunRecorder:
             "state": "running",
             "pid": os.getpid(),
             "pid_start": process_start_time(os.getpid()),
+            "host": this_host(),
             "started": clock(),
             "message": "",
         }
@@ -110,6 +117,20 @@ class RunRecorder:
         self._last_check = -math.inf
         self._pending_step: dict[str, Any] | None = None
         self._started = clock()
+        self._ended = threading.Event()
+
+    def keep_alive(self) -> None:
+        """Rewrite the status at least every :data:`STATUS_EVERY_S` from a thread of its own until
+        :meth:`end`, so its ``updated`` time says this process lives (see
+        :mod:`lstm_core.runs.liveness`)."""
+
+        def beat() -> None:
+            while not self._ended.wait(STATUS_EVERY_S):
+                if self.clock() - self._last_status >= STATUS_EVERY_S:
+                    with contextlib.suppress(OSError):  # the run was deleted under it
+                        self.update()
+
+        threading.Thread(target=beat, name="status-keep-alive", daemon=True).start()
 
     def begin(self, **fields: Any) -> None:
         """Mark the run as training (with ``step``, ``total_steps`` and such as known so far)."""
@@ -123,6 +144,7 @@ class RunRecorder:
 
     def end(self, state: State, message: str = "") -> None:
         """The run is over: flush the last step and record why it ended (a stop asked for is done)."""
+        self._ended.set()
         self._flush_step()
         self.update(state=state, message=message)
         (self.folder / STOP_FILE).unlink(missing_ok=True)
