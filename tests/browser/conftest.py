@@ -43,7 +43,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 class Server:
     """``streamlit run`` in a process group of its own (its training processes included); ``flags``
     are more of ``streamlit run``'s settings (``--server.runOnSave``, ``true``, ...), ``prefix`` a
-    command the server runs under (``unshare ...``), and ``unset`` environment variables it goes without."""
+    command the server runs under (``unshare ...``), ``unset`` environment variables it goes without,
+    and ``settings`` more it gets (``LSTM_PLAYHOUSE_RUNNER``, ...)."""
 
     def __init__(
         self,
@@ -53,6 +54,7 @@ class Server:
         flags: Sequence[str] = (),
         prefix: Sequence[str] = (),
         unset: Sequence[str] = (),
+        settings: dict[str, str] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
@@ -63,6 +65,7 @@ class Server:
             "LSTM_PLAYHOUSE_THREADS": "1",
             # Nothing may leave this machine: a Gutenberg download would hit a closed port.
             "LSTM_PLAYHOUSE_GUTENBERG_URL": f"http://127.0.0.1:{free_port()}/pg100.txt",
+            **(settings or {}),
         }
         env = {name: value for name, value in env.items() if name not in unset}
         command = [*prefix, sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true"]
