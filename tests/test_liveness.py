@@ -182,3 +182,22 @@ def test_ray_asked_for_without_ray_installed_is_a_setting_error(monkeypatch):
     monkeypatch.setenv("LSTM_PLAYHOUSE_RAY_ADDRESS", "http://127.0.0.1:8265")
     with pytest.raises(SettingError, match=r"Ray is not installed here: pip install 'lstm-playhouse\[ray\]'"):
         RunnerSettings.from_environment()
+
+
+def test_a_cluster_that_does_not_answer_is_asked_once_for_all_its_runs(monkeypatch):
+    from lstm_core.runs import ray_jobs
+    from lstm_core.runs.runner import RunnerUnavailable
+
+    asked = []
+
+    def silent(address: str):
+        asked.append(address)
+        raise RunnerUnavailable(f"the training cluster at {address} is not answering: connection refused")
+
+    monkeypatch.setattr(ray_jobs, "client", silent)
+    address = "http://ray-head.invalid:8265"
+    states = [ray_jobs.job_state(address, f"job-{i}", now=100.0 + i) for i in range(4)]  # one page, four runs
+    assert len(asked) == 1 and [state.answered for state in states] == [False] * 4
+    assert states[-1].detail == "connection refused"
+    ray_jobs.job_state(address, "job-0", now=100.0 + ray_jobs.QUIET_S + 0.1)
+    assert len(asked) == 2  # asked again once the quiet period is over

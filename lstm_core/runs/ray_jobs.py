@@ -28,6 +28,9 @@ REQUEST_TIMEOUT_S = 5.0
 """How long one request to the cluster may take before the cluster counts as not answering."""
 STATE_TTL_S = 1.0
 """How long a job's state is reused: the pages of every visitor ask again within this."""
+QUIET_S = 5.0
+"""After a cluster failed to answer, how long it is taken as not answering without asking again,
+so that a page showing several of its runs waits for one timeout, not one per run."""
 
 
 class JobNotFound(LookupError):
@@ -51,6 +54,8 @@ class _Client(JobSubmissionClient):
 _lock = threading.Lock()
 _clients: dict[str, _Client] = {}
 _states: dict[tuple[str, str], tuple[float, ProcessState]] = {}
+_silent: dict[str, tuple[float, str]] = {}
+"""Clusters that did not answer: when, and why."""
 
 
 def _why(error: BaseException) -> str:
@@ -93,8 +98,11 @@ def job_state(address: str, job_id: str, *, now: float | None = None) -> Process
     key = (address, job_id)
     with _lock:
         cached = _states.get(key)
+        silent = _silent.get(address)
     if cached is not None and now - cached[0] < STATE_TTL_S:
         return cached[1]
+    if silent is not None and now - silent[0] < QUIET_S:
+        return ProcessState(alive=False, answered=False, detail=silent[1])
     try:
         info = client(address).get_job_info(job_id)
         state = _from_status(JobStatus(info.status), info)
@@ -106,13 +114,19 @@ def job_state(address: str, job_id: str, *, now: float | None = None) -> Process
         state = ProcessState(alive=False, answered=False, detail=_why(error))
     with _lock:
         _states[key] = (now, state)
+        if state.answered:
+            _silent.pop(address, None)
+        else:
+            _silent[address] = (now, state.detail)
     return state
 
 
 def forget(address: str, job_id: str) -> None:
-    """Drop the kept state of a job (after it was submitted or stopped here)."""
+    """Drop the kept state of a job (after it was submitted or stopped here), and of its cluster
+    having been silent (a submission just went through)."""
     with _lock:
         _states.pop((address, job_id), None)
+        _silent.pop(address, None)
 
 
 def submit(address: str, job_id: str, entrypoint: str, *, cpus: int, memory: int, env: dict[str, str]) -> None:
