@@ -16,6 +16,7 @@ once, and its memory. Prints Markdown tables; figures go in ``bench/RESULTS.md``
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import subprocess
 import sys
@@ -111,7 +112,8 @@ def main() -> None:
                 times[name].append(seconds)
                 print(f"{name} {repeat + 1}: {seconds:.2f} s", file=sys.stderr)
     finally:
-        head.stop()
+        head.remove()
+        shutil.rmtree(temp, ignore_errors=True)
     imports = [import_cost() for _ in range(3)]
 
     print(f"\nStart to first step, Quick on all the plays, 1 thread, median of {args.repeats}:\n")

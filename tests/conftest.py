@@ -124,5 +124,4 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRayHead]
     try:
         yield head
     finally:
-        head.stop()
-        shutil.rmtree(head.temp_dir, ignore_errors=True)
+        head.remove()

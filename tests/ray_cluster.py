@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -112,3 +113,8 @@ class LocalRayHead:
             self.process.kill()
         self.process.wait(timeout=10)
         self.process = None
+
+    def remove(self) -> None:
+        """Stop the head for good and delete its temporary folder (its logs and sockets)."""
+        self.stop()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)

@@ -222,7 +222,7 @@ def test_a_cluster_that_stops_mid_run_is_not_answering_and_the_run_resumes_once_
         runs.stop_run(run_files.read_run(run.path), runner)
         assert wait(run.path, lambda r: not r.active).state == "stopped"
     finally:
-        head.stop()
+        head.remove()
 
 
 def test_a_cluster_that_never_answers_is_said_so_and_nothing_is_kept(data, dataset):

@@ -119,4 +119,4 @@ def test_a_cluster_stopped_mid_run_is_shown_as_not_answering_and_the_run_resumes
         expect(page.get_by_text(re.compile(r"^Stopped\. You can resume it\."))).to_be_visible(timeout=60_000)
     finally:
         server.stop()
-        head.stop()
+        head.remove()
