@@ -68,6 +68,10 @@ def tiny_config() -> Config:
     return TINY_CONFIG
 
 
+SMALL_RUN = Config(rnn_size=16, batch_size=4, training_seq_len=8, epochs=2, learning_rate=0.01, eval_every=10, seed=3)
+"""A run that trains in a second or two in a process of its own, for the tests of runs and their runners."""
+
+
 # ---- tiny language models for the sampling and scoring tests (helpers in tests/language_models.py) ----
 
 

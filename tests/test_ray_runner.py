@@ -18,8 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from lstm_core.config import Config
-from lstm_core.data.dataset import Dataset, prepare
 from lstm_core.model.checkpoint import load_checkpoint
 from lstm_core.runs import control as runs
 from lstm_core.runs import folder as run_files
@@ -29,20 +27,15 @@ from lstm_core.runs.limits import RunLimits
 from lstm_core.runs.local import train_command
 from lstm_core.runs.runner import RunnerUnavailable
 from lstm_core.runs.sweep import sweep
-from tests.conftest import TINY_TEXT, start_ray_head
+from tests.conftest import SMALL_RUN, start_ray_head
 from tests.ray_cluster import LocalRayHead, use_token
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL = Config(rnn_size=16, batch_size=4, training_seq_len=8, epochs=2, learning_rate=0.01, eval_every=10, seed=3)
+SMALL = SMALL_RUN
 LONG = SMALL.replace(epochs=10_000, eval_every=5)
 LIMITS = RunLimits(threads=1)
-
-
-@pytest.fixture
-def dataset() -> Dataset:
-    return prepare(TINY_TEXT, 0, (0.8, 0.1, 0.1), name="sonnet")
 
 
 @pytest.fixture
@@ -89,9 +82,9 @@ def events(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / run_files.EVENTS_FILE).read_text().splitlines()]
 
 
-def test_a_run_trains_as_a_ray_job_of_the_local_runners_command(ray_head, data, dataset):
+def test_a_run_trains_as_a_ray_job_of_the_local_runners_command(ray_head, data, tiny_dataset):
     runner = RayRunner(ray_head.address)
-    run = runs.start_run(data, data / "v" / "runs", SMALL, dataset, LIMITS, runner)
+    run = runs.start_run(data, data / "v" / "runs", SMALL, tiny_dataset, LIMITS, runner)
     record = job_of(run.path)
     assert record["runner"] == "ray" and record["address"] == ray_head.address
     assert record["command"] == train_command(run.path, LIMITS)  # the same command, the same caps
@@ -112,11 +105,11 @@ def test_a_run_trains_as_a_ray_job_of_the_local_runners_command(ray_head, data, 
     [RunLimits(threads=3), RunLimits(threads=1, run_memory_mb=10_000_000)],
     ids=["more threads than the cluster's 2 CPUs", "more memory than the cluster has"],
 )
-def test_ray_holds_a_job_until_a_node_has_the_runs_threads_and_memory_free(ray_head, data, dataset, limits):
+def test_ray_holds_a_job_until_a_node_has_the_runs_threads_and_memory_free(ray_head, data, tiny_dataset, limits):
     from ray.job_submission import JobStatus
 
     runner = RayRunner(ray_head.address)
-    run = runs.start_run(data, data / "v" / "runs", SMALL, dataset, limits, runner)
+    run = runs.start_run(data, data / "v" / "runs", SMALL, tiny_dataset, limits, runner)
     try:
         time.sleep(3.0)  # a job that fits is running within about a second here
         assert job_info(ray_head, run.path).status == JobStatus.PENDING
@@ -128,9 +121,9 @@ def test_ray_holds_a_job_until_a_node_has_the_runs_threads_and_memory_free(ray_h
         ray_jobs.stop(ray_head.address, job_of(run.path)["job_id"])
 
 
-def test_a_ray_job_killed_on_the_cluster_is_reported_and_resumes_from_its_last_checkpoint(ray_head, data, dataset):
+def test_a_ray_job_killed_on_the_cluster_is_reported_and_resumes_from_its_last_checkpoint(ray_head, data, tiny_dataset):
     runner = RayRunner(ray_head.address)
-    run = runs.start_run(data, data / "v" / "runs", LONG, dataset, LIMITS, runner)
+    run = runs.start_run(data, data / "v" / "runs", LONG, tiny_dataset, LIMITS, runner)
     run = wait(run.path, lambda r: r.state == "running" and r.has_last and r.step >= 10)
     os.kill(training_pid(run.path), signal.SIGKILL)  # the job's process, on the cluster's node
     run = wait(run.path, lambda r: not r.active, timeout=30)
@@ -150,9 +143,11 @@ def test_a_ray_job_killed_on_the_cluster_is_reported_and_resumes_from_its_last_c
     assert resumed_steps[0] == saved + 1  # it went on from the checkpoint, not from step 0
 
 
-def test_a_job_that_does_not_stop_by_itself_is_ended_by_the_cluster_after_the_grace_period(ray_head, data, dataset):
+def test_a_job_that_does_not_stop_by_itself_is_ended_by_the_cluster_after_the_grace_period(
+    ray_head, data, tiny_dataset
+):
     runner = RayRunner(ray_head.address, stop_grace_s=3.0)
-    run = runs.start_run(data, data / "v" / "runs", LONG, dataset, LIMITS, runner)
+    run = runs.start_run(data, data / "v" / "runs", LONG, tiny_dataset, LIMITS, runner)
     run = wait(run.path, lambda r: r.state == "running" and r.step >= 5)
     pid = training_pid(run.path)
     os.kill(pid, signal.SIGSTOP)  # a trainer that no longer reads its folder
@@ -195,11 +190,13 @@ def test_the_caps_hold_when_two_servers_start_runs_at_the_same_moment(ray_head, 
     assert all(job_of(run.path)["runner"] == "ray" for run in training)
 
 
-def test_a_cluster_that_stops_mid_run_is_not_answering_and_the_run_resumes_once_it_is_back(data, dataset, tmp_path):
+def test_a_cluster_that_stops_mid_run_is_not_answering_and_the_run_resumes_once_it_is_back(
+    data, tiny_dataset, tmp_path
+):
     head = start_ray_head(tmp_path)
     try:
         runner = RayRunner(head.address)
-        run = runs.start_run(data, data / "v" / "runs", LONG, dataset, LIMITS, runner)
+        run = runs.start_run(data, data / "v" / "runs", LONG, tiny_dataset, LIMITS, runner)
         run = wait(run.path, lambda r: r.state == "running" and r.has_last and r.step >= 10)
         head.stop()  # the whole cluster, and with it the job's process
         run = wait(run.path, lambda r: r.state == "unreachable", timeout=30)
@@ -211,7 +208,7 @@ def test_a_cluster_that_stops_mid_run_is_not_answering_and_the_run_resumes_once_
         assert [r.path for r in runs.active_runs(data)] == [run.path]  # the caps count it
         assert run.path not in sweep(data, RunLimits(keep_days=0, disk_mb=0))  # never swept
         with pytest.raises(RunnerUnavailable, match="not answering"):
-            runs.start_run(data, data / "w" / "runs", SMALL, dataset, LIMITS, runner)
+            runs.start_run(data, data / "w" / "runs", SMALL, tiny_dataset, LIMITS, runner)
         assert not (data / "w" / "runs").exists() or not any((data / "w" / "runs").iterdir())
         head.start()  # back, on the same address, knowing nothing of the old job
         run = wait(run.path, lambda r: not r.active, timeout=liveness.STALE_AFTER_S + 30)
@@ -225,9 +222,9 @@ def test_a_cluster_that_stops_mid_run_is_not_answering_and_the_run_resumes_once_
         head.remove()
 
 
-def test_a_cluster_that_never_answers_is_said_so_and_nothing_is_kept(data, dataset):
+def test_a_cluster_that_never_answers_is_said_so_and_nothing_is_kept(data, tiny_dataset):
     use_token()
     runner = RayRunner("http://127.0.0.1:9")  # the discard port: nothing listens there
     with pytest.raises(RunnerUnavailable, match="not answering"):
-        runs.start_run(data, data / "v" / "runs", SMALL, dataset, LIMITS, runner)
+        runs.start_run(data, data / "v" / "runs", SMALL, tiny_dataset, LIMITS, runner)
     assert list((data / "v" / "runs").iterdir()) == []

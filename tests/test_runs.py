@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from lstm_core.config import Config
 from lstm_core.data.dataset import Dataset, prepare
 from lstm_core.model.checkpoint import load_checkpoint
 from lstm_core.runs import control as runs
@@ -29,10 +28,10 @@ from lstm_core.runs.sweep import sweep
 from lstm_core.system import processes
 from lstm_core.system.resources import Resources
 from lstm_core.training.events import EvalEvent, StepEvent
-from tests.conftest import TINY_TEXT
+from tests.conftest import SMALL_RUN, TINY_TEXT
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL = Config(rnn_size=16, batch_size=4, training_seq_len=8, epochs=2, learning_rate=0.01, eval_every=10, seed=3)
+SMALL = SMALL_RUN
 LIMITS = RunLimits(threads=1)
 
 

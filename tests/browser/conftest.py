@@ -100,15 +100,21 @@ class Server:
         self.log.close()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("server")
-    app_server = Server(folder / "data", folder / "server.log")
+@contextlib.contextmanager
+def serving(app_server: Server) -> Iterator[Server]:
+    """``app_server`` once it answers, stopped at the end (also when the test fails)."""
     try:
         app_server.wait_healthy()
         yield app_server
     finally:
         app_server.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp("server")
+    with serving(Server(folder / "data", folder / "server.log")) as app_server:
+        yield app_server
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +152,10 @@ def visitor(browser, server, request: pytest.FixtureRequest) -> Iterator[object]
     """A new visitor of the module's server."""
     with new_visitor(browser, request.node.name) as page:
         yield page
+
+
+@pytest.fixture
+def page(browser, request: pytest.FixtureRequest) -> Iterator[object]:
+    """A new visitor, for a test that starts a server of its own."""
+    with new_visitor(browser, request.node.name) as visitor:
+        yield visitor

@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from lstm_core.text.corpus import bundled_plays
-from tests.browser.conftest import ROOT, Server, new_visitor
+from tests.browser.conftest import ROOT, Server, serving
 from tests.browser.test_visitor import expect_no_error, go_to, open_app, upload_text
 
 FORCED = ["--server.runOnSave", "true", "--client.showErrorDetails", "false", "--server.enableXsrfProtection", "true"]
@@ -29,18 +29,8 @@ FORCED = ["--server.runOnSave", "true", "--client.showErrorDetails", "false", "-
 @pytest.fixture(scope="module")
 def cloud_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("cloud")
-    server = Server(folder / "data", folder / "server.log", flags=FORCED)
-    try:
-        server.wait_healthy()
+    with serving(Server(folder / "data", folder / "server.log", flags=FORCED)) as server:
         yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def page(browser, request: pytest.FixtureRequest) -> Iterator[Page]:
-    with new_visitor(browser, request.node.name) as visitor:
-        yield visitor
 
 
 def test_the_server_refuses_an_upload_without_the_xsrf_token(cloud_server):

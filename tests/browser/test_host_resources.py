@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import ARTIFACTS, Server, new_visitor
+from tests.browser.conftest import ARTIFACTS, Server, serving
 from tests.browser.test_visitor import expect_no_error, go_to, open_app
 from tests.containers import cgroup_prefix
 
@@ -33,18 +33,8 @@ LINES = [
 def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     prefix = cgroup_prefix("100000 100000", "1073741824")
     folder = tmp_path_factory.mktemp("one-cpu-one-gib")
-    server = Server(folder / "data", folder / "server.log", prefix=prefix, unset=CAPS)
-    try:
-        server.wait_healthy()
+    with serving(Server(folder / "data", folder / "server.log", prefix=prefix, unset=CAPS)) as server:
         yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def page(browser, request: pytest.FixtureRequest) -> Iterator[Page]:
-    with new_visitor(browser, request.node.name) as visitor:
-        yield visitor
 
 
 def test_the_about_and_train_pages_say_what_a_one_cpu_one_gib_container_allows(small_server, page: Page):

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from lstm_core.runs import folder as run_files
 from lstm_core.runs import liveness
@@ -50,12 +50,6 @@ def two_servers(ray_head, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     finally:
         for server in servers:
             server.stop()
-
-
-@pytest.fixture
-def page(browser, request: pytest.FixtureRequest) -> Iterator[Page]:
-    with new_visitor(browser, request.node.name) as visitor:
-        yield visitor
 
 
 def test_a_ray_run_started_on_one_server_is_shown_and_stopped_by_another_and_its_model_writes(

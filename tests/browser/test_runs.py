@@ -21,25 +21,14 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from app.visitor import Workspace
 from lstm_core.config import PRESETS
 from lstm_core.runs import folder as run_files
-from tests.browser.conftest import Server, new_visitor
+from tests.browser.conftest import Server, serving
 from tests.workspaces import put_history
 
 
 @pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[Server]:
-    server = Server(tmp_path / "data", tmp_path / "server.log")
-    try:
-        server.wait_healthy()
+    with serving(Server(tmp_path / "data", tmp_path / "server.log")) as server:
         yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def page(browser, request: pytest.FixtureRequest) -> Iterator[Page]:
-    """A new visitor (of the test's own server)."""
-    with new_visitor(browser, request.node.name) as visitor:
-        yield visitor
 
 
 def key_of(page: Page) -> str:
