@@ -110,7 +110,8 @@ def test_a_cluster_stopped_mid_run_is_shown_as_not_answering_and_the_run_resumes
         wait_for(lambda: run_files.read_run(run.path).state == "running" and run_files.read_run(run.path).step > saved)
         assert job_status(head.address, run.path) == "RUNNING"  # a new job on the cluster that came back
         page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Stop").click()
-        expect(page.get_by_text(re.compile(r"^Stopped\. You can resume it\."))).to_be_visible(timeout=60_000)
+        stopped = page.get_by_text(re.compile(r"^Stopped\. You can resume it\. [\d,]+ steps in"))
+        expect(stopped).to_be_visible(timeout=60_000)
     finally:
         server.stop()
         head.remove()
