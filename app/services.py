@@ -23,7 +23,7 @@ import streamlit as st
 
 from app.cache import ByteLRU
 from app.visitor import data_root
-from lstm_core.config import Config
+from lstm_core.config import CELL_NAMES, Config
 from lstm_core.runs import capacity
 from lstm_core.runs.control import active_runs, make_runner
 from lstm_core.runs.limits import RunLimits, RunnerSettings, SettingError
@@ -310,7 +310,7 @@ def event_tail(path: str) -> EventTail:
 def config_summary(config: Config) -> str:
     layers = f"{config.num_layers} x {config.rnn_size}"
     output = "adaptive softmax" if config.output_layer == "adaptive" else "full softmax"
-    return f"LSTM {layers}, embeddings {config.embedding_dim}, {output}"
+    return f"{CELL_NAMES[config.cell]} {layers}, embeddings {config.embedding_dim}, {output}"
 
 
 # ---- n-gram models beside the LSTM ---------------------------------------------------------------

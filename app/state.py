@@ -101,7 +101,7 @@ ADDRESS_NOTES = "address_notes"  # what a link's settings needed changed, shown 
 
 # The config fields the Train page shows, in its groups and order; the rest keep the preset's value.
 UI_GROUPS: dict[str, tuple[str, ...]] = {
-    "Model": ("rnn_size", "embedding_size", "num_layers", "tie_weights", "output_layer", "precision"),
+    "Model": ("cell", "rnn_size", "embedding_size", "num_layers", "tie_weights", "output_layer", "precision"),
     "Regularisation": (
         "input_dropout",
         "dropout",

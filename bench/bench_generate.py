@@ -13,13 +13,16 @@ for top-p (the nucleus holds most of the vocabulary).
 * score 1,000 words: :func:`score` on 1,000 words of the plays.
 
 ``--checkpoint models/demo.pt`` measures a trained model instead (the same figures, its own
-vocabulary), e.g. the demo model the Generate page starts with.
+vocabulary), e.g. the demo model the Generate page starts with. ``--cell gru`` (or ``rnn``) builds the
+random models with that cell; every cell takes the fast path (:mod:`lstm_core.model.fast`), and the
+first line printed says whether the model measured does.
 
 ``--race`` instead races the project's own entry points against what a PyTorch user would write,
 alternated within one run so that background load hits them alike, with 1 thread, on the demo
 model and a random 2 x 256 model (adaptive; ``--race-layers adaptive,full`` adds the full softmax):
 
-* **plain**: ``nn.Embedding``, ``nn.LSTM`` over the prime and then once per word with its state,
+* **plain**: ``nn.Embedding``, ``nn.LSTM`` (or the cell's ``nn.GRU``, ``nn.RNN``) over the prime and then
+  once per word with its state,
   torch's own ``nn.AdaptiveLogSoftmaxWithLoss`` with the model's cut-offs and weights copied in
   (``.log_prob`` then argmax, or ``torch.multinomial`` of the filtered softmax), and for scoring
   ``nn.LSTM`` over the whole text then ``.log_prob`` of every position, each word's value and rank;
@@ -60,7 +63,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lstm_core.config import Config
 from lstm_core.data.dataset import prepare
 from lstm_core.evaluation.scoring import score
+from lstm_core.model.cells import recurrent_module
 from lstm_core.model.checkpoint import load_checkpoint
+from lstm_core.model.fast import fast_path
 from lstm_core.model.network import LSTMLanguageModel, choose_cutoffs
 from lstm_core.sampling.decoding import generate
 from lstm_core.sampling.options import SamplingOptions
@@ -106,11 +111,17 @@ def print_table(
             print("| " + " | ".join(cells) + " |", flush=True)
 
 
-def build_model(vocab: Vocab, output_layer: str) -> LSTMLanguageModel:
+def build_model(vocab: Vocab, output_layer: str, cell: str = "lstm") -> LSTMLanguageModel:
     torch.manual_seed(0)
-    config = Config(rnn_size=256, num_layers=2, output_layer=output_layer)
+    config = Config(cell=cell, rnn_size=256, num_layers=2, output_layer=output_layer)
     cutoffs = choose_cutoffs(vocab.counts) if output_layer == "adaptive" else None
     return LSTMLanguageModel(len(vocab), config, cutoffs).eval()
+
+
+def describe(model: LSTMLanguageModel) -> str:
+    """``2 x 256 GRU, adaptive softmax, fast path``: the model, and whether generation and scoring take the fast one."""
+    path = "fast path" if fast_path(model) is not None else "plain path (the fast one does not cover it)"
+    return f"{model.num_layers} x {model.rnn_size} {model.cell.upper()}, {model.output_layer} softmax, {path}"
 
 
 def measure(model: LSTMLanguageModel, vocab: Vocab, text: str, repeats: int) -> dict[str, float]:
@@ -152,11 +163,11 @@ class PlainLM(nn.Module):
         super().__init__()
         hidden, vocab_size = model.rnn_size, model.vocab_size
         self.embedding = nn.Embedding(vocab_size, model.embedding.embedding_dim)
-        self.lstm = nn.LSTM(model.embedding.embedding_dim, hidden, num_layers=model.num_layers, batch_first=True)
+        self.recurrent = recurrent_module(model.cell, model.embedding.embedding_dim, hidden, model.num_layers, 0.0)
         self.adaptive = model.output_layer == "adaptive"
         with torch.no_grad():
             self.embedding.weight.copy_(model.embedding.weight)
-            self.lstm.load_state_dict(model.lstm.state_dict())
+            self.recurrent.load_state_dict(model.recurrent.state_dict())
             if self.adaptive:
                 ours = model.adaptive
                 self.softmax = nn.AdaptiveLogSoftmaxWithLoss(
@@ -180,10 +191,10 @@ class PlainLM(nn.Module):
 
 
 def plain_generate(plain: PlainLM, prime_ids: Tensor, words: int, choose: Callable[[Tensor], int]) -> list[int]:
-    """``words`` words after ``prime_ids (1, T)``: ``nn.LSTM`` over the prime, then once per word."""
+    """``words`` words after ``prime_ids (1, T)``: the cell's ``nn`` module over the prime, then once per word."""
     out: list[int] = []
     with torch.no_grad():
-        output, state = plain.lstm(plain.embedding(prime_ids))
+        output, state = plain.recurrent(plain.embedding(prime_ids))
         hidden = output[:, -1]
         for position in range(words):
             log_probs = plain.log_probs(hidden)  # (1, V)
@@ -191,7 +202,7 @@ def plain_generate(plain: PlainLM, prime_ids: Tensor, words: int, choose: Callab
             index = choose(log_probs[0])
             out.append(index)
             if position + 1 < words:
-                output, state = plain.lstm(plain.embedding(torch.tensor([[index]])), state)
+                output, state = plain.recurrent(plain.embedding(torch.tensor([[index]])), state)
                 hidden = output[:, -1]
     return out
 
@@ -215,7 +226,7 @@ def plain_sampler(temperature: float, top_k: int, top_p: float, generator: torch
 def plain_score(plain: PlainLM, ids: Tensor) -> tuple[Tensor, Tensor]:
     """Log-prob and rank of each word after the first, ``ids (N,)``: one LSTM pass, the full distribution."""
     with torch.no_grad():
-        hidden, _ = plain.lstm(plain.embedding(ids[None, :-1]))
+        hidden, _ = plain.recurrent(plain.embedding(ids[None, :-1]))
         log_probs = plain.log_probs(hidden[0])  # (N - 1, V)
         target = log_probs.gather(1, ids[1:, None])
         return target[:, 0], (log_probs > target).sum(dim=1) + 1
@@ -237,7 +248,7 @@ def race_model(name: str, model: LSTMLanguageModel, vocab: Vocab, text: str, wor
     stepper = StepGenerator(model, vocab, PRIME)
     score_ids = torch.tensor(vocab.encode(tokenize(text)))
     scored_words = score_ids.numel() - 1
-    print(f"\n{name}: {len(vocab):,} words, {model.num_layers} x {model.rnn_size}, {model.output_layer} softmax")
+    print(f"\n{name}: {len(vocab):,} words, {describe(model)}")
     print("| task | plain ms/word | project ms/word | **project / plain** |")
     print("|---|---|---|---|")
     for task, options in RACE_TASKS.items():
@@ -298,7 +309,8 @@ def race(args: argparse.Namespace, vocab: Vocab, text: str) -> None:
         args.repeats,
     )
     for output_layer in args.race_layers.split(","):
-        race_model("random weights", build_model(vocab, output_layer), vocab, text, args.words, args.repeats)
+        model = build_model(vocab, output_layer, args.cell)
+        race_model("random weights", model, vocab, text, args.words, args.repeats)
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
 
 
@@ -326,6 +338,7 @@ def main() -> None:
     parser.add_argument("--race-layers", default="adaptive", help="output layers of the random race models")
     parser.add_argument("--words", type=int, default=RACE_WORDS, help="words per generation in the race")
     parser.add_argument("--profile", action="store_true", help="profile generate()'s sampled words")
+    parser.add_argument("--cell", default="lstm", choices=("lstm", "gru", "rnn"), help="the random models' cell")
     args = parser.parse_args()
 
     plays = bundled_plays().text
@@ -339,14 +352,13 @@ def main() -> None:
     if args.race:
         race(args, vocab, text)
         return
-    described = "2 x 256 LSTM, random weights"
-    models = {layer: functools.partial(build_model, vocab, layer) for layer in ("full", "adaptive")}
+    described = f"random weights, {describe(build_model(vocab, 'full', args.cell))} or adaptive"
+    models = {layer: functools.partial(build_model, vocab, layer, args.cell) for layer in ("full", "adaptive")}
     if args.checkpoint:
         checkpoint = load_checkpoint(args.checkpoint)
-        config = checkpoint.config
         vocab = checkpoint.vocab
-        described = f"{args.checkpoint} ({config.num_layers} x {config.rnn_size} LSTM, {config.output_layer} softmax)"
-        models = {config.output_layer: checkpoint.build_model}
+        described = f"{args.checkpoint} ({describe(checkpoint.build_model())})"
+        models = {checkpoint.config.output_layer: checkpoint.build_model}
     print(
         f"vocabulary: {len(vocab):,} words; model: {described}; "
         f"torch default threads here: {torch.get_num_threads()}; medians of {args.repeats} runs"

@@ -40,6 +40,7 @@ from bench.kneser_ney import holdout_dataset
 from lstm_core.config import PRESETS, Config
 from lstm_core.data.batching import batchify, windows
 from lstm_core.data.dataset import Dataset
+from lstm_core.model.cells import layer_weights as layer_weights_of
 from lstm_core.model.network import LSTMLanguageModel, State, choose_cutoffs, detach_state
 from lstm_core.system.runtime import autocast, resolve_precision
 from lstm_core.training.events import EvalEvent, SampleEvent, StepEvent
@@ -260,7 +261,7 @@ def _bernoulli_masks(trainer: Trainer) -> None:
     model = trainer.model
 
     def layer_weights(layer: int) -> list[torch.Tensor]:
-        weights = [getattr(model.lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        weights = layer_weights_of(model.recurrent, layer)
         weights[1] = torch.nn.functional.dropout(weights[1], model.weight_drop, training=True)
         return weights
 

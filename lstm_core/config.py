@@ -20,6 +20,9 @@ Precision = Literal["fp32", "bf16", "auto"]
 Optimizer = Literal["adam", "adamw", "sgd"]
 Schedule = Literal["constant", "exponential", "cosine"]
 WeightAverage = Literal["off", "uniform", "ema"]
+Cell = Literal["lstm", "gru", "rnn"]
+CELL_NAMES: dict[str, str] = {"lstm": "LSTM", "gru": "GRU", "rnn": "plain RNN"}
+"""Each cell's name in prose ("a GRU 1 x 128")."""
 
 RECIPE_PRIME_TEXTS = ("thou art more", "to be or not to", "wherefore art thou")
 
@@ -48,9 +51,20 @@ class Config:
     valid_fraction: float = field(default=0.05, metadata=meta("share of the text held out for validation", 0.01, 0.3))
     test_fraction: float = field(default=0.05, metadata=meta("share of the text held out for the final test", 0.0, 0.3))
     # --- model ---
+    cell: Cell = field(
+        default="lstm",
+        metadata=meta(
+            "the recurrent cell: lstm (three gates and a memory cell that is added to), gru (two gates, the "
+            "output is the memory) or rnn (a plain tanh layer without gates: the one whose gradient vanishes)",
+            label="cell",
+            choice_labels={"lstm": "LSTM", "gru": "GRU", "rnn": "plain RNN (tanh)"},
+        ),
+    )
     rnn_size: int = field(
         default=128,
-        metadata=meta("LSTM hidden units per layer", 16, 1024, values=_SIZES, label="rnn_size (LSTM units per layer)"),
+        metadata=meta(
+            "hidden units per layer of the recurrent cell", 16, 1024, values=_SIZES, label="rnn_size (units per layer)"
+        ),
     )
     embedding_size: int = field(
         default=0,
@@ -62,14 +76,16 @@ class Config:
             label="embedding_size (0 = rnn_size)",
         ),
     )
-    num_layers: int = field(default=1, metadata=meta("stacked LSTM layers", 1, 4))
+    num_layers: int = field(default=1, metadata=meta("stacked recurrent layers", 1, 4))
     dropout: float = field(
         default=0.0,
-        metadata=meta("dropout on the LSTM's outputs: between layers and before the softmax", 0.0, 0.8, step=0.05),
+        metadata=meta(
+            "dropout on the recurrent layers' outputs: between layers and before the softmax", 0.0, 0.8, step=0.05
+        ),
     )
     input_dropout: float = field(
         default=0.0,
-        metadata=meta("dropout on the word vectors entering the LSTM (its inputs)", 0.0, 0.8, step=0.05),
+        metadata=meta("dropout on the word vectors entering the recurrent layers (their inputs)", 0.0, 0.8, step=0.05),
     )
     embedding_dropout: float = field(
         default=0.0,
@@ -87,7 +103,7 @@ class Config:
     weight_drop: float = field(
         default=0.0,
         metadata=meta(
-            "DropConnect on the LSTM's hidden-to-hidden weights: this share of them is zero for a whole window",
+            "DropConnect on the recurrent hidden-to-hidden weights: this share of them is zero for a whole window",
             0.0,
             0.8,
             step=0.05,
@@ -96,8 +112,8 @@ class Config:
     activation_reg: float = field(
         default=0.0,
         metadata=meta(
-            "activation regularisation: this times the mean square of the LSTM's (dropped) outputs is added to "
-            "the loss, which keeps them small",
+            "activation regularisation: this times the mean square of the recurrent layers' (dropped) outputs is "
+            "added to the loss, which keeps them small",
             0.0,
             4.0,
             step=0.5,
@@ -106,7 +122,7 @@ class Config:
     temporal_reg: float = field(
         default=0.0,
         metadata=meta(
-            "temporal activation regularisation: this times the mean square of the change of the LSTM's outputs "
+            "temporal activation regularisation: this times the mean square of the change of the recurrent outputs "
             "from one word to the next is added to the loss, which keeps the state from jumping",
             0.0,
             4.0,
@@ -310,7 +326,7 @@ class Config:
                 f"tie_weights needs embedding_size equal to rnn_size (got {self.embedding_dim} and {self.rnn_size}); "
                 "set embedding_size to 0 or to rnn_size, or turn tie_weights off"
             )
-        for name in ("output_layer", "precision", "optimizer", "lr_schedule", "weight_average"):
+        for name in ("cell", "output_layer", "precision", "optimizer", "lr_schedule", "weight_average"):
             allowed = get_args(_FIELD_TYPES[name])
             if getattr(self, name) not in allowed:
                 out.append(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
@@ -347,6 +363,7 @@ class Config:
 
 
 _FIELD_TYPES = {
+    "cell": Cell,
     "output_layer": OutputLayer,
     "precision": Precision,
     "optimizer": Optimizer,

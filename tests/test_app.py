@@ -751,8 +751,8 @@ def test_the_train_settings_take_their_ranges_from_the_config(app):
     for name in state.UI_FIELDS:
         info = describe_field(Config, name)
         widget = shown[info.label]
-        if info.choices:
-            assert widget.options == list(info.choices)
+        if info.choices:  # shown in the metadata's words where it has them ("plain RNN (tanh)" for rnn)
+            assert widget.options == [info.choice_labels.get(choice, choice) for choice in info.choices]
         elif info.values or info.log:  # a select_slider, its options shown as text
             assert (float(widget.options[0]), float(widget.options[-1])) == (info.low, info.high)
         elif info.type is not bool:
@@ -775,6 +775,23 @@ def test_the_best_preset_shows_its_regularisers_and_averaging_and_they_reach_the
     settings = at.session_state[state.CONFIG]  # what a Start would train, over the preset's other fields
     assert at.session_state[state.PRESET] == "default"
     assert (settings["locked_dropout"], settings["weight_drop"], settings["weight_average"]) == (False, 0.2, "uniform")
+    assert not at.exception
+
+
+def test_the_cell_is_a_setting_whose_choice_the_summary_and_the_runs_table_name(app):
+    at = train_page(app)
+    at.radio(key="train:cell").set_value("rnn").run()
+    assert at.session_state[state.CONFIG]["cell"] == "rnn"
+    assert any("Model: plain RNN 1 x 32" in c.value for c in at.caption)
+    workspace = workspace_of(at)
+    now = time.time()
+    for offset, (run_id, cell) in enumerate(
+        [("20260101-000000-0a1b2c3d", "rnn"), ("20260101-001000-4e5f6a7b", "lstm")]
+    ):
+        config = PRESETS["quick"].replace(cell=cell)
+        put_history(workspace, run_id, config, FALLING_LOSS, [(100, 60.0, 250.0)], created=now - 600 + offset)
+    at = app.switch_page("app/pages/train.py").run()
+    assert at.dataframe[-1].value["settings"].tolist() == ["Quick", "Quick, plain RNN"]  # newest first
     assert not at.exception
 
 

@@ -181,3 +181,20 @@ def test_the_time_budget_ends_a_gpu_run_and_averages_its_second_half(tiny_datase
     assert result.elapsed_s >= 3.0
     averaged = result.checkpoint.progress["averaged_steps"]
     assert 0 < averaged < result.steps
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_a_gru_or_plain_rnn_trains_with_weight_drop_on_the_gpu_and_samples_like_on_the_cpu(
+    tiny_config, tiny_dataset, cell
+):
+    config = tiny_config.replace(device="cuda", cell=cell, num_layers=2, weight_drop=0.3, epochs=1)
+    checkpoint = Trainer(config, tiny_dataset).fit().checkpoint  # cuDNN's GRU / RNN with dropped weights
+    assert all(math.isfinite(entry["loss"]) for entry in checkpoint.history["steps"])
+    gpu_model, cpu_model = checkpoint.build_model("cuda"), checkpoint.build_model("cpu")
+    ids = torch.randint(0, len(tiny_dataset.vocab), (2, 6))
+    with torch.no_grad():  # cuDNN's kernel and the CPU's give the same distribution (float32 on both)
+        on_gpu = gpu_model.log_probs(gpu_model(ids.cuda())[0]).cpu()
+        on_cpu = cpu_model.log_probs(cpu_model(ids)[0])
+    torch.testing.assert_close(on_gpu, on_cpu, rtol=1e-4, atol=1e-4)
+    assert len(generate(gpu_model, tiny_dataset.vocab, "thou art more", 8, SamplingOptions()).words) == 8
+    assert math.isfinite(score(gpu_model, tiny_dataset.vocab, "shall i compare thee to a summer's day").perplexity)

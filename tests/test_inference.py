@@ -1,7 +1,7 @@
 """The fast inference path gives the model's own probabilities, choices, draws and scores.
 
 Small random models (1 and 2 layers, full and adaptive softmax, tied and untied, with and without
-the input table) and the shipped demo model; every comparison is against the model's own
+the input table; LSTMs, GRUs and plain RNNs) and the shipped demo model; every comparison is against the model's own
 ``step`` / ``log_probs`` or the samplers' processors and pure functions in :mod:`lstm_core.sampling`.
 """
 
@@ -38,6 +38,10 @@ MODELS = {
     "1 layer, adaptive, tied": {"num_layers": 1, "output_layer": "adaptive", "tie_weights": True},
     "2 layers, adaptive, untied, embedding 16": {"num_layers": 2, "output_layer": "adaptive", "embedding_size": 16},
     "2 layers, full, tied": {"num_layers": 2, "output_layer": "full", "tie_weights": True},
+    "GRU, 1 layer, adaptive, tied": {"num_layers": 1, "output_layer": "adaptive", "tie_weights": True, "cell": "gru"},
+    "GRU, 2 layers, full, embedding 16": {"num_layers": 2, "output_layer": "full", "embedding_size": 16, "cell": "gru"},
+    "RNN, 1 layer, full, untied": {"num_layers": 1, "output_layer": "full", "cell": "rnn"},
+    "RNN, 2 layers, adaptive, tied": {"num_layers": 2, "output_layer": "adaptive", "tie_weights": True, "cell": "rnn"},
 }
 
 
@@ -49,6 +53,11 @@ def make_model(num_layers: int, output_layer: str, seed: int = 0, **changes) -> 
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.mul_(4.0)
+        if model.cell == "rnn":
+            # Four times PyTorch's recurrent weights make a plain RNN chaotic: two ways of rounding
+            # the same sums then part by more each word, whichever is right. Twice keeps it stable.
+            for layer in range(num_layers):
+                getattr(model.rnn, f"weight_hh_l{layer}").mul_(0.5)
         if output_layer == "adaptive":
             # The first cluster's token often beats the best head word (and a word inside it then
             # wins about one time in four); the second's less often.
@@ -71,9 +80,10 @@ def model(request, demo) -> LSTMLanguageModel:
 
 
 def random_state(model: LSTMLanguageModel, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """A state ``(h, c)``, each ``(L, 1, H)``, anywhere an LSTM could be."""
+    """A state ``(h, c)``, each ``(L, 1, H)``, anywhere the model could be (``c`` zeros for a GRU or an RNN)."""
     shape = (model.num_layers, 1, model.rnn_size)
-    return torch.rand(shape, generator=generator) * 2 - 1, torch.randn(shape, generator=generator) * 2
+    cell = torch.randn(shape, generator=generator) * 2
+    return torch.rand(shape, generator=generator) * 2 - 1, cell if model.cell == "lstm" else torch.zeros(shape)
 
 
 def samplers_filter(

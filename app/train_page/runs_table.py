@@ -12,7 +12,7 @@ import streamlit as st
 from app import charts, services, state
 from app.train_page.controls import visitor_runs
 from app.train_page.labels import PRESET_LABELS, duration
-from lstm_core.config import PRESETS, Config
+from lstm_core.config import CELL_NAMES, PRESETS, Config
 from lstm_core.errors import InputError
 from lstm_core.runs import folder as run_files
 from lstm_core.training.events import EvalEvent
@@ -20,7 +20,8 @@ from lstm_core.training.events import EvalEvent
 
 def recipe(config: dict[str, Any]) -> str:
     """A run's settings as a visitor chose them: the nearest preset, with what was changed
-    ("Quick", "Best, epochs 2, dropout 0.2"); the model itself when more than three changed."""
+    ("Quick", "Quick, plain RNN", "Best, epochs 2, dropout 0.2"); the model itself (its cell
+    included) when more than three changed."""
     try:
         chosen = Config.from_dict(config) if config else None
     except InputError:
@@ -34,7 +35,8 @@ def recipe(config: dict[str, Any]) -> str:
     nearest = min(changes, key=lambda name: len(changes[name]))
     if len(changes[nearest]) > 3:
         return services.config_summary(chosen)
-    changed = ", ".join(f"{field} {getattr(chosen, field)}" for field in changes[nearest])
+    said = {"cell": CELL_NAMES[chosen.cell]}  # "Quick, GRU" rather than "Quick, cell gru"
+    changed = ", ".join(said.get(field, f"{field} {getattr(chosen, field)}") for field in changes[nearest])
     return ", ".join(filter(None, [PRESET_LABELS.get(nearest, nearest), changed]))
 
 

@@ -1,10 +1,10 @@
-"""One text on the fast path, extended a word at a time: its LSTM state and next-word log-probs, on demand.
+"""One text on the fast path, extended a word at a time: its state and next-word log-probs, on demand.
 
 A :class:`Cursor` is what :meth:`~lstm_core.model.fast.FastLM.cursor` gives: it feeds one word
 at a time into buffers it owns (so a step allocates almost nothing), and computes the next word's
 distribution piece by piece, only when asked::
 
-    feed(word)             the LSTM reads the word; the state moves on, in place
+    feed(word)             the recurrent layers read the word; the state moves on, in place
     head_log_probs()       the head: its words' log-probs, then one per tail cluster's token
     tail_log_probs(i)      the words of tail cluster i (its token's log-prob plus their own)
     log_probs()            every word: the head and all the tails
@@ -68,7 +68,7 @@ class ChoiceBuffers:
 
 
 class Cursor:
-    """One text being extended a word at a time: its LSTM state, next-word log-probs and buffers.
+    """One text being extended a word at a time: its state, next-word log-probs and buffers.
 
     :meth:`feed` advances the state in place; the next word's distribution is then computed
     lazily, piece by piece (:meth:`head_log_probs`, :meth:`tail_log_probs`, :meth:`log_probs`),
@@ -98,11 +98,13 @@ class Cursor:
                 raise ValueError(f"a cursor's state is (h, c), each ({layers}, 1, {hidden}); got {tuple(h.shape)}")
             for layer in range(layers):
                 self._h[layer].copy_(h[layer, 0])
-                self._c[layer].copy_(c[layer, 0])
-        self._gates = torch.empty(4 * hidden, device=device, dtype=dtype)
-        self._sigmoids = self._gates[: 3 * hidden]
-        self._cell = self._gates[3 * hidden :]
-        self._input, self._forget, self._output = self._sigmoids.split(hidden)
+                if lm.cell == "lstm":  # the other cells' c is zeros, read by nothing
+                    self._c[layer].copy_(c[layer, 0])
+        # The fused pre-activations of one layer, (kH,): LSTM rows i, f, o, g; GRU rows r, z, n's
+        # input part, n's recurrent part; a plain RNN's one block (see FastLM).
+        self._gates = torch.empty(lm.layer_biases[0].numel(), device=device, dtype=dtype)
+        self._sigmoids = self._gates[: (3 if lm.cell == "lstm" else 2) * hidden]
+        self._blocks = self._gates.split(hidden)  # views, one per block of rows
         self._full = torch.empty(vocab, device=device, dtype=torch.float32)  # the log-probs, filled lazily
         self._logits = torch.empty(
             max(lm.head_words + len(lm.clusters), vocab - lm.head_words), device=device, dtype=torch.float32
@@ -143,11 +145,11 @@ class Cursor:
         return self._h[-1]
 
     def state(self) -> State:
-        """A copy of ``(h, c)``, each ``(L, 1, H)``."""
+        """A copy of ``(h, c)``, each ``(L, 1, H)`` (``c`` zeros for the GRU and the RNN)."""
         return torch.stack(self._h).unsqueeze(1), torch.stack(self._c).unsqueeze(1)
 
     def feed(self, word_id: int) -> None:
-        """Advance by one word: the LSTM reads ``word_id`` and the state moves on, in place."""
+        """Advance by one word: the recurrent layers read ``word_id`` and the state moves on, in place."""
         lm = self.lm
         gates = self._gates
         for layer in range(lm.num_layers):
@@ -158,13 +160,22 @@ class Cursor:
                 width = joined.numel() - lm.hidden_size
                 joined[:width].copy_(lm.embedding[word_id] if layer == 0 else self._h[layer - 1])
                 torch.addmv(lm.layer_biases[layer], lm.layer_weights[layer], joined, out=gates)
-            self._sigmoids.sigmoid_()
-            self._cell.tanh_()
-            cell_state = self._c[layer]
-            cell_state.mul_(self._forget).addcmul_(self._input, self._cell)
             h = self._h[layer]
+            if lm.cell == "rnn":
+                torch.tanh(gates, out=h)
+                continue
+            self._sigmoids.sigmoid_()
+            if lm.cell == "gru":
+                reset, update, from_input, from_hidden = self._blocks
+                candidate = from_input.addcmul_(reset, from_hidden).tanh_()  # n = tanh(n_x + r n_h)
+                h.sub_(candidate).mul_(update).add_(candidate)  # h = n + z (h - n)
+                continue
+            input_gate, forget_gate, output_gate, candidate = self._blocks
+            candidate.tanh_()
+            cell_state = self._c[layer]
+            cell_state.mul_(forget_gate).addcmul_(input_gate, candidate)
             torch.tanh(cell_state, out=h)
-            h.mul_(self._output)
+            h.mul_(output_gate)
         self._head_ready = False
         self._tails_ready = [False] * len(lm.clusters)
 

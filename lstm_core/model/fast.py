@@ -4,15 +4,20 @@ Generation feeds one word per model call, and at that size the cost is not arith
 step is a few hundred thousand multiply-adds) but everything around it: a fresh tensor for every
 intermediate, oneDNN's fixed cost per ``nn.LSTM`` call, the adaptive softmax's full distribution
 when the head alone decides the word. :class:`FastLM` is built once per trained model and answers
-the same questions as the model (same probabilities, to float rounding) with less of that:
+the same questions as the model (same probabilities, to float rounding) with less of that, for
+each of the three cells (:mod:`lstm_core.model.cells`):
 
-* **Fused gates.** Each layer keeps its gate rows reordered from PyTorch's (input, forget, cell,
-  output) to (input, forget, output, cell), so one ``sigmoid_`` and one ``tanh_`` cover them, and
-  ``[W_ih | W_hh]`` side by side, so one matrix-vector product gives all gates of a layer.
+* **Fused gates.** Each layer keeps ``[W_ih | W_hh]`` side by side, so one matrix-vector product
+  gives all gates of a layer. An LSTM's gate rows are reordered from PyTorch's (input, forget,
+  cell, output) to (input, forget, output, cell), so one ``sigmoid_`` and one ``tanh_`` cover
+  them. A GRU's rows become ``(r, z, n from x, n from h)``: its candidate needs the input's and
+  the recurrent part apart (``r`` multiplies only the second), so the last two blocks hold
+  ``[W_in | 0]`` and ``[0 | W_hn]``. A plain RNN has one block.
 * **Input table** (optional, see :data:`INPUT_TABLE_BUDGET`). For layer 0 the input projection
-  of word ``w`` is always ``W_ih @ embedding[w] + b_ih + b_hh``: a fixed ``(V, 4H)`` table, so a
-  step needs only the recurrent product. It costs ``V x 4H`` floats (29 MB for 6,924 words and
-  ``H`` = 256) and its build costs one ``(V, E) x (E, 4H)`` product.
+  of word ``w`` is always ``W_ih @ embedding[w]`` plus the biases: a fixed ``(V, kH)`` table
+  (``k`` blocks: 4 for the LSTM and the GRU, 1 for the RNN), so a step needs only the recurrent
+  product. It costs ``V x kH`` floats (29 MB for 6,924 words and an LSTM of ``H`` = 256) and its
+  build costs one ``(V, E) x (E, kH)`` product.
 * **Head first.** With the adaptive softmax a tail word's log-prob is its cluster token's head
   log-prob plus a within-cluster log-prob that is never positive. So a cluster whose token is no
   better than the best (greedy) or the ``k``-th best (top-k) head word cannot contain the answer,
@@ -24,7 +29,8 @@ the same questions as the model (same probabilities, to float rounding) with les
   allocates almost nothing.
 
 Shapes: ``V`` vocabulary size, ``E`` embedding size, ``H`` rnn_size, ``L`` layers, ``B`` rows,
-``N`` words of a scored text. States are the model's ``(h, c)``, each ``(L, B, H)``.
+``N`` words of a scored text. States are the model's ``(h, c)``, each ``(L, B, H)`` (``c`` zeros for
+the GRU and the RNN, as the model gives it).
 
 :class:`FastLM` holds only read-only tensors and can be shared between threads; a
 :class:`~lstm_core.model.cursor.Cursor` belongs to one caller. :func:`fast_lm` caches one :class:`FastLM` per model
@@ -42,6 +48,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from lstm_core.config import Cell
+from lstm_core.model import cells
 from lstm_core.model.cursor import Cursor
 from lstm_core.model.network import LSTMLanguageModel, State
 
@@ -68,6 +76,36 @@ def _gate_rows_reordered(tensor: Tensor, hidden_size: int) -> Tensor:
     return torch.cat([i, f, o, g])
 
 
+def fused_layer(cell: Cell, weights: list[Tensor], hidden_size: int) -> tuple[Tensor, Tensor]:
+    """One layer's ``[W_ih, W_hh, b_ih, b_hh]`` -> ``(weight (kH, in + H), bias (kH,))``: the rows one
+    product with ``[x | h]`` turns into every gate (the module's docstring gives each cell's rows)."""
+    w_ih, w_hh, b_ih, b_hh = weights
+    if cell == "lstm":
+        joined = torch.cat([w_ih, w_hh], dim=1)
+        return _gate_rows_reordered(joined, hidden_size), _gate_rows_reordered(b_ih + b_hh, hidden_size)
+    if cell == "rnn":
+        return torch.cat([w_ih, w_hh], dim=1), b_ih + b_hh
+    size = 2 * hidden_size  # the GRU: r and z sum both parts; n keeps them apart
+    from_input = torch.cat([w_ih, torch.zeros_like(w_ih[:hidden_size])])  # (4H, in): W_ir, W_iz, W_in, 0
+    from_hidden = torch.cat([w_hh[:size], torch.zeros_like(w_hh[:hidden_size]), w_hh[size:]])  # W_hr, W_hz, 0, W_hn
+    bias = torch.cat([b_ih[:size] + b_hh[:size], b_ih[size:], b_hh[size:]])
+    return torch.cat([from_input, from_hidden], dim=1), bias
+
+
+def advance(cell: Cell, gates: Tensor, h: Tensor, c: Tensor, hidden_size: int) -> tuple[Tensor, Tensor]:
+    """Rows of fused pre-activations ``gates (B, kH)`` (:func:`fused_layer`) and ``h, c (B, H)`` -> new ``h, c``."""
+    size = hidden_size
+    if cell == "lstm":
+        sigmoids = gates[:, : 3 * size].sigmoid()
+        c = torch.addcmul(sigmoids[:, size : 2 * size] * c, sigmoids[:, :size], gates[:, 3 * size :].tanh())
+        return sigmoids[:, 2 * size :] * c.tanh(), c
+    if cell == "rnn":
+        return gates.tanh(), c
+    reset, update = gates[:, : 2 * size].sigmoid().split(size, dim=1)
+    candidate = torch.addcmul(gates[:, 2 * size : 3 * size], reset, gates[:, 3 * size :]).tanh()
+    return torch.lerp(candidate, h, update), c  # (1 - z) n + z h
+
+
 def weights_signature(model: nn.Module) -> tuple[tuple[int, int, str, torch.dtype], ...]:
     """Where each parameter's data lives and how often it was changed in place.
 
@@ -91,14 +129,15 @@ class FastLM:
     """
 
     def __init__(self, model: LSTMLanguageModel, input_table: bool | None = None) -> None:
-        lstm = model.lstm
-        if lstm.bidirectional or lstm.proj_size or not lstm.batch_first:
-            raise ValueError("FastLM needs the project's LSTM: one direction, no projection, batch first")
+        recurrent = model.recurrent
+        if recurrent.bidirectional or recurrent.proj_size or not recurrent.batch_first:
+            raise ValueError("FastLM needs the project's recurrent layers: one direction, no projection, batch first")
         if model.embedding.weight.dtype != torch.float32:
             raise ValueError(
                 f"FastLM needs float32 weights (Checkpoint.build_model gives them), got {model.embedding.weight.dtype}"
             )
         self.vocab_size = model.vocab_size
+        self.cell = model.cell
         self.hidden_size = hidden = model.rnn_size
         self.num_layers = model.num_layers
         self.embedding_size = model.embedding.embedding_dim
@@ -106,22 +145,21 @@ class FastLM:
         weight = model.embedding.weight
         self.device = weight.device
         self.dtype = torch.float32
-        table_bytes = self.vocab_size * 4 * hidden * weight.element_size()
+        blocks = 1 if self.cell == "rnn" else 4
+        table_bytes = self.vocab_size * blocks * hidden * weight.element_size()
         if input_table is None:
             input_table = table_bytes <= INPUT_TABLE_BUDGET
         with torch.no_grad():
             self.embedding = weight.detach()
-            # Per layer: (W_ih | W_hh) with gate rows (i, f, o, g), (4H, in + H), and b_ih + b_hh, (4H,).
+            # Per layer: the fused (W_ih | W_hh), (kH, in + H), and its biases, (kH,): see fused_layer.
             self.layer_weights: list[Tensor] = []
             self.layer_biases: list[Tensor] = []
             for layer in range(self.num_layers):
-                w_ih, w_hh, b_ih, b_hh = (
-                    getattr(lstm, f"{name}_l{layer}").detach()
-                    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-                )
-                self.layer_weights.append(_gate_rows_reordered(torch.cat([w_ih, w_hh], dim=1), hidden))
-                self.layer_biases.append(_gate_rows_reordered(b_ih + b_hh, hidden))
-            # Layer 0's input projection of every word, (V, 4H), and its recurrent weights alone, (4H, H).
+                weights = [w.detach() for w in cells.layer_weights(recurrent, layer)]
+                fused_weight, fused_bias = fused_layer(self.cell, weights, hidden)
+                self.layer_weights.append(fused_weight)
+                self.layer_biases.append(fused_bias)
+            # Layer 0's input projection of every word, (V, kH), and its recurrent weights alone, (kH, H).
             self.input_table: Tensor | None = None
             self.recurrent_weight0 = self.layer_weights[0][:, self.embedding_size :]
             if input_table:
@@ -144,13 +182,13 @@ class FastLM:
                 self.head_bias = model.decoder.bias.detach()
                 self.output_weight, self.output_bias = self.head_weight, self.head_bias
         self.cluster_starts = [start for start, _ in self.clusters]
-        # Scoring reads a whole text with oneDNN's LSTM (far cheaper per word than any one-word
+        # Scoring reads a whole text with oneDNN's kernel (far cheaper per word than any one-word
         # loop), through a private module that shares the model's parameters and stays in eval.
         with torch.device("meta"):
-            self._lstm = nn.LSTM(self.embedding_size, hidden, num_layers=self.num_layers, batch_first=True)
-        for name in self._lstm._flat_weights_names:
-            setattr(self._lstm, name, getattr(lstm, name))
-        self._lstm.eval()
+            self._recurrent = cells.recurrent_module(self.cell, self.embedding_size, hidden, self.num_layers, 0.0)
+        for name in self._recurrent._flat_weights_names:
+            setattr(self._recurrent, name, getattr(recurrent, name))
+        self._recurrent.eval()
 
     @property
     def nbytes(self) -> int:
@@ -193,23 +231,19 @@ class FastLM:
         if state is None:
             state = self.init_state(ids.numel())
         h, c = state
-        hidden = self.hidden_size
         new_h, new_c = [], []
         x = h[0]  # replaced by each layer's output
         with torch.no_grad():
             for layer in range(self.num_layers):
                 if layer == 0 and self.input_table is not None:
-                    gates = torch.addmm(self.input_table[ids], h[0], self.recurrent_weight0.t())  # (B, 4H)
+                    gates = torch.addmm(self.input_table[ids], h[0], self.recurrent_weight0.t())  # (B, kH)
                 else:
                     inputs = self.embedding[ids] if layer == 0 else x
                     joined = torch.cat([inputs, h[layer]], dim=1)  # (B, in + H)
                     gates = torch.addmm(self.layer_biases[layer], joined, self.layer_weights[layer].t())
-                sigmoids = gates[:, : 3 * hidden].sigmoid()
-                cell = gates[:, 3 * hidden :].tanh()
-                c_layer = torch.addcmul(sigmoids[:, hidden : 2 * hidden] * c[layer], sigmoids[:, :hidden], cell)
-                x = sigmoids[:, 2 * hidden :] * c_layer.tanh()
+                x, c_layer = advance(self.cell, gates, h[layer], c[layer], self.hidden_size)
                 new_h.append(x)
-                new_c.append(c_layer)
+                new_c.append(c_layer if self.cell == "lstm" else torch.zeros_like(x))
         return x, (torch.stack(new_h), torch.stack(new_c))
 
     def log_probs(self, hidden: Tensor) -> Tensor:
@@ -241,13 +275,13 @@ class FastLM:
         Returns ``(log_probs (N - 1,) float32, ranks (N - 1,) int64)`` on the model's device: word
         ``n + 1``'s log-probability after words ``0..n``, and its rank, 1 + the number of words
         with a strictly higher probability there (what the model's full distribution gives). The
-        LSTM reads the text in one pass from the zero state; see :meth:`score_hidden` for the rest.
+        recurrent layers read the text in one pass from the zero state; see :meth:`score_hidden` for the rest.
         """
         ids = ids.to(self.device).view(-1)
         if ids.numel() < 2:
             raise ValueError(f"scoring needs at least two words, got {ids.numel()}")
         with torch.no_grad():
-            hidden = self._lstm(self.embedding[ids[:-1]].unsqueeze(0))[0][0]  # (N - 1, H)
+            hidden = self._recurrent(self.embedding[ids[:-1]].unsqueeze(0))[0][0]  # (N - 1, H)
         return self.score_hidden(hidden, ids[1:])
 
     def score_hidden(self, hidden: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:

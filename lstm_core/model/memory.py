@@ -11,7 +11,7 @@ settings, per training process:
   parameter), plus the copies made while a checkpoint is written (weights and optimizer state),
   and with weight averaging the average and the raw weights' copy beside it in a checkpoint;
 * the activations of one training window of ``N = batch_size x training_seq_len`` words, kept
-  for the backward pass: the embeddings, the LSTM's gates and states in every layer, and above
+  for the backward pass: the embeddings, the recurrent cell's gates and states in every layer, and above
   all the output layer: ``N x V`` scores for the full softmax, held about three times over
   (the scores' log-softmax, its gradient, and the gradient of the scores). The adaptive softmax
   scores every word against the head only, plus each tail for the words that fall in it.
@@ -41,6 +41,9 @@ log-softmax, and two gradients)."""
 LSTM_FLOATS_PER_UNIT = 10.0
 """Floats kept per word, layer and hidden unit by the LSTM for its backward pass (four gates, the
 cell and hidden states, and the input projection)."""
+CELL_FLOATS_PER_UNIT = {"lstm": LSTM_FLOATS_PER_UNIT, "gru": 7.5, "rnn": 2.5}
+"""The same for each cell. The LSTM's is fitted; the GRU's (three gate blocks, no cell state) and the
+plain RNN's (one block) are scaled from it by their blocks of ``H`` rows, not measured."""
 EVAL_ROWS = 16
 
 
@@ -118,7 +121,7 @@ def estimate_memory(
     words = config.batch_size * config.training_seq_len
     width = output_width(config, vocab_counts)
     output = OUTPUT_COPIES * 4 * words * width
-    lstm = LSTM_FLOATS_PER_UNIT * 4 * words * config.rnn_size * config.num_layers
+    lstm = CELL_FLOATS_PER_UNIT[config.cell] * 4 * words * config.rnn_size * config.num_layers
     embeddings = 2 * 4 * words * config.embedding_dim
     evaluation = 2 * 4 * EVAL_ROWS * config.training_seq_len * width
     return MemoryEstimate(

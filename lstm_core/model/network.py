@@ -1,16 +1,19 @@
-"""The language model: embedding -> stacked LSTM -> dropout -> softmax over the vocabulary.
+"""The language model: embedding -> stacked recurrent layers -> dropout -> softmax over the vocabulary.
+
+The recurrent layers are an LSTM (the default), a GRU or a plain tanh RNN (``Config.cell``; what
+differs between them is :mod:`lstm_core.model.cells`).
 
 Shapes: ``B`` batch (streams), ``T`` time steps (words), ``E`` embedding size, ``H`` rnn_size,
-``L`` layers, ``V`` vocabulary size. State is the LSTM's ``(h, c)``, each ``(L, B, H)``.
+``L`` layers, ``V`` vocabulary size. State is ``(h, c)``, each ``(L, B, H)`` (``c`` is zeros for
+the cells without a memory cell).
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-import warnings
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +22,7 @@ from torch.overrides import TorchFunctionMode
 
 from lstm_core.config import Config
 from lstm_core.errors import InputError
+from lstm_core.model import cells
 
 State = tuple[Tensor, Tensor]
 
@@ -196,11 +200,13 @@ class AdaptiveSoftmax(nn.Module):
 
 
 class LSTMLanguageModel(nn.Module):
-    """Word-level LSTM LM with a full or adaptive softmax output layer.
+    """Word-level recurrent LM (an LSTM unless ``config.cell`` says GRU or plain RNN) with a full or
+    adaptive softmax output layer.
 
     ``forward`` returns hidden features, not logits: :meth:`loss` and :meth:`log_probs` turn
     them into a per-token loss or a normalised log-distribution, so both output layers give exact
-    probabilities through the same two calls.
+    probabilities through the same two calls. The recurrent module is :attr:`recurrent`, registered
+    under the cell's name (``self.lstm``, ``self.gru`` or ``self.rnn``), which its weights' names carry.
     """
 
     def __init__(self, vocab_size: int, config: Config, cutoffs: Sequence[int] | None = None) -> None:
@@ -211,13 +217,12 @@ class LSTMLanguageModel(nn.Module):
         self.rnn_size = config.rnn_size
         self.num_layers = config.num_layers
         self.output_layer = config.output_layer
+        self.cell = config.cell
         self.embedding = nn.Embedding(vocab_size, config.embedding_dim)
-        self.lstm = nn.LSTM(
-            config.embedding_dim,
-            config.rnn_size,
-            num_layers=config.num_layers,
-            dropout=config.dropout if config.num_layers > 1 else 0.0,
-            batch_first=True,
+        between = config.dropout if config.num_layers > 1 else 0.0
+        self.add_module(
+            config.cell,
+            cells.recurrent_module(config.cell, config.embedding_dim, config.rnn_size, config.num_layers, between),
         )
         self.dropout = nn.Dropout(config.dropout)
         self.input_dropout = config.input_dropout
@@ -235,15 +240,14 @@ class LSTMLanguageModel(nn.Module):
                 self.decoder.weight = self.embedding.weight
         self._init_weights(tied=config.tie_weights)
 
+    @property
+    def recurrent(self) -> nn.RNNBase:
+        """The recurrent layers: the ``nn.LSTM``, ``nn.GRU`` or ``nn.RNN`` named after :attr:`cell`."""
+        return cast(nn.RNNBase, self._modules[self.cell])
+
     def _init_weights(self, tied: bool) -> None:
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
-        for name, param in self.lstm.named_parameters():
-            if name.startswith("bias"):
-                # PyTorch orders the gates (input, forget, cell, output): a forget-gate bias of 1
-                # (split over the two bias vectors) lets memories last from the first steps on.
-                nn.init.zeros_(param)
-                hidden = self.rnn_size
-                param.data[hidden : 2 * hidden] = 0.5
+        cells.init_biases(self.cell, self.recurrent, self.rnn_size)
         if self.output_layer == "full":
             nn.init.zeros_(self.decoder.bias)
             if not tied:
@@ -255,7 +259,7 @@ class LSTMLanguageModel(nn.Module):
         return self.embedding.weight.device
 
     def init_state(self, batch_size: int) -> State:
-        """Zero ``(h, c)``, each ``(L, B, H)``, on the parameters' device."""
+        """Zero ``(h, c)``, each ``(L, B, H)``, on the parameters' device (``c`` stays zero without a memory cell)."""
         zeros = torch.zeros(self.num_layers, batch_size, self.rnn_size, device=self.device)
         return zeros, zeros.clone()
 
@@ -271,7 +275,7 @@ class LSTMLanguageModel(nn.Module):
         activation regularisation).
         """
         embedded = self._drop(self._embed(ids), self.input_dropout)  # (B, T, E)
-        output, state = self._run_lstm(embedded, state)  # (B, T, H)
+        output, state = self._run_recurrent(embedded, state)  # (B, T, H)
         return output, self._drop(output), state
 
     # ---- regularisation: each is a no-op in eval mode, so inference reads the weights as they are ----
@@ -310,34 +314,29 @@ class LSTMLanguageModel(nn.Module):
     def _layer_weights(self, layer: int) -> list[Tensor]:
         """``[W_ih, W_hh, b_ih, b_hh]`` of one layer as this pass uses them.
 
-        With ``weight_drop`` in training, ``W_hh (4H, H)`` goes through dropout (DropConnect, as in
+        With ``weight_drop`` in training, ``W_hh (kH, H)`` goes through dropout (DropConnect, as in
         Merity et al.'s AWD-LSTM): one mask for the whole window, so each hidden-to-hidden
-        connection is either there at every time step or at none. The LSTM's own kernel still
+        connection is either there at every time step or at none. The cell's own kernel still
         runs (the mask is on the weights, not inside the recurrence).
         """
-        weights = [getattr(self.lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        weights = cells.layer_weights(self.recurrent, layer)
         if self.training and self.weight_drop > 0:
             weights[1] = weights[1] * keep_mask(weights[1], weights[1].shape, self.weight_drop)
         return weights
 
-    def _run_lstm(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
-        """``x (B, T, E)`` -> ``(B, T, H)`` and the new state, through ``nn.LSTM``'s kernel."""
+    def _run_recurrent(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
+        """``x (B, T, E)`` -> ``(B, T, H)`` and the new state, through the cell's ``nn`` kernel."""
         if not (self.training and self.weight_drop > 0):
-            return self.lstm(x, state)
+            return cells.run_module(self.recurrent, self.cell, x, state)
         if state is None:
             state = self.init_state(x.size(0))
         weights = [w for layer in range(self.num_layers) for w in self._layer_weights(layer)]
-        with warnings.catch_warnings():
-            # cuDNN says it copies weights that are not in one buffer: the dropped ones are new each window.
-            warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
-            # The call nn.LSTM.forward makes, with the dropped recurrent weights in place of its own.
-            output, h, c = torch.lstm(x, state, weights, True, self.num_layers, self.lstm.dropout, True, False, True)
-        return output, (h, c)
+        return cells.run_layers(self.cell, x, state, weights, self.num_layers, self.recurrent.dropout, True)
 
     def step(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """One word per row, ``ids (B,)`` -> hidden features ``(B, H)`` and the new state.
 
-        The same computation as :meth:`forward` on a length-1 window, through the LSTM-cell
+        The same computation as :meth:`forward` on a length-1 window, through the cell's one-step
         kernel layer by layer. Generation calls this once per word, and on the CPU oneDNN's LSTM
         (which :meth:`forward` uses) has a large fixed cost per call: about 1.5 ms for one word
         of a 2 x 256 model against about 0.3 ms here.
@@ -346,12 +345,12 @@ class LSTMLanguageModel(nn.Module):
             state = self.init_state(ids.size(0))
         h, c = state
         x = self._drop(self._embed(ids), self.input_dropout)  # (B, E)
-        layer_dropout = self.lstm.dropout if self.training else 0.0
+        layer_dropout = self.recurrent.dropout if self.training else 0.0
         new_h, new_c = [], []
         for layer in range(self.num_layers):
             if layer > 0 and layer_dropout:
                 x = F.dropout(x, layer_dropout, training=True)
-            h_layer, c_layer = torch.lstm_cell(x, (h[layer], c[layer]), *self._layer_weights(layer))
+            h_layer, c_layer = cells.step_layer(self.cell, x, h[layer], c[layer], self._layer_weights(layer))
             new_h.append(h_layer)
             new_c.append(c_layer)
             x = h_layer
