@@ -6,9 +6,10 @@ an HTML string; no Streamlit calls, so each is tested on its own (tests/test_ins
 Colour scales, chosen to stay readable with the common forms of colour blindness (red-green
 deficiencies and most blue-yellow ones):
 
-* the gates ``i, f, o`` lie in ``(0, 1)`` (a sigmoid): the sequential **viridis** scale, dark
-  purple at 0 (closed) to yellow at 1 (open), perceptually uniform and readable in grey;
-* ``g`` and ``h`` lie in ``(-1, 1)`` (a tanh) and ``c`` is unbounded: a **blue-orange
+* the gates (an LSTM's ``i, f, o``, a GRU's ``r, z``) lie in ``(0, 1)`` (a sigmoid): the sequential
+  **viridis** scale, dark purple at 0 (closed) to yellow at 1 (open), perceptually uniform and
+  readable in grey;
+* ``g``, ``n`` and ``h`` lie in ``(-1, 1)`` (a tanh) and ``c`` is unbounded: a **blue-orange
   diverging** scale, blue below zero, near white at zero, orange above; blue and orange stay
   distinct for red-green colour blindness, which a red-green scale would not.
 
@@ -29,13 +30,23 @@ from torch import Tensor
 
 from app.charts import Chart
 from lstm_core.explain.embeddings import most_frequent_ids, pca_2d
-from lstm_core.explain.inspection import MAX_HEATMAP_UNITS, MAX_HEATMAP_WORDS, QUANTITIES, pick_units
+from lstm_core.explain.inspection import MAX_HEATMAP_UNITS, MAX_HEATMAP_WORDS, QUANTITY_NAMES, pick_units
 from lstm_core.text.vocab import Vocab
 
-GATES = ("input_gate", "forget_gate", "output_gate")
+GATES = ("input_gate", "forget_gate", "output_gate", "reset_gate", "update_gate")
 """Quantities squashed by a sigmoid into (0, 1): drawn on the sequential scale."""
 
-SYMBOLS = {"input_gate": "i", "forget_gate": "f", "candidate": "g", "output_gate": "o", "cell": "c", "hidden": "h"}
+SYMBOLS = {
+    "input_gate": "i",
+    "forget_gate": "f",
+    "candidate": "g",
+    "output_gate": "o",
+    "cell": "c",
+    "hidden": "h",
+    "reset_gate": "r",
+    "update_gate": "z",
+    "new_gate": "n",
+}
 """Each quantity's letter in the equations, so the legend and the equations agree."""
 
 VIRIDIS = ("#440154", "#3b528b", "#21918c", "#5ec962", "#fde725")
@@ -56,9 +67,9 @@ MAX_MAP_WORDS = 300
 
 
 def scale_kind(quantity: str) -> str:
-    """``sequential`` for the gates (0 to 1), ``diverging`` for the signed quantities g, h and c."""
-    if quantity not in QUANTITIES:
-        raise ValueError(f"unknown quantity {quantity!r}; choose one of {', '.join(QUANTITIES)}")
+    """``sequential`` for the gates (0 to 1), ``diverging`` for the signed quantities g, n, h and c."""
+    if quantity not in QUANTITY_NAMES:
+        raise ValueError(f"unknown quantity {quantity!r}; choose one of {', '.join(QUANTITY_NAMES)}")
     return "sequential" if quantity in GATES else "diverging"
 
 
@@ -250,7 +261,7 @@ def heatmap_chart(values: Tensor, words: Sequence[str], quantity: str, view: Hea
                 "word:N",
                 alt.Tooltip("position:Q", title="word number (from 0)"),
                 "unit:Q",
-                alt.Tooltip("value:Q", title=f"{QUANTITIES[quantity]}", format="+.3f"),
+                alt.Tooltip("value:Q", title=f"{QUANTITY_NAMES[quantity]}", format="+.3f"),
             ],
         )
         .properties(height=len(view.units) * _row_step(view))

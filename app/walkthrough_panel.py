@@ -7,8 +7,9 @@ move redraws both without a model call: the step generator keeps the log-probs, 
 just read is one word through the traced cell.
 
 Colour scales are the Inside page's (:mod:`app.inside_charts`), readable with red-green colour
-blindness: viridis for the gates ``i, f, o`` (0 closed to 1 open), blue-orange diverging for ``g``
-and the change in memory ``Δc`` (blue below 0, near white at 0, orange above).
+blindness: viridis for the gates (an LSTM's ``i, f, o``, a GRU's ``r, z``: 0 closed to 1 open),
+blue-orange diverging for the candidate (``g`` or ``n``) and the change in memory (``Δc``; ``Δh``
+for the cells whose output is their memory): blue below 0, near white at 0, orange above.
 """
 
 from __future__ import annotations
@@ -160,26 +161,32 @@ def walkthrough_caption(walk: Walkthrough) -> str:
     return " ".join(parts)
 
 
+def change_name(layer: LayerRead) -> str:
+    """``Δc`` for an LSTM, ``Δh`` for the cells whose output is their memory."""
+    return "Δ" + layer.memory_symbol
+
+
 def gates_frame(layer: LayerRead, units: Sequence[int]) -> pd.DataFrame:
-    """Long-form ``unit, quantity, value, c_before, c_after`` rows: i, f, g, o and Δc of each unit in ``units``."""
+    """Long-form ``unit, quantity, value, before, after`` rows: each gate, the candidate and the change in
+    memory (an LSTM's i, f, g, o and Δc; a GRU's r, z, n and Δh; a plain RNN's Δh) of each unit in ``units``;
+    ``before`` and ``after`` are the memory's values."""
     picked = list(units)
-    columns = {
-        "i": layer.input_gate,
-        "f": layer.forget_gate,
-        "g": layer.candidate,
-        "o": layer.output_gate,
-        "Δc": layer.change,
-    }
-    before = layer.cell_before.detach().float().cpu()[picked].tolist()
-    after = layer.cell.detach().float().cpu()[picked].tolist()
+    columns = dict(layer.gates)
+    if layer.candidate is not None:
+        columns[layer.candidate_symbol] = layer.candidate
+    if layer.kind == "lstm":  # PyTorch's order, i f g o
+        columns = {name: columns[name] for name in ("i", "f", "g", "o")}
+    columns[change_name(layer)] = layer.change
+    before = layer.memory_before.detach().float().cpu()[picked].tolist()
+    after = layer.memory.detach().float().cpu()[picked].tolist()
     frames = [
         pd.DataFrame(
             {
                 "unit": picked,
                 "quantity": name,
                 "value": values.detach().float().cpu()[picked].tolist(),
-                "c_before": before,
-                "c_after": after,
+                "before": before,
+                "after": after,
             }
         )
         for name, values in columns.items()
@@ -188,22 +195,26 @@ def gates_frame(layer: LayerRead, units: Sequence[int]) -> pd.DataFrame:
 
 
 def gates_chart(layer: LayerRead, units: Sequence[int], title: str = "") -> alt.VConcatChart:
-    """Strips over ``units`` (largest change in memory first): i, f, o on viridis, g and Δc on blue-orange.
+    """Strips over ``units`` (largest change in memory first): the gates on viridis, the candidate and
+    the change in memory on blue-orange.
 
-    Three strips, each with its own colour scale and legend, over one shared row of units; Δc's
-    scale reaches the largest change drawn, so the strongest write or erase is full orange or blue.
+    One strip per kind, each with its own colour scale and legend, over one shared row of units (a
+    plain RNN has only the change); the change's scale reaches the largest change drawn, so the
+    strongest write or erase is full orange or blue.
     """
     data = gates_frame(layer, units)
     order = [str(unit) for unit in units]
     data["unit"] = data["unit"].astype(str)
-    reach = max(float(data.loc[data["quantity"] == "Δc", "value"].abs().max()), 1e-6)
+    change = change_name(layer)
+    reach = max(float(data.loc[data["quantity"] == change, "value"].abs().max()), 1e-6)
     width = STRIP_STEP * len(order)
+    memory = layer.memory_symbol
     tooltip = [
         alt.Tooltip("unit:N"),
         alt.Tooltip("quantity:N", title="quantity"),
         alt.Tooltip("value:Q", format="+.3f"),
-        alt.Tooltip("c_before:Q", title="c before", format="+.3f"),
-        alt.Tooltip("c_after:Q", title="c after", format="+.3f"),
+        alt.Tooltip("before:Q", title=f"{memory} before", format="+.3f"),
+        alt.Tooltip("after:Q", title=f"{memory} after", format="+.3f"),
     ]
 
     def strip(names: list[str], quantity: str, limit: float, legend: str, last: bool) -> Chart:
@@ -241,12 +252,13 @@ def gates_chart(layer: LayerRead, units: Sequence[int], title: str = "") -> alt.
             .properties(width=width, height=STRIP_ROW * len(names))
         )
 
-    chart = alt.vconcat(
-        strip(["i", "f", "o"], "input_gate", 1.0, "i, f, o", last=False),
-        strip(["g"], "candidate", 1.0, "g", last=False),
-        strip(["Δc"], "cell", reach, "Δc", last=True),
-        spacing=4,
-    ).resolve_scale(color="independent")
+    strips = []
+    if layer.gates:
+        strips.append(strip(list(layer.gates), "input_gate", 1.0, ", ".join(layer.gates), last=False))
+    if layer.candidate is not None:
+        strips.append(strip([layer.candidate_symbol], "candidate", 1.0, layer.candidate_symbol, last=False))
+    strips.append(strip([change], "cell", reach, change, last=True))
+    chart = alt.vconcat(*strips, spacing=4).resolve_scale(color="independent")
     return chart.properties(title=title) if title else chart
 
 
@@ -272,13 +284,26 @@ def gates_section(generator: StepGenerator) -> None:
         units = units_by_change(layer, CHANGED_UNITS)
         title = f"layer {number}" if len(read.layers) > 1 else ""
         st.altair_chart(gates_chart(layer, units, title), width="content")
-    st.caption(
-        f"“{shown}” is {where}. Per layer, the {CHANGED_UNITS} units whose memory changed most "
-        "(largest |Δc| first; hover a cell for its numbers): Δc = c_t − c_t−1 = i·g − (1 − f)·c_t−1, what was "
-        "written minus what was forgotten. Colours: i, f, o on **viridis** (dark purple 0 = closed, yellow 1 = "
-        "open); g and Δc on **blue-orange** (blue below 0, near white at 0, orange above; Δc's scale reaches the "
-        "largest change shown). Both stay readable with red-green colour blindness. The Inside the LSTM page "
-        "shows every word of a text."
+    st.caption(f"“{shown}” is {where}. " + gates_caption(read.layers[0]))
+
+
+def gates_caption(layer: LayerRead) -> str:
+    """What the strips show for this cell: its change in memory as an equation, and the colours."""
+    change = change_name(layer)
+    equation = {
+        "lstm": "Δc = c_t − c_t−1 = i·g − (1 − f)·c_t−1, what was written minus what was forgotten",
+        "gru": "Δh = h_t − h_t−1 = (1 − z)·(n − h_t−1): the update gate z keeps the old h, 1 − z lets n in",
+        "rnn": "Δh = h_t − h_t−1, with h_t = tanh(W x_t + U h_t−1 + b): no gate decides what to keep",
+    }[layer.kind]
+    gates = (
+        f"{', '.join(layer.gates)} on **viridis** (dark purple 0 = closed, yellow 1 = open); " if layer.gates else ""
+    )
+    candidate = f"{layer.candidate_symbol} and " if layer.candidate is not None else ""
+    return (
+        f"Per layer, the {CHANGED_UNITS} units whose memory changed most (largest |{change}| first; hover a cell "
+        f"for its numbers): {equation}. Colours: {gates}{candidate}{change} on **blue-orange** (blue below 0, near "
+        f"white at 0, orange above; {change}'s scale reaches the largest change shown). Both stay readable with "
+        "red-green colour blindness. The Inside the LSTM page shows every word of a text."
     )
 
 

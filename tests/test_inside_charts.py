@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from app import inside_charts as charts
-from lstm_core.explain.inspection import MAX_HEATMAP_UNITS, MAX_HEATMAP_WORDS, QUANTITIES
+from lstm_core.explain.inspection import CELL_QUANTITIES, MAX_HEATMAP_UNITS, MAX_HEATMAP_WORDS, QUANTITY_NAMES
 from lstm_core.text.vocab import UNK_TOKEN, Vocab
 
 
@@ -134,8 +134,8 @@ def test_colours_of_the_words_match_the_chart_scales():
     assert between not in charts.BLUE_ORANGE and re.fullmatch(r"#[0-9a-f]{6}", between)
 
 
-def test_every_quantity_has_a_scale_and_a_symbol():
-    kinds = {quantity: charts.scale_kind(quantity) for quantity in QUANTITIES}
+def test_every_quantity_of_every_cell_has_a_scale_and_a_symbol():
+    kinds = {quantity: charts.scale_kind(quantity) for quantity in QUANTITY_NAMES}
     assert kinds == {
         "input_gate": "sequential",
         "forget_gate": "sequential",
@@ -143,8 +143,12 @@ def test_every_quantity_has_a_scale_and_a_symbol():
         "output_gate": "sequential",
         "cell": "diverging",
         "hidden": "diverging",
+        "reset_gate": "sequential",
+        "update_gate": "sequential",
+        "new_gate": "diverging",
     }
-    assert set(charts.SYMBOLS) == set(QUANTITIES)
+    assert set(charts.SYMBOLS) == set(QUANTITY_NAMES)
+    assert [charts.SYMBOLS[q] for q in CELL_QUANTITIES["gru"]] == ["r", "z", "n", "h"]
     with pytest.raises(ValueError, match="unknown quantity"):
         charts.scale_kind("gates")
 

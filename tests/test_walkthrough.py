@@ -156,10 +156,11 @@ def assert_layer_is_trace_row(read: LayerRead, traced, layer: int, row: int) -> 
     """``read`` holds the gates of word ``row`` of a trace from the start, and its change in c."""
     expected = traced.layers[layer]
     close = {"rtol": 1e-4, "atol": 1e-5}
-    torch.testing.assert_close(read.input_gate, expected.input_gate[row], **close)
-    torch.testing.assert_close(read.forget_gate, expected.forget_gate[row], **close)
+    assert list(read.gates) == ["i", "f", "o"] and read.memory_symbol == "c"
+    torch.testing.assert_close(read.gates["i"], expected.input_gate[row], **close)
+    torch.testing.assert_close(read.gates["f"], expected.forget_gate[row], **close)
     torch.testing.assert_close(read.candidate, expected.candidate[row], **close)
-    torch.testing.assert_close(read.output_gate, expected.output_gate[row], **close)
+    torch.testing.assert_close(read.gates["o"], expected.output_gate[row], **close)
     before = expected.cell[row - 1] if row > 0 else torch.zeros_like(expected.cell[row])
     torch.testing.assert_close(read.change, expected.cell[row] - before, **close)
 
@@ -211,14 +212,39 @@ def test_a_single_word_from_a_state_changes_c_from_that_state(sonnet_model, sonn
     ids = sonnet_vocab.encode(tokenize(PRIME))
     state = trace(sonnet_model, ids[:-1]).final_state
     (alone,) = read_last_word(sonnet_model, ids[-1:], state)
-    torch.testing.assert_close(alone.cell_before, state[1][0, 0])
+    torch.testing.assert_close(alone.memory_before, state[1][0, 0])
     (first,) = read_last_word(sonnet_model, ids[:1])
-    assert torch.equal(first.cell_before, torch.zeros_like(first.cell))  # the text's first word starts from zero
+    assert torch.equal(first.memory_before, torch.zeros_like(first.memory))  # the text's first word starts from zero
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_a_gru_or_plain_rnn_shows_its_own_gates_and_its_change_in_h(sonnet_vocab, cell):
+    torch.manual_seed(0)
+    model = LSTMLanguageModel(len(sonnet_vocab), Config(cell=cell, rnn_size=20, num_layers=2)).eval()
+    stepper = StepGenerator(model, sonnet_vocab, PRIME)
+    stepper.step("to")
+    read = word_just_read(stepper)
+    ids = sonnet_vocab.encode([*tokenize(PRIME), "to"])
+    traced = trace(model, ids)
+    close = {"rtol": 1e-4, "atol": 1e-5}
+    for number, layer in enumerate(read.layers):
+        expected = traced.layers[number]
+        assert layer.memory_symbol == "h" and layer.kind == cell
+        torch.testing.assert_close(layer.change, expected.hidden[-1] - expected.hidden[-2], **close)
+        if cell == "gru":
+            assert list(layer.gates) == ["r", "z"] and layer.candidate_symbol == "n"
+            torch.testing.assert_close(layer.gates["z"], expected.update_gate[-1], **close)
+            torch.testing.assert_close(layer.candidate, expected.new_gate[-1], **close)
+        else:
+            assert layer.gates == {} and layer.candidate is None
+    state = trace(model, ids[:-1]).final_state
+    (alone,) = read_last_word(model, ids[-1:], state)[:1]
+    torch.testing.assert_close(alone.memory_before, state[0][0, 0])  # a GRU's memory is its h
 
 
 def test_units_by_change_are_the_largest_changes_first():
     zeros = torch.zeros(5)
-    layer = LayerRead(zeros, zeros, zeros, zeros, zeros, torch.tensor([0.1, -0.9, 0.3, 0.0, -0.3]))
+    layer = LayerRead({}, None, zeros, torch.tensor([0.1, -0.9, 0.3, 0.0, -0.3]), "rnn")
     assert units_by_change(layer, 3) == [1, 2, 4]  # |-0.3| ties with 0.3: the lower unit first
     assert units_by_change(layer, 10) == [1, 2, 4, 0, 3]
     with pytest.raises(InputError):

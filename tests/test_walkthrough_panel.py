@@ -74,7 +74,7 @@ def layer() -> LayerRead:
     gates = torch.rand(4, 6)
     before = torch.randn(6)
     after = gates[1] * before + gates[0] * (2 * gates[2] - 1)
-    return LayerRead(gates[0], gates[1], 2 * gates[2] - 1, gates[3], before, after)
+    return LayerRead({"i": gates[0], "f": gates[1], "o": gates[3]}, 2 * gates[2] - 1, before, after)
 
 
 def test_gates_frame_holds_each_units_gates_and_change(layer):
@@ -83,8 +83,25 @@ def test_gates_frame_holds_each_units_gates_and_change(layer):
     assert frame["unit"].tolist() == [4, 1] * 5
     change = frame[frame["quantity"] == "Δc"]
     assert change["value"].tolist() == pytest.approx([float(layer.change[4]), float(layer.change[1])])
-    assert change["c_after"].tolist() == pytest.approx([float(layer.cell[4]), float(layer.cell[1])])
-    assert frame[frame["quantity"] == "f"]["value"].tolist() == pytest.approx(layer.forget_gate[[4, 1]].tolist())
+    assert change["after"].tolist() == pytest.approx([float(layer.memory[4]), float(layer.memory[1])])
+    assert frame[frame["quantity"] == "f"]["value"].tolist() == pytest.approx(layer.gates["f"][[4, 1]].tolist())
+
+
+def test_a_gru_shows_r_z_n_and_the_change_in_h_and_a_plain_rnn_only_the_change():
+    torch.manual_seed(1)
+    values = torch.rand(4, 6)
+    gru = LayerRead({"r": values[0], "z": values[1]}, 2 * values[2] - 1, values[3], values[3] * 0.5, "gru")
+    frame = gates_frame(gru, [2, 5])
+    assert frame["quantity"].tolist() == ["r", "r", "z", "z", "n", "n", "Δh", "Δh"]
+    assert [strip["encoding"]["y"]["sort"] for strip in gates_chart(gru, [2, 5]).to_dict()["vconcat"]] == [
+        ["r", "z"],
+        ["n"],
+        ["Δh"],
+    ]
+    rnn = LayerRead({}, None, values[3], -values[3], "rnn")
+    assert gates_frame(rnn, [0])["quantity"].tolist() == ["Δh"]
+    (strip,) = gates_chart(rnn, [0, 1]).to_dict()["vconcat"]
+    assert strip["encoding"]["color"]["scale"]["domain"][-1] == pytest.approx(float(2 * values[3][[0, 1]].max()))
 
 
 def test_the_gate_strips_use_viridis_and_the_change_the_diverging_scale_to_its_largest_value(layer):

@@ -9,7 +9,7 @@ from torch import Tensor
 from app import inside_charts as charts
 from app import state
 from app.inside_page.quantity_choice import scale_caption
-from lstm_core.explain.inspection import MAX_HEATMAP_UNITS, MAX_HEATMAP_WORDS, QUANTITIES
+from lstm_core.explain.inspection import MAX_HEATMAP_UNITS, MAX_HEATMAP_WORDS, QUANTITY_NAMES
 
 
 def heatmap_tab(values: Tensor, words: tuple[str, ...], quantity: str, unit: int) -> None:
@@ -29,7 +29,7 @@ def heatmap_tab(values: Tensor, words: tuple[str, ...], quantity: str, unit: int
     view = charts.heatmap_view(values, first, keep=[unit, *keep])
     st.altair_chart(charts.heatmap_chart(values, words, quantity, view), width="stretch")
     st.caption(
-        f"{QUANTITIES[quantity].capitalize()} for every word (columns, in reading order) and unit (rows: the "
+        f"{QUANTITY_NAMES[quantity].capitalize()} for every word (columns, in reading order) and unit (rows: the "
         f"chosen unit {unit} first, then the units that vary most over this text; at most {MAX_HEATMAP_WORDS} "
         f"words and {MAX_HEATMAP_UNITS} units are drawn at once). Hover a cell for its value. "
         + scale_caption(quantity)

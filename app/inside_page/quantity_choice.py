@@ -8,11 +8,19 @@ from torch import Tensor
 
 from app import inside_charts as charts
 from app import state
-from lstm_core.explain.inspection import QUANTITIES, pick_units
+from lstm_core.explain.inspection import CELL_QUANTITIES, pick_units
 
 
-def quantity_section(layers: int) -> tuple[int, str]:
-    """The layer (when the model has more than one) and the quantity; returns both."""
+def keep_quantity_of(cell: str) -> str:
+    """The quantity on show, set back to ``hidden`` (every cell has it) when the chosen model's cell lacks it."""
+    if st.session_state.get(state.INSIDE_QUANTITY) not in CELL_QUANTITIES[cell]:
+        st.session_state[state.INSIDE_QUANTITY] = "hidden"
+    return st.session_state[state.INSIDE_QUANTITY]
+
+
+def quantity_section(layers: int, cell: str = "lstm") -> tuple[int, str]:
+    """The layer (when the model has more than one) and the quantity of the model's cell; returns both."""
+    quantities = CELL_QUANTITIES[cell]
     left, right = st.columns([1, 4]) if layers > 1 else (None, st.container())
     layer = 0
     if left is not None:
@@ -32,8 +40,8 @@ def quantity_section(layers: int) -> tuple[int, str]:
     with right:
         quantity = st.segmented_control(
             "Quantity",
-            list(QUANTITIES),
-            format_func=lambda key: QUANTITIES[key],
+            list(quantities),
+            format_func=lambda key: quantities[key],
             required=True,
             key=state.INSIDE_QUANTITY,
             persist_state="session",

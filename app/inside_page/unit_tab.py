@@ -12,7 +12,7 @@ from torch import Tensor
 from app import inside_charts as charts
 from app import state
 from app.inside_page.quantity_choice import choose_unit, scale_caption
-from lstm_core.explain.inspection import QUANTITIES
+from lstm_core.explain.inspection import QUANTITY_NAMES
 from lstm_core.explain.units import FEATURES, WordFeatures, units_for_feature, units_for_span
 
 
@@ -43,7 +43,7 @@ def unit_tab(values: Tensor, features: WordFeatures, quantity: str, unit: int) -
     limit = charts.colour_limit(quantity, column)
     st.markdown(charts.coloured_words_html(words, column.tolist(), quantity, limit, span), unsafe_allow_html=True)
     st.caption(
-        f"Unit {unit}'s {QUANTITIES[quantity]} at each word, as a line and as colour over the words "
+        f"Unit {unit}'s {QUANTITY_NAMES[quantity]} at each word, as a line and as colour over the words "
         f"(hover a word for its value; the span chosen below is shaded on the line and underlined in the text). "
         + scale_caption(quantity).replace("over what is drawn", "of this unit")
     )
@@ -56,7 +56,7 @@ def unit_tab(values: Tensor, features: WordFeatures, quantity: str, unit: int) -
 
 def feature_finder(values: Tensor, features: WordFeatures, quantity: str) -> None:
     """The units whose ``quantity`` correlates most with a feature of the words, to pick from."""
-    st.markdown(f"**Units that follow a feature** (by the correlation of {QUANTITIES[quantity]} with it)")
+    st.markdown(f"**Units that follow a feature** (by the correlation of {QUANTITY_NAMES[quantity]} with it)")
     st.session_state.setdefault(state.INSIDE_FEATURE, "line_position")
     name = st.segmented_control(
         "Feature", list(FEATURES), format_func=lambda key: FEATURES[key], required=True, key=state.INSIDE_FEATURE
@@ -90,7 +90,7 @@ def feature_finder(values: Tensor, features: WordFeatures, quantity: str) -> Non
 
 def span_finder(values: Tensor, words: tuple[str, ...], quantity: str, span: tuple[int, int] | None) -> None:
     """The units on at or above a threshold across the chosen span (and less so outside it), to pick from."""
-    st.markdown(f"**Units on across a span** ({QUANTITIES[quantity]} at least the threshold at every word of it)")
+    st.markdown(f"**Units on across a span** ({QUANTITY_NAMES[quantity]} at least the threshold at every word of it)")
     if span is None:
         st.info("A span needs a text of at least two words.")
         return

@@ -1,4 +1,4 @@
-"""Inside the LSTM: every gate and memory for every word, and what of it a page can draw.
+"""Inside the model: every gate and memory for every word, and what of it a page can draw.
 
 The recipe's equations, with PyTorch's gate order (``i, f, g, o``: the four row blocks of
 ``weight_ih_l{k}`` and ``weight_hh_l{k}``, each ``H`` rows)::
@@ -10,12 +10,22 @@ The recipe's equations, with PyTorch's gate order (``i, f, g, o``: the four row 
     c_t = f_t * c_{t-1} + i_t * g_t                         the new memory (cell state)
     h_t = o_t * tanh(c_t)                                   the new output (hidden state)
 
+A GRU's (blocks ``r, z, n``) and a plain RNN's::
+
+    r_t = sigmoid(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)          reset gate: how much of h_{t-1} the candidate reads
+    z_t = sigmoid(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)          update gate: how much of h_{t-1} to keep
+    n_t = tanh(W_in x_t + b_in + r_t * (W_hn h_{t-1} + b_hn))     candidate
+    h_t = (1 - z_t) * n_t + z_t * h_{t-1}                         the new output, which is the memory
+
+    h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)             the plain RNN: no gate, no separate memory
+
 :func:`trace` runs exactly these, word by word and layer by layer, on the model's own weights,
-and keeps every quantity; a test checks that its ``h`` and ``c`` equal the model's ``nn.LSTM``,
-so what the page draws is what the model computes. This module also cuts a trace down to what a
-page can draw (:func:`pick_units`, :func:`word_window`, :func:`bin_means`). Reading a trace for
-meaning is :mod:`lstm_core.explain.units` (which units follow a feature of the text, which are on
-across a selected span); the word vectors are :mod:`lstm_core.explain.embeddings`.
+and keeps every quantity; tests check that its ``h`` and ``c`` equal the model's ``nn.LSTM``
+(and its ``h`` the ``nn.GRU``'s or ``nn.RNN``'s), so what the page draws is what the model
+computes. This module also cuts a trace down to what a page can draw (:func:`pick_units`,
+:func:`word_window`, :func:`bin_means`). Reading a trace for meaning is
+:mod:`lstm_core.explain.units` (which units follow a feature of the text, which are on across a
+selected span); the word vectors are :mod:`lstm_core.explain.embeddings`.
 
 Shapes: ``T`` words of one text, ``H`` units per layer (rnn_size), ``L`` layers, ``E`` embedding
 size, ``V`` vocabulary size.
@@ -29,7 +39,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lstm_core.config import Cell
 from lstm_core.errors import InputError
+from lstm_core.model.cells import layer_weights
 from lstm_core.model.network import LSTMLanguageModel, State
 
 QUANTITIES: dict[str, str] = {
@@ -40,7 +52,23 @@ QUANTITIES: dict[str, str] = {
     "cell": "memory c",
     "hidden": "output h",
 }
-"""The quantities a :class:`LayerTrace` holds for every word and unit, with their names for a page."""
+"""The quantities an LSTM's :class:`LayerTrace` holds for every word and unit, with their names for a page."""
+
+CELL_QUANTITIES: dict[str, dict[str, str]] = {
+    "lstm": QUANTITIES,
+    "gru": {
+        "reset_gate": "reset gate r",
+        "update_gate": "update gate z",
+        "new_gate": "candidate n",
+        "hidden": "output h",
+    },
+    "rnn": {"hidden": "output h"},
+}
+"""Each cell's quantities (:data:`QUANTITIES` for the LSTM): the GRU has no memory cell apart from
+its output, the plain RNN no gate either. A name means the same in every cell that has it."""
+
+QUANTITY_NAMES: dict[str, str] = {name: label for names in CELL_QUANTITIES.values() for name, label in names.items()}
+"""Every cell's quantities together, with their names for a page."""
 
 MAX_HEATMAP_WORDS = 400
 """At most this many words (columns) on one heatmap: more and a browser takes seconds to draw it."""
@@ -54,21 +82,42 @@ MAX_HEATMAP_UNITS = 128
 
 @dataclass(frozen=True)
 class LayerTrace:
-    """Everything one LSTM layer computed for each word of a text.
+    """Everything one layer computed for each word of a text.
 
-    ``preactivations`` and ``gates`` are ``(T, 4H)`` in PyTorch's order ``i, f, g, o``; the
-    properties below are ``(T, H)`` views into ``gates``. ``cell`` and ``hidden`` are ``(T, H)``:
-    row ``t`` is the state after reading word ``t``.
+    ``preactivations`` (what each sigmoid or tanh reads) and ``gates`` (what it gives) are
+    ``(T, kH)`` in PyTorch's block order: ``i, f, g, o`` for the LSTM, ``r, z, n`` for the GRU,
+    one block (``h`` itself) for the plain RNN; the properties below are ``(T, H)`` views into
+    ``gates``. ``cell`` (the LSTM's memory; None for the other cells) and ``hidden`` are
+    ``(T, H)``: row ``t`` is the state after reading word ``t``.
     """
 
     preactivations: Tensor
     gates: Tensor
-    cell: Tensor
+    cell: Tensor | None
     hidden: Tensor
+    kind: Cell = "lstm"
 
     @property
     def size(self) -> int:
-        return self.cell.size(1)
+        return self.hidden.size(1)
+
+    @property
+    def quantities(self) -> dict[str, str]:
+        """This cell's quantities and their names (:data:`CELL_QUANTITIES`)."""
+        return CELL_QUANTITIES[self.kind]
+
+    @property
+    def reset_gate(self) -> Tensor:
+        return self.gates[:, : self.size]
+
+    @property
+    def update_gate(self) -> Tensor:
+        return self.gates[:, self.size : 2 * self.size]
+
+    @property
+    def new_gate(self) -> Tensor:
+        """The GRU's candidate ``n`` (PyTorch calls it the new gate): the same block as an LSTM's ``g``."""
+        return self.candidate
 
     @property
     def input_gate(self) -> Tensor:
@@ -87,9 +136,12 @@ class LayerTrace:
         return self.gates[:, 3 * self.size :]
 
     def values(self, quantity: str) -> Tensor:
-        """One of :data:`QUANTITIES` by name, ``(T, H)``."""
-        if quantity not in QUANTITIES:
-            raise InputError(f"unknown quantity {quantity!r}; choose one of {', '.join(QUANTITIES)}")
+        """One of this cell's :attr:`quantities` by name, ``(T, H)``."""
+        if quantity not in self.quantities:
+            raise InputError(
+                f"unknown quantity {quantity!r} for this {self.kind.upper()}; "
+                f"choose one of {', '.join(self.quantities)}"
+            )
         return getattr(self, quantity)
 
 
@@ -114,8 +166,8 @@ class Trace:
     def final_state(self) -> State:
         """``(h, c)`` after the last word, each ``(L, 1, H)``, as the model's forward returns it."""
         h = torch.stack([layer.hidden[-1] for layer in self.layers]).unsqueeze(1)
-        c = torch.stack([layer.cell[-1] for layer in self.layers]).unsqueeze(1)
-        return h, c
+        cells = [torch.zeros_like(layer.hidden[-1]) if layer.cell is None else layer.cell[-1] for layer in self.layers]
+        return h, torch.stack(cells).unsqueeze(1)
 
     def next_word_log_probs(self) -> Tensor:
         """``log p(word t+1 | words 0..t)`` for each word that has a predecessor, ``(T - 1,)``."""
@@ -164,6 +216,42 @@ def _trace_layer(x: Tensor, weights: Sequence[Tensor], h: Tensor, c: Tensor) -> 
     return LayerTrace(preactivations=preactivations, gates=gates, cell=cell, hidden=hidden)
 
 
+def _trace_gru_layer(x: Tensor, weights: Sequence[Tensor], h: Tensor) -> LayerTrace:
+    """A GRU layer over ``x (T, E_in)`` from ``h (H,)``; gates ``r, z, n`` as :func:`_trace_layer` keeps an LSTM's.
+
+    ``r`` multiplies only the recurrent part of ``n``'s pre-activation, so each step adds the two
+    parts itself: ``W_ih x_t + b_ih`` for all words is one product, ``W_hh h_{t-1} + b_hh`` one per word.
+    """
+    weight_ih, weight_hh, bias_ih, bias_hh = (w.float() for w in weights)
+    size = weight_hh.size(1)
+    steps = x.size(0)
+    from_input = torch.addmm(bias_ih, x, weight_ih.t())  # (T, 3H)
+    preactivations = torch.empty_like(from_input)
+    gates = torch.empty_like(from_input)
+    hidden = x.new_empty(steps, size)
+    gate_rows, candidate = slice(0, 2 * size), slice(2 * size, 3 * size)
+    for t in range(steps):
+        from_hidden = torch.addmv(bias_hh, weight_hh, h)  # (3H,)
+        pre, gate = preactivations[t], gates[t]
+        torch.add(from_input[t, gate_rows], from_hidden[gate_rows], out=pre[gate_rows])
+        torch.sigmoid(pre[gate_rows], out=gate[gate_rows])  # r, z
+        reset, update = gate[:size], gate[size : 2 * size]
+        torch.addcmul(from_input[t, candidate], reset, from_hidden[candidate], out=pre[candidate])
+        n = torch.tanh(pre[candidate], out=gate[candidate])
+        h = torch.lerp(n, h, update, out=hidden[t])  # h_t = (1 - z) n + z h_{t-1}
+    return LayerTrace(preactivations=preactivations, gates=gates, cell=None, hidden=hidden, kind="gru")
+
+
+def _trace_rnn_layer(x: Tensor, weights: Sequence[Tensor], h: Tensor) -> LayerTrace:
+    """A plain tanh RNN layer over ``x (T, E_in)`` from ``h (H,)``: its one block is ``h`` itself."""
+    weight_ih, weight_hh, bias_ih, bias_hh = (w.float() for w in weights)
+    preactivations = torch.addmm(bias_ih + bias_hh, x, weight_ih.t())  # (T, H), input half
+    hidden = torch.empty_like(preactivations)
+    for t in range(x.size(0)):
+        h = torch.tanh(preactivations[t].addmv_(weight_hh, h), out=hidden[t])
+    return LayerTrace(preactivations=preactivations, gates=hidden, cell=None, hidden=hidden, kind="rnn")
+
+
 def trace(
     model: LSTMLanguageModel,
     ids: Tensor | Sequence[int],
@@ -176,7 +264,8 @@ def trace(
     each ``(L, 1, H)``, to start from (zeros otherwise). The pass runs in eval mode (no dropout:
     what a visitor sees is what generation uses) without autograd, in float32 whatever the
     parameters' dtype, on the model's device, and leaves the model in the mode it found it in.
-    Its ``h`` and ``c`` equal ``model(ids[None])`` to float tolerance.
+    Its ``h`` and ``c`` equal ``model(ids[None])`` to float tolerance (a GRU's or an RNN's ``c`` is
+    None: it has no memory cell).
 
     ``log_probs=True`` also keeps the next-word distribution after every word, ``(T, V)``: about
     ``4 T V`` bytes (15 MB for 500 words of a 7,500-word vocabulary), and for a 1 x 512 model it
@@ -200,10 +289,14 @@ def trace(
             x = model.embedding(ids).float()  # (T, E)
             traced = []
             for layer in range(layers):
-                weights = [
-                    getattr(model.lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-                ]
-                layer_trace = _trace_layer(x, weights, h0[layer, 0].float(), c0[layer, 0].float())
+                weights = layer_weights(model.recurrent, layer)
+                h_start = h0[layer, 0].float()
+                if model.cell == "gru":
+                    layer_trace = _trace_gru_layer(x, weights, h_start)
+                elif model.cell == "rnn":
+                    layer_trace = _trace_rnn_layer(x, weights, h_start)
+                else:
+                    layer_trace = _trace_layer(x, weights, h_start, c0[layer, 0].float())
                 traced.append(layer_trace)
                 x = layer_trace.hidden  # the next layer reads this one's h (no dropout in eval)
             distribution = model.log_probs(x) if log_probs else None

@@ -1,5 +1,5 @@
 """One step of step-by-step generation, explained: how the next word's probabilities are made, and
-what reading the last word did inside the LSTM.
+what reading the last word did inside the recurrent layers.
 
 The softmax walk-through (:func:`softmax_walkthrough`) follows the top candidates through the
 stages :meth:`~lstm_core.sampling.step.StepGenerator.stages` returns -- the same
@@ -15,7 +15,8 @@ here they are called the logits.
 
 The word just read (:func:`word_just_read`) is fed again through :func:`~lstm_core.explain.inspection.trace`
 from the state before it (kept on the generator's undo stack), so its gates and the change it made
-to the memory ``c`` are the numbers the Inside page draws for that word. Nothing here calls the
+to the memory (an LSTM's ``c``; a GRU's or plain RNN's ``h``, their only state) are the numbers the
+Inside page draws for that word. Nothing here calls the
 model's output layer, so a slider move costs a few operations on ``(V,)`` vectors.
 
 Shapes: ``V`` vocabulary size, ``H`` units per layer, ``L`` layers.
@@ -31,8 +32,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lstm_core.config import Cell
 from lstm_core.errors import InputError
-from lstm_core.explain.inspection import trace
+from lstm_core.explain.inspection import LayerTrace, trace
 from lstm_core.model.network import LSTMLanguageModel, State
 from lstm_core.sampling.options import SamplingOptions
 from lstm_core.sampling.processors import MinP, ProcessorList, Temperature, TopK, TopP
@@ -201,19 +203,32 @@ def softmax_walkthrough(generator: StepGenerator, options: SamplingOptions, n: i
 
 @dataclass(frozen=True)
 class LayerRead:
-    """What reading one word did in one layer: its gates and its memory before and after, each ``(H,)``."""
+    """What reading one word did in one layer: its gates, its candidate and its memory before and after, each ``(H,)``.
 
-    input_gate: Tensor
-    forget_gate: Tensor
-    candidate: Tensor
-    output_gate: Tensor
-    cell_before: Tensor
-    cell: Tensor
+    ``gates`` maps each gate's symbol to its values: ``i, f, o`` for an LSTM, ``r, z`` for a GRU,
+    none for a plain RNN. ``candidate`` is the LSTM's ``g`` or the GRU's ``n`` (None for the RNN).
+    The memory is what the cell carries to the next word: the LSTM's ``c``, the others' ``h``.
+    """
+
+    gates: dict[str, Tensor]
+    candidate: Tensor | None
+    memory_before: Tensor
+    memory: Tensor
+    kind: Cell = "lstm"
+
+    @property
+    def memory_symbol(self) -> str:
+        return "c" if self.kind == "lstm" else "h"
+
+    @property
+    def candidate_symbol(self) -> str:
+        return "g" if self.kind == "lstm" else "n"
 
     @property
     def change(self) -> Tensor:
-        """``c_t - c_{t-1} = i g - (1 - f) c_{t-1}``: what was written minus what was forgotten."""
-        return self.cell - self.cell_before
+        """What was written minus what was forgotten: ``c_t - c_{t-1} = i g - (1 - f) c_{t-1}`` for the
+        LSTM, ``h_t - h_{t-1} = (1 - z)(n - h_{t-1})`` for the GRU, the whole step for the plain RNN."""
+        return self.memory - self.memory_before
 
 
 @dataclass(frozen=True)
@@ -229,29 +244,34 @@ def read_last_word(model: LSTMLanguageModel, ids: Sequence[int], state: State | 
     """Feed ``ids`` from ``state`` (None: zeros) through :func:`~lstm_core.explain.inspection.trace`; what the
     last one did.
 
-    The memory before the last word is the trace's previous row, or ``state``'s ``c`` (zeros
-    without one) when ``ids`` is a single word.
+    The memory before the last word is the trace's previous row, or ``state``'s (its ``c`` for an
+    LSTM, its ``h`` otherwise; zeros without one) when ``ids`` is a single word.
     """
     traced = trace(model, ids, state)
-    layers = []
-    for number, layer in enumerate(traced.layers):
-        if layer.cell.size(0) > 1:
-            before = layer.cell[-2]
-        elif state is not None:
-            before = state[1][number, 0].to(layer.cell)
-        else:
-            before = torch.zeros_like(layer.cell[-1])
-        layers.append(
-            LayerRead(
-                input_gate=layer.input_gate[-1],
-                forget_gate=layer.forget_gate[-1],
-                candidate=layer.candidate[-1],
-                output_gate=layer.output_gate[-1],
-                cell_before=before,
-                cell=layer.cell[-1],
-            )
-        )
-    return tuple(layers)
+    carried = None if state is None else state[1 if model.cell == "lstm" else 0]  # (L, 1, H)
+    return tuple(
+        _layer_read(layer, None if carried is None else carried[number, 0])
+        for number, layer in enumerate(traced.layers)
+    )
+
+
+def _layer_read(layer: LayerTrace, state_before: Tensor | None) -> LayerRead:
+    """The last row of one layer's trace; ``state_before`` is the layer's memory ``(H,)`` before ``ids``."""
+    memory = layer.cell if layer.cell is not None else layer.hidden  # (T, H)
+    if memory.size(0) > 1:
+        before = memory[-2]
+    elif state_before is not None:
+        before = state_before.to(memory)
+    else:
+        before = torch.zeros_like(memory[-1])
+    if layer.kind == "lstm":
+        gates = {"i": layer.input_gate[-1], "f": layer.forget_gate[-1], "o": layer.output_gate[-1]}
+    elif layer.kind == "gru":
+        gates = {"r": layer.reset_gate[-1], "z": layer.update_gate[-1]}
+    else:
+        gates = {}
+    candidate = None if layer.kind == "rnn" else layer.candidate[-1]
+    return LayerRead(gates, candidate, before, memory[-1], layer.kind)
 
 
 def word_just_read(generator: StepGenerator) -> WordRead:
@@ -262,14 +282,16 @@ def word_just_read(generator: StepGenerator) -> WordRead:
     """
     model = generator.model
     if not isinstance(model, LSTMLanguageModel):
-        raise InputError(f"only an LSTM model has gates to show; this one is a {type(model).__name__}")
+        raise InputError(
+            f"only a recurrent model of this project has gates to show; this one is a {type(model).__name__}"
+        )
     last = generator.last_word()
     layers = read_last_word(model, last.ids, last.state)
     return WordRead(word=generator.vocab.itos[last.index], index=last.index, layers=layers)
 
 
 def units_by_change(layer: LayerRead, count: int = 32) -> list[int]:
-    """The ``count`` units whose memory changed most (largest ``|c_t - c_{t-1}|``), largest first, ties by unit."""
+    """The ``count`` units whose memory changed most (largest ``|Δc|``, or ``|Δh|`` without c), largest first."""
     if not is_whole_number(count) or count < 1:
         raise InputError(f"count must be a whole number of at least 1, got {count!r}")
     change = layer.change.detach().abs().float().cpu()
