@@ -250,3 +250,69 @@ def test_a_too_long_text_is_refused_with_the_limit_stated(app, text, said):
     assert "too long" in error.value and said in error.value
     assert "at most 3,000 characters and 500 words" in error.value
     assert not at.get("vega_lite_chart")
+
+
+# ---- a GRU or a plain RNN, and "Why gates" ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cell_checkpoints():
+    """A one-layer GRU and a plain RNN of 24 units, one epoch on the sonnet."""
+    config = Config(rnn_size=24, batch_size=4, training_seq_len=8, epochs=1, learning_rate=0.01, eval_every=0)
+    dataset = prepare(TINY_TEXT, 0, (0.8, 0.1, 0.1))
+    return {
+        cell: Trainer(config.replace(cell=cell), dataset).fit().checkpoint.without_training_state()
+        for cell in ("gru", "rnn")
+    }
+
+
+@pytest.mark.slow
+def test_a_gru_shows_its_own_equations_and_quantities_and_a_plain_rnn_only_h(app, cell_checkpoints):
+    workspace = app.session_state[state.WORKSPACE]
+    put_run(workspace, cell_checkpoints["gru"], "20260101-000000-00000003")
+    put_run(workspace, cell_checkpoints["rnn"], "20260101-000000-00000004")
+    at = open_page(app, "demo", SONNET_LINE)
+    at.segmented_control(key=state.INSIDE_QUANTITY).set_value("forget_gate").run()
+    at.radio(key=state.INSIDE_MODEL).set_value("run:20260101-000000-00000003").run()
+    assert not at.exception
+    assert r"r_t" in at.latex[0].value and r"z_t" in at.latex[0].value and "c_t" not in at.latex[0].value
+    quantity = at.segmented_control(key=state.INSIDE_QUANTITY)
+    assert quantity.value == "hidden"  # the GRU has no forget gate: back to its output
+    assert quantity.options == ["reset gate r", "update gate z", "candidate n", "output h"]
+    quantity.set_value("update_gate").run()
+    assert heatmap_rows(at)["value"].between(0, 1).all() and len(heatmap_rows(at)) == 8 * 24
+    assert r"\textcolor" in at.latex[0].value.split(r"\\")[1]  # z's row is highlighted
+    at.radio(key=state.INSIDE_MODEL).set_value("run:20260101-000000-00000004").run()
+    assert not at.exception
+    assert at.latex[0].value.count("=") == 1 and r"\tanh" in at.latex[0].value
+    assert at.segmented_control(key=state.INSIDE_QUANTITY).options == ["output h"]
+
+
+def why_gates_sentence(at: AppTest) -> str:
+    return next(m.value for m in at.markdown if "words back, the gradient of the last word's loss" in m.value)
+
+
+@pytest.mark.slow
+def test_why_gates_compares_the_demo_with_a_run_of_another_cell_when_asked(app, cell_checkpoints):
+    put_run(app.session_state[state.WORKSPACE], cell_checkpoints["rnn"], "20260101-000000-00000004")
+    at = open_page(app, "demo", SONNET_LINE)
+    assert at.multiselect(key=state.GATES_MODELS).value == ["demo", "run:20260101-000000-00000004"]
+    assert len(at.get("vega_lite_chart")) == 3  # nothing computed before the visitor asks
+    at.button(key="gates_compare").click().run()
+    assert not at.exception
+    sentence = why_gates_sentence(at)
+    assert sentence.startswith("**About 6 words back") and "for the LSTM (demo)" in sentence
+    assert "for the plain RNN (your run" in sentence
+    gradient = next(e for e in at.get("vega_lite_chart") if "words back from the last word" in e.proto.spec)
+    frames = [pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in gradient.proto.datasets]
+    drawn = pd.concat(frames)
+    assert set(drawn["model"]) == {"LSTM (demo)", next(m for m in drawn["model"] if m.startswith("plain RNN"))}
+    assert set(drawn["path"]) == {"h (output)", "c (memory cell)"}  # the LSTM's cell path too
+    # The sonnet's vocabulary has no character's name: the memory test says so instead of guessing.
+    assert any("The memory test cannot run" in i.value for i in at.info)
+    at.multiselect(key=state.GATES_MODELS).set_value(["demo"]).run()
+    assert not any("words back, the gradient" in m.value for m in at.markdown)  # another choice: ask again
+    at.button(key="gates_compare").click().run()
+    assert "along its memory cell" in why_gates_sentence(at)
+    recall = next(e for e in at.get("vega_lite_chart") if "words between the name and the question" in e.proto.spec)
+    assert recall is not None and not at.exception

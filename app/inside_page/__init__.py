@@ -6,4 +6,5 @@ quantity_choice  the layer and quantity on show, the unit chosen, the colour sca
 heatmap_tab      "Heatmap": the quantity for every word and the units that vary most
 unit_tab         "One unit": one unit over the text, and the finders of units by feature or by span
 vectors_tab      "Word vectors": a word's nearest neighbours and the map of the frequent words
+gates_tab        "Why gates": up to three models' gradient through time and memory test, side by side
 """

@@ -25,7 +25,8 @@ word at a time and learns to predict the next word. Then it writes.
    sentence is. **Copy link** gives anyone the same result, word for word.
 4. **Inside the LSTM**: the LSTM's equations, and every gate, memory cell and output of the model
    for a text you choose, as a heatmap; the units that follow a feature of the text; the words whose
-   vectors lie closest to a word.
+   vectors lie closest to a word; and *Why gates*: a plain RNN or a GRU you trained (the cell is a
+   setting on the Train page) beside the LSTM, the gradient vanishing through one and not the other.
 
 **Your workspace** is this page's address: its `?k=` part is a private key. Keep it (a bookmark) to
 come back to your runs and models, also after the server restarts; share only the links the
