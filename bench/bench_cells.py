@@ -115,7 +115,10 @@ def main() -> None:
     print(f"{dataset.summary()}; Quick preset; {args.threads} threads; torch {torch.__version__}\n")
     runs = [train_cell(cell, dataset, args.save, args.epochs) for cell in args.cells.split(",")]
 
-    print("| cell | parameters | steps | training time | words/s | best validation ppl | held-out ppl (last model) | fp16 file |")
+    print(
+        "| cell | parameters | steps | training time | words/s | best validation ppl "
+        "| held-out ppl (last model) | fp16 file |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for run in runs:
         print(

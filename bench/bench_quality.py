@@ -1,7 +1,8 @@
 """Quality of an LSTM preset against a Kneser-Ney 5-gram, over folds of whole plays nobody tuned on.
 
     python bench/bench_quality.py --preset default --folds 3 --minutes 10
-    python bench/bench_quality.py --preset default --set epochs=24 --validate-only
+    python bench/bench_quality.py --preset default --set epochs=24 --validate-only --out runs/epochs24
+    python bench/bench_quality.py --preset default --set epochs=24 --score-saved --out runs/epochs24
     python bench/bench_quality.py --folds 3 --minutes 0.2 --preset quick --threads 1   # a short check
     python bench/bench_quality.py --preset gpu --fold 1 --threads 4   # the first fold alone
 
@@ -13,7 +14,9 @@ has trained are the test plays read: each fold's best checkpoint and a modified 
 fitted on exactly the same training words, with the same vocabulary, are scored on them, once.
 
 Settings are chosen on validation only: ``--validate-only`` trains the folds and reports their
-validation perplexities without ever reading a test play. The plays that chose the settings of the
+validation perplexities without ever reading a test play. ``--score-saved`` then scores the folds
+of the settings chosen, trained earlier into the same ``--out``, on their test plays, once,
+without training them again. The plays that chose the settings of the
 old protocol (``bench.kneser_ney.DEFAULT_HELDOUT_PLAYS``) may validate or train but never test.
 """
 
@@ -135,6 +138,56 @@ def train_fold(
     )
 
 
+TRAINED_RECORD = "trained.json"
+"""In each fold's folder: what its run reached and with which settings, for ``score_saved``."""
+
+
+def save_trained(trained: TrainedFold, config: Config, out_dir: Path) -> None:
+    """Write the fold's record beside its ``best.pt``."""
+    record = {
+        "fold": trained.fold.to_dict(),
+        "config": config.to_dict(),
+        "valid_perplexity": trained.valid_perplexity,
+        "steps": trained.steps,
+        "epochs": trained.epochs,
+        "minutes": trained.minutes,
+        "ended_by": trained.ended_by,
+        "device": str(trained.device),
+    }
+    (out_dir / TRAINED_RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+
+
+def load_trained(fold: Fold, config: Config, out_dir: Path, read_play: ReadPlay = play_text) -> TrainedFold:
+    """A fold trained earlier into ``out_dir`` with ``config``, its data prepared again (no test play read).
+
+    Refused with the reason when the folder holds no such fold, another split's fold or other settings.
+    """
+    where = out_dir / TRAINED_RECORD
+    try:
+        record = json.loads(where.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"fold {fold.index + 1} was not trained into {out_dir.parent}: {where} is missing") from None
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot read {where}: {error}") from None
+    if record.get("fold") != fold.to_dict():
+        raise InputError(f"{where} is another split's fold {fold.index + 1} (other plays held out)")
+    if Config.from_dict(record.get("config") or {}) != config:
+        raise InputError(f"{where} was trained with other settings than these; give the same --preset and --set")
+    if not (out_dir / "best.pt").is_file():
+        raise InputError(f"{out_dir / 'best.pt'} is missing")
+    return TrainedFold(
+        fold=fold,
+        dataset=prepare_fold(fold, config.min_word_freq, read_play),
+        best_checkpoint=out_dir / "best.pt",
+        valid_perplexity=float(record["valid_perplexity"]),
+        steps=int(record["steps"]),
+        epochs=float(record["epochs"]),
+        minutes=float(record["minutes"]),
+        ended_by=str(record["ended_by"]),
+        device=torch.device(record["device"]),
+    )
+
+
 @dataclass(frozen=True)
 class FoldRow:
     """One fold's line of the table; the test columns are None where only validation was reported."""
@@ -217,9 +270,38 @@ def run_folds(
         on_stage(Stage(fold.index, "prepare"))
         dataset = prepare_fold(fold, config.min_word_freq, read_play)
         on_stage(Stage(fold.index, "train", dataset.summary()))
-        trained.append(train_fold(fold, dataset, config, out_dir / f"fold-{fold.index + 1}", time_limit_s, on_event))
+        fold_dir = out_dir / f"fold-{fold.index + 1}"
+        trained.append(train_fold(fold, dataset, config, fold_dir, time_limit_s, on_event))
+        save_trained(trained[-1], config, fold_dir)
     if validate_only:
         return [validation_row(done) for done in trained]
+    return score_folds(trained, order, read_play, on_stage)
+
+
+def score_saved(
+    folds: Sequence[Fold],
+    config: Config,
+    out_dir: Path,
+    *,
+    order: int = 5,
+    read_play: ReadPlay = play_text,
+    on_stage: Callable[[Stage], None] = _ignore,
+) -> list[FoldRow]:
+    """Score folds that ``run_folds(..., validate_only=True)`` trained into ``out_dir`` earlier, as it would have.
+
+    Every fold is found (and its data prepared) before any test play is read.
+    """
+    trained = []
+    for fold in folds:
+        on_stage(Stage(fold.index, "prepare"))
+        trained.append(load_trained(fold, config, out_dir / f"fold-{fold.index + 1}", read_play))
+    return score_folds(trained, order, read_play, on_stage)
+
+
+def score_folds(
+    trained: Sequence[TrainedFold], order: int, read_play: ReadPlay, on_stage: Callable[[Stage], None]
+) -> list[FoldRow]:
+    """Each trained fold's test plays, read for the first time and scored."""
     rows = []
     for done in trained:
         on_stage(Stage(done.fold.index, "score"))
@@ -315,11 +397,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--validate-only", action="store_true", help="report validation only, never reading a test play"
     )
+    parser.add_argument(
+        "--score-saved",
+        action="store_true",
+        help="score the folds trained into --out earlier (by --validate-only, same settings) on their test plays",
+    )
     parser.add_argument("--out", help="keep each fold's run here (default: a temporary folder)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     args = parser.parse_args(argv)
     if args.minutes <= 0 or args.threads < 1 or args.order < 1:
         parser.error("--minutes must be positive, --threads and --order 1 or more")
+    if args.score_saved and (args.validate_only or not args.out):
+        parser.error("--score-saved needs --out (the folder the folds trained into) and not --validate-only")
 
     config, changes = _config(parser, args)
     try:
@@ -350,17 +439,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         if event.kind == "eval":
             print(f"  step {event.step}: validation perplexity {event.perplexity:.1f}", file=sys.stderr)
 
-    with tempfile.TemporaryDirectory() as scratch:
-        rows = run_folds(
-            folds,
-            config,
-            Path(args.out) if args.out else Path(scratch),
-            time_limit_s=args.minutes * 60,
-            order=args.order,
-            validate_only=args.validate_only,
-            on_stage=on_stage,
-            on_event=on_event,
-        )
+    if args.score_saved:
+        try:
+            rows = score_saved(folds, config, Path(args.out), order=args.order, on_stage=on_stage)
+        except InputError as error:
+            parser.error(str(error))
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            rows = run_folds(
+                folds,
+                config,
+                Path(args.out) if args.out else Path(scratch),
+                time_limit_s=args.minutes * 60,
+                order=args.order,
+                validate_only=args.validate_only,
+                on_stage=on_stage,
+                on_event=on_event,
+            )
     if args.json:
         result = {
             "preset": args.preset,

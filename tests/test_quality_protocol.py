@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import bench.bench_quality as bench_quality
-from bench.bench_quality import FoldRow, medians, run_folds, table, train_fold
+from bench.bench_quality import FoldRow, medians, run_folds, score_saved, table, train_fold
 from lstm_core.config import Config
 from lstm_core.data.dataset import prepare_pair
 from lstm_core.errors import InputError
@@ -214,6 +215,71 @@ def test_validation_only_never_reads_a_test_play_for_its_own_fold(protocol_confi
     assert reads == Counter({name: sum(name not in fold.test for fold in folds) for name in plays})
     assert all(row.test_perplexity is None and row.below_kneser_ney is None for row in rows)
     assert "test perplexity" not in table(rows)
+
+
+def test_folds_chosen_on_validation_are_scored_later_as_they_would_have_been_at_once(
+    protocol_config: Config, tmp_path: Path
+) -> None:
+    plays = made_up_plays()
+    folds = split_by_play(plays, 3, seed=3, test_plays=1, valid_plays=1)
+    at_once = run_folds(
+        folds, protocol_config, tmp_path / "at-once", time_limit_s=None, order=2, read_play=plays.__getitem__
+    )
+    validated = run_folds(
+        folds, protocol_config, tmp_path / "later", time_limit_s=None, validate_only=True, read_play=plays.__getitem__
+    )
+    log: list[tuple[str, object]] = []
+
+    def read_play(name: str) -> str:
+        log.append(("read", name))
+        return plays[name]
+
+    later = score_saved(
+        folds,
+        protocol_config,
+        tmp_path / "later",
+        order=2,
+        read_play=read_play,
+        on_stage=lambda stage: log.append((stage.what, stage.fold)),
+    )
+    # Same seed, same data: the same runs and the same scores (only the time they took differs).
+    assert [dataclasses.replace(row, minutes=0) for row in later] == [
+        dataclasses.replace(row, minutes=0) for row in at_once
+    ]
+    assert [row.valid_perplexity for row in later] == [row.valid_perplexity for row in validated]
+    # Every fold is found (its training and validation plays read) before its test plays are, once, at the end.
+    stages = [index for index, (what, _) in enumerate(log) if what != "read"]
+    assert [log[index] for index in stages] == [
+        *[("prepare", fold.index) for fold in folds],
+        *[("score", fold.index) for fold in folds],
+    ]
+    reads_after = {
+        log[start]: [log[index][1] for index in range(start + 1, end)]
+        for start, end in zip(stages, [*stages[1:], len(log)], strict=True)
+    }
+    for fold in folds:
+        assert reads_after[("prepare", fold.index)] == [*fold.train, *fold.valid]
+        assert reads_after[("score", fold.index)] == list(fold.test)
+
+
+def test_scoring_saved_folds_refuses_other_settings_another_split_or_a_missing_fold(
+    protocol_config: Config, tmp_path: Path
+) -> None:
+    plays = made_up_plays()
+    folds = split_by_play(plays, 3, seed=4, test_plays=1, valid_plays=1)
+    run_folds(folds[:2], protocol_config, tmp_path, time_limit_s=None, validate_only=True, read_play=plays.__getitem__)
+    stages: list[str] = []
+    options = {"read_play": plays.__getitem__, "on_stage": lambda stage: stages.append(stage.what)}
+
+    with pytest.raises(InputError, match="trained with other settings"):
+        score_saved(folds[:2], protocol_config.replace(rnn_size=protocol_config.rnn_size + 1), tmp_path, **options)
+    with pytest.raises(InputError, match=r"fold 3 was not trained into .*trained\.json is missing"):
+        score_saved(folds, protocol_config, tmp_path, **options)
+    other = split_by_play(plays, 3, seed=5, test_plays=1, valid_plays=1)
+    with pytest.raises(InputError, match="another split's fold 1"):
+        score_saved(other[:1], protocol_config, tmp_path, **options)
+    assert stages and "score" not in stages  # refused before any fold's test plays were read
+    assert score_saved(folds[:2], protocol_config, tmp_path, order=2, **options)[1].test_perplexity is not None
 
 
 def test_a_fold_cannot_train_on_data_that_carries_its_test_split(protocol_config: Config, tmp_path: Path) -> None:
