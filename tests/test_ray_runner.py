@@ -29,6 +29,7 @@ from lstm_core.runs.runner import RunnerUnavailable
 from lstm_core.runs.sweep import sweep
 from tests.conftest import SMALL_RUN, start_ray_head
 from tests.ray_cluster import LocalRayHead, use_token
+from tests.test_runs import wait
 
 pytestmark = pytest.mark.slow
 
@@ -52,16 +53,6 @@ def stop_everything(folder: Path, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while any(run.state != "unreachable" for run in runs.active_runs(folder)) and time.monotonic() < deadline:
         time.sleep(0.2)
-
-
-def wait(folder: Path, until, timeout: float = 120.0) -> run_files.RunSummary:
-    deadline = time.monotonic() + timeout
-    run = run_files.read_run(folder)
-    while not (run is not None and until(run)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-        run = run_files.read_run(folder)
-    assert run is not None and until(run), f"gave up waiting: {run}"
-    return run
 
 
 def job_of(folder: Path) -> dict:

@@ -20,7 +20,14 @@ from playwright.sync_api import expect
 from lstm_core.runs import folder as run_files
 from lstm_core.runs import liveness
 from tests.browser.conftest import Server, new_visitor
-from tests.browser.test_runs import PROGRESS, runs_of, start_quick_run, step_shown, wait_for
+from tests.browser.test_runs import (
+    PROGRESS,
+    expect_the_run_writes_on_generate,
+    runs_of,
+    start_quick_run,
+    step_shown,
+    wait_for,
+)
 from tests.conftest import start_ray_head
 
 pytestmark = pytest.mark.slow
@@ -75,13 +82,7 @@ def test_a_ray_run_started_on_one_server_is_shown_and_stopped_by_another_and_its
     run = run_files.read_run(run.path)
     assert run.state == "stopped" and run.has_last and run.has_best  # it saved before it stopped
     wait_for(lambda: job_status(ray_head.address, run.path) == "SUCCEEDED", timeout=30)
-    page.get_by_role("link", name="Generate").click()
-    expect(page.get_by_role("heading", name="Generate")).to_be_visible()
-    mine = page.get_by_text(re.compile(r"^Your run of .*[\d,]+ steps"))
-    expect(mine).to_be_visible()
-    mine.click()
-    expect(page).to_have_url(re.compile(rf"model=run%3A{run.id}"))
-    expect(page.locator(".generated").first).to_have_text(re.compile(r"^thou art more \S+"))
+    expect_the_run_writes_on_generate(page, run.id)
 
 
 def test_a_cluster_stopped_mid_run_is_shown_as_not_answering_and_the_run_resumes_once_it_is_back(

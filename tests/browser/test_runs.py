@@ -46,6 +46,17 @@ def wait_for(condition, timeout: float = 120.0) -> None:
         time.sleep(0.1)
 
 
+def expect_the_run_writes_on_generate(page: Page, run_id: str) -> None:
+    """The run's model is offered on the Generate page, and chosen, it continues the prime text."""
+    page.get_by_role("link", name="Generate").click()
+    expect(page.get_by_role("heading", name="Generate")).to_be_visible()
+    mine = page.get_by_text(re.compile(r"^Your run of .*[\d,]+ steps"))
+    expect(mine).to_be_visible()
+    mine.click()
+    expect(page).to_have_url(re.compile(rf"model=run%3A{run_id}"))
+    expect(page.locator(".generated").first).to_have_text(re.compile(r"^thou art more \S+"))
+
+
 def open_train_page(page: Page, url: str) -> None:
     page.goto(url)
     expect(page.get_by_role("heading", name="Train")).to_be_visible()
@@ -98,13 +109,7 @@ def test_a_reload_shows_the_same_run_still_training_and_its_model_once_it_ends(o
         timeout=60_000
     )
     page.reload()
-    page.get_by_role("link", name="Generate").click()
-    expect(page.get_by_role("heading", name="Generate")).to_be_visible()
-    mine = page.get_by_text(re.compile(r"^Your run of .*[\d,]+ steps"))
-    expect(mine).to_be_visible()
-    mine.click()
-    expect(page).to_have_url(re.compile(rf"model=run%3A{run.id}"))
-    expect(page.locator(".generated").first).to_have_text(re.compile(r"^thou art more \S+"))
+    expect_the_run_writes_on_generate(page, run.id)
     assert run_files.read_run(run.path).state == "stopped"
 
 
