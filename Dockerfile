@@ -7,7 +7,7 @@
 # with --gpus all). `docker stop` sends SIGTERM to tini, which passes it to the server's whole process
 # group (-g): each training process saves its checkpoint and exits, and the run resumes after a restart.
 # Saving takes seconds, more than docker's default grace of 10 s allows on a busy host before SIGKILL,
-# hence --stop-timeout 60. tests/browser/test_docker.py runs this file's start command as an
+# hence --stop-timeout 60. tests/browser/test_container.py runs this file's start command as an
 # unprivileged user on read-only code and checks exactly that.
 FROM python:3.11-slim
 

@@ -153,6 +153,27 @@ def test_the_sentence_averages_the_words_around_the_distance_and_says_when_model
     assert gradient_sentence({"GRU": steady, "RNN": trace_of([1.0] + [0.45] * 13)}).endswith(": about the same.")
 
 
+def test_a_long_enough_text_is_read_at_its_farthest_words_too_where_the_slopes_decide():
+    # Near the last word the LSTM's gradient is the smaller (its first step costs it 20 times); farther
+    # back the plain RNN's, falling by a constant factor a word, is far below the LSTM's nearly flat one.
+    rnn = trace_of([1.0] + [0.8**d for d in range(1, 41)])
+    lstm = trace_of([1.0] + [0.05 * 0.99**d for d in range(1, 41)], kind="lstm")
+    sentence = gradient_sentence({"LSTM": lstm, "plain RNN": rnn})
+    near_lstm, near_rnn, far_lstm, far_rnn = 0.05 * 0.99**10, 0.8**10, 0.05 * 0.99**38, 0.8**38
+    assert sentence == (
+        f"About 10 words back, the gradient of the last word's loss is {share(near_lstm)} its size at the last word "
+        f"for the LSTM and {share(near_rnn).removesuffix(' of')} for the plain RNN: the LSTM's is "
+        f"{share(near_lstm / near_rnn)} the plain RNN's. About 38 words back, it is "
+        f"{share(far_lstm).removesuffix(' of')} for the LSTM and {share(far_rnn).removesuffix(' of')} for the "
+        f"plain RNN: the plain RNN's is {share(far_rnn / far_lstm)} the LSTM's."
+    )
+    assert "the LSTM's is 1/2 of the plain RNN's" in sentence and "the plain RNN's is 1/160 of the LSTM's" in sentence
+    # A text short of FAR_FROM words back, or one model alone, is read once.
+    assert sentence.startswith(gradient_sentence({"LSTM": trace_of(lstm.hidden[:29].tolist()), "plain RNN": rnn}))
+    assert gradient_sentence({"LSTM": trace_of(lstm.hidden[:29].tolist()), "plain RNN": rnn}).count("words back") == 1
+    assert gradient_sentence({"plain RNN": rnn}).count("words back") == 1
+
+
 def test_the_sentence_of_one_lstm_adds_its_memory_cell_and_a_short_text_its_own_length():
     lstm = trace_of([0.5**d for d in range(4)], cell=[0.0] + [0.8**d for d in range(1, 4)], kind="lstm")
     # 3 words back, averaged over words 1 to 3 (the text has no more): 0.5^2 and 0.8^2

@@ -41,6 +41,11 @@ SENTENCE_REACH = 2
 SAME_ABOVE = 0.8
 """Two gradients whose ratio is above this are "about the same" in the sentence."""
 
+FAR_FROM = 3 * SENTENCE_WORDS_BACK
+"""With two models or more and a text that reaches this far back, the sentence reads the farthest words
+too: near the last word a gate's first steps can cost more than a plain RNN's, and only the slopes
+farther back show which gradient vanishes."""
+
 
 @dataclass(frozen=True)
 class GradientTrace:
@@ -136,8 +141,9 @@ def around(values: Tensor, distance: int, reach: int = SENTENCE_REACH) -> float:
 
 
 def gradient_sentence(traces: Mapping[str, GradientTrace], words_back: int = SENTENCE_WORDS_BACK) -> str:
-    """One sentence that reads the chart: about ``words_back`` words back (fewer if the text is shorter),
-    how large each model's gradient is against its size at the last word, and the weakest against the strongest.
+    """What the chart says: about ``words_back`` words back (fewer if the text is shorter), how large each
+    model's gradient is against its size at the last word, and the weakest against the strongest; with
+    two models or more and a text reaching :data:`FAR_FROM` words back, the same at its farthest words.
 
     ``traces`` maps each model's label (``"LSTM"``, ``"plain RNN (your run)"``) to its
     :class:`GradientTrace`; every number in the sentence is computed from them: each model's
@@ -145,7 +151,8 @@ def gradient_sentence(traces: Mapping[str, GradientTrace], words_back: int = SEN
     """
     if not traces:
         raise InputError("no model to read the gradient of")
-    distance = min(words_back, *(trace.words_back for trace in traces.values()))
+    reaches = min(trace.words_back for trace in traces.values())
+    distance = min(words_back, reaches)
     if distance < 1:
         return "The text is too short to see the gradient travel back: give it at least three words."
     left = {label: around(trace.relative(), distance) for label, trace in traces.items()}
@@ -154,18 +161,35 @@ def gradient_sentence(traces: Mapping[str, GradientTrace], words_back: int = SEN
         f"About {distance} word{'s' if distance > 1 else ''} back, the gradient of the last word's loss is "
         f"{share(left[labels[0]])} its size at the last word for the {labels[0]}"
     )
-    others = [f"{share(left[label]).removesuffix(' of')} for the {label}" for label in labels[1:]]
-    if others:
-        sentence += (", " + ", ".join(others[:-1]) if others[:-1] else "") + " and " + others[-1]
-    only = traces[labels[0]]
-    if len(labels) == 1 and only.cell is not None:
-        along = share(around(only.relative("cell"), distance)).removesuffix(" of")
-        sentence += f" ({along} along its memory cell)"
-    weakest, strongest = min(labels, key=left.__getitem__), max(labels, key=left.__getitem__)
-    if len(labels) > 1 and left[strongest] > 0:
-        ratio = left[weakest] / left[strongest]
-        if ratio > SAME_ABOVE:
-            sentence += ": about the same"
-        else:
-            sentence += f": the {weakest}'s is {share(ratio)} the {strongest}'s"
-    return sentence + "."
+    if len(labels) == 1:
+        only = traces[labels[0]]
+        if only.cell is not None:
+            along = share(around(only.relative("cell"), distance)).removesuffix(" of")
+            sentence += f" ({along} along its memory cell)"
+        return sentence + "."
+    sentence += _and_the_others(left) + _weakest_against_strongest(left) + "."
+    far = reaches - SENTENCE_REACH  # so that the words around it are all in the text
+    if reaches < FAR_FROM or far <= distance:
+        return sentence
+    left = {label: around(trace.relative(), far) for label, trace in traces.items()}
+    return (
+        f"{sentence} About {far} words back, it is {share(left[labels[0]]).removesuffix(' of')} for the {labels[0]}"
+        f"{_and_the_others(left)}{_weakest_against_strongest(left)}."
+    )
+
+
+def _and_the_others(left: Mapping[str, float]) -> str:
+    """``" and 1/33 for the plain RNN"``: the shares of every label but the first."""
+    others = [f"{share(value).removesuffix(' of')} for the {label}" for label, value in list(left.items())[1:]]
+    if not others:
+        return ""
+    return (", " + ", ".join(others[:-1]) if others[:-1] else "") + " and " + others[-1]
+
+
+def _weakest_against_strongest(left: Mapping[str, float]) -> str:
+    """``": the plain RNN's is 1/200 of the LSTM's"``, ``": about the same"``, or nothing."""
+    weakest, strongest = min(left, key=left.__getitem__), max(left, key=left.__getitem__)
+    if len(left) < 2 or left[strongest] <= 0:
+        return ""
+    ratio = left[weakest] / left[strongest]
+    return ": about the same" if ratio > SAME_ABOVE else f": the {weakest}'s is {share(ratio)} the {strongest}'s"
