@@ -394,7 +394,8 @@ PRESETS: dict[str, Config] = {
     # weight decay, batches of 128 (more words a second than 64) at a higher learning rate, a
     # cosine learning-rate decay, and the average of the second half's weights as the model.
     # Weight drop (DropConnect on the recurrent weights) paid before the weight decay and the
-    # input dropout came, and no longer does. 22 epochs take about 8.4 minutes with 2 threads.
+    # input dropout came, and no longer does. 22 epochs took 8.4 minutes with 2 threads on 2026-11-28
+    # and did not fit ten minutes on 2026-12-07, a day the same machine ran at half that speed.
     "default": Config(
         rnn_size=512,
         tie_weights=True,
