@@ -82,6 +82,7 @@ def test_the_caps_and_the_sweep_count_a_run_training_on_another_server(run_folde
     assert not (data / "active" / run_folder.name).exists()
 
 
+@pytest.mark.slow  # starts a training process
 def test_the_training_process_keeps_its_status_fresh_while_the_trainer_is_busy(tmp_path):
     recorder = recording.RunRecorder(tmp_path, lambda reason: None)
     recorder.begin(step=0)

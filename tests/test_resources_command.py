@@ -86,6 +86,7 @@ def lstm_core_command(*flags: str, stdout: int | None = subprocess.PIPE) -> subp
     )
 
 
+@pytest.mark.slow  # starts the command as a process
 def test_resources_json_piped_into_a_program_reads_as_json_and_matches_the_reader():
     done = lstm_core_command("resources", "--json")
     assert done.returncode == 0 and done.stderr == b""
@@ -101,6 +102,7 @@ def test_resources_json_piped_into_a_program_reads_as_json_and_matches_the_reade
     assert head.stdout == done.stdout[:10]
 
 
+@pytest.mark.slow  # starts the command as a process
 def test_a_pipe_closed_before_the_output_ends_the_command_quietly():
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before a byte is written: every write fails
@@ -114,6 +116,7 @@ def test_a_pipe_closed_before_the_output_ends_the_command_quietly():
 # ---- under a real cgroup v2 view (root, a private mount) --------------------------------------------
 
 
+@pytest.mark.slow  # starts the command as a process
 def test_under_one_cpu_and_one_gib_the_command_reports_them(tmp_path):
     done = under_cgroup(
         "100000 100000", "1073741824", [sys.executable, "-m", "lstm_core", "resources", "--json"], tmp_path / "data"
@@ -127,6 +130,7 @@ def test_under_one_cpu_and_one_gib_the_command_reports_them(tmp_path):
     }
 
 
+@pytest.mark.slow  # starts the command as a process
 def test_under_a_malformed_cpu_max_the_command_says_so_in_one_line(tmp_path):
     done = under_cgroup(
         "lots", "1073741824", [sys.executable, "-m", "lstm_core", "resources", "--json"], tmp_path / "data"
