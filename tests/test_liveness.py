@@ -146,7 +146,7 @@ def test_a_lock_left_by_a_dead_holder_or_held_too_long_is_broken(tmp_path, monke
     (held / lock.OWNER_FILE).write_text(json.dumps(owner))
     with pytest.raises(TimeoutError, match="another start holds"), lock.runs_lock(tmp_path, timeout_s=0.3):
         pass
-    owner["since"] = time.time() - lock.STALE_AFTER_S - 1  # ... until it has held it far too long
+    owner["since"] = time.time() - lock.BREAK_AFTER_S - 1  # ... until it has held it far too long
     (held / lock.OWNER_FILE).write_text(json.dumps(owner))
     with lock.runs_lock(tmp_path, timeout_s=5):
         pass

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from lstm_core.errors import InputError
 from lstm_core.files import atomic_write_text
-from lstm_core.runs.liveness import ACTIVE_STATES, State, effective_state
+from lstm_core.runs.liveness import ACTIVE_STATES, State, effective_state, number
 from lstm_core.runs.liveness import EXIT_OUT_OF_MEMORY as EXIT_OUT_OF_MEMORY
 from lstm_core.runs.liveness import STARTUP_GRACE_S as STARTUP_GRACE_S
 
@@ -172,10 +172,6 @@ class RunSummary:
         return None
 
 
-def _number(value: Any, default: float = 0.0) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
-
-
 def _effective_state(folder: Path, status: dict[str, Any]) -> tuple[State, str, int | None]:
     """The state a reader should believe (:func:`lstm_core.runs.liveness.effective_state`)."""
     if status.get("state", "starting") not in ACTIVE_STATES:
@@ -197,16 +193,16 @@ def read_run(folder: Path | str) -> RunSummary | None:
     return RunSummary(
         id=folder.name,
         path=folder,
-        created=_number(record.get("created")),
+        created=number(record.get("created")),
         config=config,
         dataset=dataset,
         state=state,
         message=message,
-        step=int(_number(status.get("step"))),
-        total_steps=int(_number(status.get("total_steps"))),
-        elapsed_s=_number(status.get("elapsed_s")),
-        best_perplexity=_number(best) if best is not None else None,
-        last_perplexity=_number(last) if last is not None else None,
+        step=int(number(status.get("step"))),
+        total_steps=int(number(status.get("total_steps"))),
+        elapsed_s=number(status.get("elapsed_s")),
+        best_perplexity=number(best) if best is not None else None,
+        last_perplexity=number(last) if last is not None else None,
         has_last=(folder / LAST_CHECKPOINT).is_file(),
         has_best=(folder / BEST_CHECKPOINT).is_file(),
         pid=pid,

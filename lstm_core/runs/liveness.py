@@ -72,14 +72,15 @@ def _here(record: dict[str, Any]) -> bool:
     return host is None or host == this_host()
 
 
-def _number(value: Any, default: float = 0.0) -> float:
+def number(value: Any, default: float = 0.0) -> float:
+    """A run file's JSON field as a float; ``default`` where it is missing, a bool or not a number."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
 
 
 def status_fresh(status: dict[str, Any], now: float | None = None) -> bool:
     """Whether the training process rewrote ``status`` less than :data:`STALE_AFTER_S` ago."""
     now = time.time() if now is None else now
-    return now - _number(status.get("updated"), 0.0) < STALE_AFTER_S
+    return now - number(status.get("updated"), 0.0) < STALE_AFTER_S
 
 
 def _ended(code: int, message: str) -> tuple[State, str, None]:
@@ -105,7 +106,7 @@ def _local_state(
     elsewhere = [record.get("host") for record in (status, launched) if not _here(record)]
     if elsewhere and status_fresh(status, now):
         return state, message, None  # trains on another host, which keeps its status fresh
-    started = _number(launched.get("started"), _number(status.get("updated"), 0.0))
+    started = number(launched.get("started"), number(status.get("updated"), 0.0))
     if state == "starting" and not status.get("pid") and now - started < STARTUP_GRACE_S:
         return "starting", message, None  # the process is still on its way (or its record is)
     if elsewhere:

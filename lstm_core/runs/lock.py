@@ -9,7 +9,7 @@ one of two servers that ``mkdir`` the same name at once succeeds. So the lock is
 ``<data>/runs.lock.d``; its ``owner`` file says who holds it (host, pid, since when).
 
 A holder that died inside the lock (a server killed mid-start) leaves it behind: a lock whose
-holder is a dead process on this host, or that is older than :data:`STALE_AFTER_S` (a start
+holder is a dead process on this host, or that is older than :data:`BREAK_AFTER_S` (a start
 takes a second or two, a few more when the cluster is slow), is broken by renaming it away
 (atomic too, so two servers cannot both break it and both enter). The runner is not the source
 of truth for the caps because the caps count per visitor and per server, which Ray knows nothing
@@ -32,7 +32,7 @@ from lstm_core.system.processes import process_alive, process_start_time
 
 LOCK_NAME = "runs.lock.d"
 OWNER_FILE = "owner"
-STALE_AFTER_S = 60.0
+BREAK_AFTER_S = 60.0
 """A lock held this long is taken to be left behind by a holder that died."""
 POLL_S = 0.05
 
@@ -58,7 +58,7 @@ def _left_behind(lock: Path, now: float) -> bool:
             return True
         recorded = owner.get("since")
         since = float(recorded) if isinstance(recorded, (int, float)) else 0.0
-    return now - since > STALE_AFTER_S
+    return now - since > BREAK_AFTER_S
 
 
 def _break(lock: Path) -> None:
@@ -71,7 +71,7 @@ def _break(lock: Path) -> None:
 
 
 @contextlib.contextmanager
-def runs_lock(data_root: Path, timeout_s: float = 2 * STALE_AFTER_S) -> Iterator[None]:
+def runs_lock(data_root: Path, timeout_s: float = 2 * BREAK_AFTER_S) -> Iterator[None]:
     """Hold the data folder's start lock (see the module's notes); raises TimeoutError if it cannot
     be had within ``timeout_s``."""
     data_root.mkdir(parents=True, exist_ok=True)
