@@ -43,6 +43,8 @@ pages = [
     st.Page("app/pages/about.py", title="About", icon="🎭"),
 ]
 page = st.navigation(pages)
+if page.title != "Train":  # a press of Start left behind by leaving the page must not start a run later
+    st.session_state.pop(state.START_ASKED, None)
 with st.sidebar:
     st.markdown("### 🎭 LSTM Playhouse")
     st.caption("Train a word-level LSTM on Shakespeare, watch it learn, make it write.")

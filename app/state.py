@@ -33,6 +33,7 @@ PRESET = "preset"  # name of the preset the settings started from
 CONFIG = "config_values"  # {field: value}: the settings the Train page's widgets show and edit
 CURRENT_RUN = "current_run"  # id of the run the Train page shows, or None
 TRAIN_ERROR = "train_error"  # str | None: why the last Start or Resume was refused
+START_ASKED = "start_asked"  # True from a press of Start until the page starts the run (or says why not)
 REFUSED_UPLOADS = "refused_uploads"  # {digest: message}: model files already refused, not loaded again
 MODEL_CHOICE = "model_choice"  # the Generate page's model (a widget)
 GENERATOR = "generator"  # GeneratorEntry | None: the step-by-step generator of the current model and prime

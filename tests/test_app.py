@@ -278,10 +278,12 @@ def test_a_run_over_the_memory_cap_is_refused_with_the_estimate(app):
 @pytest.mark.slow
 def test_a_training_run_charts_its_progress_and_offers_the_model(app):
     at = train_page(app)
+    (said,) = [c.value for c in at.caption if c.value.startswith("Text: ")]
     button(at, "Start training").click().run()
     assert not at.exception and not at.error
     run = wait_for_run(at)
     assert run.state == "finished" and run.step == run.total_steps > 0
+    assert f"; 2 epochs of {run.total_steps // 2:,} steps; " in said  # the page counted the steps the run took
     charts = at.get("vega_lite_chart")
     assert len(charts) == 2
     rows = chart_rows(charts[0])
@@ -359,6 +361,38 @@ def test_one_run_at_a_time_per_visitor_even_from_two_tabs(app):
     button(second_tab, "Start training").click().run()  # its page was drawn before the run began
     assert any("You already have a run training" in e.value for e in second_tab.error)
     assert len(run_files.list_runs(workspace_of(at).runs)) == 1
+
+
+@pytest.mark.slow
+def test_start_trains_the_settings_changed_in_the_same_rerun(app):
+    # A slider moved, or a preset chosen, and Start pressed before the page was drawn again: one
+    # rerun carries both, and the run trains what the visitor chose, not what the page last showed.
+    at = train_page(app, epochs=50)
+    at.slider(key="train:epochs").set_value(3)
+    button(at, "Start training").click().run()
+    assert not at.exception and not at.error
+    assert the_run(at).config["epochs"] == 3
+    button(at, "Stop").click().run()
+    wait_for_run(at)
+    at.button(key="preset_quick").click()
+    button(at, "Start training").click().run()
+    assert not at.exception and not at.error
+    quick, newest = PRESETS["quick"], run_files.list_runs(workspace_of(at).runs)[0]
+    assert {name: newest.config[name] for name in ("epochs", "rnn_size", "batch_size")} == {
+        "epochs": quick.epochs,
+        "rnn_size": quick.rnn_size,
+        "batch_size": quick.batch_size,
+    }
+
+
+def test_a_press_of_start_left_behind_by_leaving_the_page_starts_nothing_later(app):
+    at = train_page(app)
+    button(at, "Start training").click()
+    at.switch_page("app/pages/data.py").run()  # the press and the move to another page in one rerun
+    at.switch_page("app/pages/train.py").run()
+    assert not at.exception
+    assert not workspace_of(at).runs.exists() or not run_files.list_runs(workspace_of(at).runs)
+    assert any("No training run yet" in i.value for i in at.info)
 
 
 @pytest.mark.slow

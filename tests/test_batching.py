@@ -9,7 +9,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lstm_core.data.batching import batchify, min_tokens, num_windows, windows
+from lstm_core.data.batching import batchify, min_tokens, num_windows, steps_per_epoch, windows
 
 
 def test_batchify_cuts_contiguous_rows_and_drops_the_remainder() -> None:
@@ -118,7 +118,7 @@ def test_num_windows_agrees_with_windows_and_all_ids_are_used(n: int, batch_size
     streams = batchify(ids, batch_size, seq_len)
     assert streams.shape == (batch_size, n // batch_size)
     got = list(windows(streams, seq_len))
-    assert num_windows(streams, seq_len) == len(got)
+    assert num_windows(streams, seq_len) == len(got) == steps_per_epoch(n, batch_size, seq_len)
     assert all(1 <= x.size(1) <= seq_len and x.shape == y.shape for x, y in got)
     assert all(x.size(1) == seq_len for x, _ in got[:-1])
     assert torch.equal(torch.cat([y for _, y in got], dim=1), streams[:, 1:])

@@ -11,7 +11,7 @@ import streamlit as st
 
 from app import state
 from app.corpus_state import chosen_text
-from app.train_page.controls import controls_section, current_run
+from app.train_page.controls import controls_section, current_run, start_asked_run
 from app.train_page.live_progress import run_sections
 from app.train_page.model_upload import upload_model_section
 from app.train_page.settings_form import check_settings, settings_section, summary_caption
@@ -20,6 +20,7 @@ st.title("🏋️ Train")
 text, missing = chosen_text()
 if text is None:
     st.warning(missing)
+    st.session_state.pop(state.START_ASKED, None)
     st.stop()
 settings_section()
 config, problems = state.current_config()
@@ -29,8 +30,9 @@ if config is not None:
     summary_caption(config, text, vocab_counts)
 for problem in problems:
     st.error(problem)
+start_asked_run(config, problems)
 run = current_run()
-controls_section(config, problems, run)
+controls_section(problems, run)
 # The progress, the result and the runs table refresh together, every two seconds while the run trains.
 st.fragment(run_every=2.0 if run is not None and run.active else None)(run_sections)(run.id if run else None)
 upload_model_section()

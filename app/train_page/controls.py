@@ -36,12 +36,26 @@ def current_run() -> run_files.RunSummary | None:
     return found[0] if found else None
 
 
-def start_run(config: Config) -> None:
-    """Start a new run of ``config`` on the chosen text (a button's callback); a refusal is kept
-    in the session for the page to show."""
+def ask_to_start() -> None:
+    """Start's callback: only records the press; :func:`start_asked_run` starts the run.
+
+    A callback runs before the page and, in a rerun that also carries other changes (a slider
+    moved or a preset chosen just before the press), in no set order with their callbacks; its
+    arguments are what the page was last drawn with. So the page starts the run once every setting
+    of this rerun is in place, and a press made while an earlier rerun was still drawing is kept
+    until a run of the page gets that far.
+    """
+    st.session_state[state.START_ASKED] = True
+
+
+def start_asked_run(config: Config | None, problems: list[str]) -> None:
+    """Start a new run of ``config`` on the chosen text if Start was pressed since the last run of
+    the page; a refusal is kept in the session for the page to show."""
+    if not st.session_state.pop(state.START_ASKED, False):
+        return
     text, missing = chosen_text()
-    if text is None:
-        st.session_state[state.TRAIN_ERROR] = missing
+    if text is None or config is None or problems:
+        st.session_state[state.TRAIN_ERROR] = missing if text is None else "Not started: " + " ".join(problems)
         return
     dataset = services.dataset_for(text, config.min_word_freq, config.split_fractions)
     try:
@@ -76,9 +90,9 @@ def stop_run(run_id: str) -> None:
         runs.stop_run(run, services.runner())
 
 
-def controls_section(config: Config | None, problems: list[str], run: run_files.RunSummary | None) -> None:
-    """Start (a new run of ``config``), Stop and Resume (the run on show), each enabled only when
-    it can act, and the last refusal."""
+def controls_section(problems: list[str], run: run_files.RunSummary | None) -> None:
+    """Start (a new run of the settings shown: see :func:`start_asked_run`), Stop and Resume (the
+    run on show), each enabled only when it can act, and the last refusal."""
     active = run is not None and run.active
     # Where this server cannot train, say why in its own words (what it has), not the core's.
     host_problem = services.training_problem() if run is not None and not active else None
@@ -88,8 +102,7 @@ def controls_section(config: Config | None, problems: list[str], run: run_files.
         "Start training",
         type="primary",
         disabled=active or bool(problems),
-        on_click=start_run,
-        args=(config,),
+        on_click=ask_to_start,
         width="stretch",
     )
     stop.button("Stop", disabled=not active, on_click=stop_run, args=(run.id if run else "",), width="stretch")

@@ -8,6 +8,7 @@ import streamlit as st
 from app import services, state, widgets
 from app.train_page.labels import PRESET_LABELS
 from lstm_core.config import PRESET_HELP, Config
+from lstm_core.data.batching import steps_per_epoch
 from lstm_core.model.memory import estimate_memory, format_bytes
 from lstm_core.model.network import count_parameters
 from lstm_core.runs import capacity
@@ -62,16 +63,19 @@ def check_settings(
 
 
 def summary_caption(config: Config, text: services.Text, vocab_counts: list[int]) -> None:
-    """One line on what the settings make: the text, the model's size, the memory its training
-    needs against what a run may use here, and how many runs this server trains now (and why only
-    one at a time, when so)."""
+    """One line on what the settings make: the text, the model's size, how many steps it trains,
+    the memory its training needs against what a run may use here, and how many runs this server
+    trains now (and why only one at a time, when so)."""
     parameters = count_parameters(config, len(vocab_counts), vocab_counts)
+    tokens = TokenCounts.of_split(text.encoded.tokens, config.split_fractions)
+    steps = steps_per_epoch(tokens.train, config.batch_size, config.training_seq_len)
+    epochs = f"{config.epochs:,} epoch{'s' if config.epochs != 1 else ''} of {steps:,} steps"
     memory = estimate_memory(config, vocab_counts, text.encoded.tokens, parameters)
     limits = services.limits()
     one_run = capacity.one_run_reason(limits, services.resources())
     st.caption(
         f"Text: {text.name}, {text.encoded.tokens:,} words, vocabulary {len(vocab_counts):,}. "
-        f"Model: {services.config_summary(config)}, {parameters:,} parameters; training needs about "
+        f"Model: {services.config_summary(config)}, {parameters:,} parameters; {epochs}; training needs about "
         f"{format_bytes(memory.total)} of the {format_bytes(limits.run_memory_mb * 1e6)} a run may use here. "
         f"Runs training on this server now: {services.runs_training_now()} of {limits.max_runs}"
         + (f" ({one_run})." if one_run else ".")

@@ -52,9 +52,22 @@ def batchify(ids: Sequence[int] | torch.Tensor, batch_size: int, seq_len: int, w
     return ids[: n * batch_size].view(batch_size, n)
 
 
+def _windows_in(length: int, seq_len: int) -> int:
+    """How many windows of at most ``seq_len`` inputs streams of ``length`` ids hold (each input
+    needs the next id as its target)."""
+    return max(0, -(-(length - 1) // seq_len))
+
+
 def num_windows(streams: torch.Tensor, seq_len: int) -> int:
     """How many windows :func:`windows` yields (the last may be shorter than ``seq_len``)."""
-    return -(-(streams.size(1) - 1) // seq_len)
+    return _windows_in(streams.size(1), seq_len)
+
+
+def steps_per_epoch(train_tokens: int, batch_size: int, seq_len: int) -> int:
+    """How many steps one epoch over ``train_tokens`` words takes in one process: the windows of
+    :func:`batchify`'s streams, counted without building them (for a page that has not prepared
+    the data)."""
+    return _windows_in(train_tokens // batch_size, seq_len)
 
 
 def windows(streams: torch.Tensor, seq_len: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -100,6 +100,7 @@ def test_training_a_small_model_shows_live_charts_and_a_download(server, visitor
     epochs.focus()
     epochs.press("End")  # a long run: it is stopped below, once its charts have moved
     expect(epochs).to_have_value("100")
+    expect(visitor.get_by_text(re.compile(r"; 100 epochs of [\d,]+ steps;"))).to_be_visible()
     visitor.get_by_role("button", name="Start training").click()
     progress = visitor.get_by_text(re.compile(r"(Starting|Training)\.\.\. step [\d,]+ of [\d,]+"))
     expect(progress).to_be_visible()
