@@ -51,13 +51,17 @@ def ask_to_start() -> None:
 def start_asked_run(config: Config | None, problems: list[str]) -> None:
     """Start a new run of ``config`` on the chosen text if Start was pressed since the last run of
     the page; a refusal is kept in the session for the page to show."""
-    if not st.session_state.pop(state.START_ASKED, False):
+    if not st.session_state.get(state.START_ASKED):
         return
     text, missing = chosen_text()
     if text is None or config is None or problems:
+        st.session_state.pop(state.START_ASKED)
         st.session_state[state.TRAIN_ERROR] = missing if text is None else "Not started: " + " ".join(problems)
         return
+    # Preparing the data may draw a spinner, where a newer rerun can stop this one: the press is
+    # kept until here, and from here on nothing yields until the run has started or been refused.
     dataset = services.dataset_for(text, config.min_word_freq, config.split_fractions)
+    st.session_state.pop(state.START_ASKED)
     try:
         run = runs.start_run(data_root(), state.workspace().runs, config, dataset, services.limits(), services.runner())
     except REFUSALS as error:
