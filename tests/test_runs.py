@@ -28,6 +28,7 @@ from lstm_core.runs.sweep import sweep
 from lstm_core.system import processes
 from lstm_core.system.resources import Resources
 from lstm_core.training.events import EvalEvent, StepEvent
+from lstm_core.training.trainer import Trainer
 from tests.conftest import SMALL_RUN, TINY_TEXT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,6 +95,15 @@ def test_caps_come_from_the_environment_then_the_secrets(monkeypatch):
 
 
 # ---- reading a run folder ---------------------------------------------------------------------
+
+
+def test_a_new_run_counts_the_steps_its_trainer_will_take(tmp_path, dataset):
+    # The page shows "step 0 of N" before the process starts, from the same rule as the trainer.
+    for name, config in (("short", SMALL), ("long", SMALL.replace(epochs=7, batch_size=3, training_seq_len=5))):
+        run = run_files.read_run(run_files.create_run(tmp_path / name, config, dataset))
+        assert run.total_steps == Trainer(config, dataset).total_steps > 0
+    timed = run_files.read_run(run_files.create_run(tmp_path / "timed", SMALL.replace(train_minutes=1.0), dataset))
+    assert timed.total_steps == 0  # planned by the clock: the trainer finds out as it goes
 
 
 def test_a_run_says_it_crashed_when_its_process_is_gone(tmp_path, dataset):

@@ -115,10 +115,19 @@ def create_run(folder: Path | str, config: Config, dataset: Dataset, *, created:
     ``python -m lstm_core train --resume FOLDER`` (which starts from step 0 when there is no
     checkpoint yet).
     """
+    from lstm_core.data.batching import steps_per_epoch  # torch, which a run's data has loaded already
+
     folder = Path(folder)
     dataset.save(folder / DATASET_DIR)
     created = time.time() if created is None else created
-    write_json(folder / STATUS_FILE, {"state": "starting", "updated": created, "message": ""})
+    # The steps it will take, known before its process starts (a run planned by the clock learns
+    # them as it trains).
+    planned = (
+        0
+        if config.train_minutes
+        else config.epochs * steps_per_epoch(dataset.train.numel(), config.batch_size, config.training_seq_len)
+    )
+    write_json(folder / STATUS_FILE, {"state": "starting", "updated": created, "message": "", "total_steps": planned})
     description = {
         "name": dataset.name,
         "vocab_size": len(dataset.vocab),
