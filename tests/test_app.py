@@ -385,6 +385,15 @@ def test_start_trains_the_settings_changed_in_the_same_rerun(app):
     }
 
 
+def test_a_press_that_comes_with_impossible_settings_starts_nothing_and_says_why(app):
+    at = train_page(app)
+    at.checkbox(key="train:tie_weights").check()
+    at.select_slider(key="train:embedding_size").set_value(64)
+    button(at, "Start training").click().run()  # enabled when drawn; the same rerun makes it impossible
+    assert any(e.value.startswith("Not started: tie_weights needs embedding_size") for e in at.error)
+    assert not workspace_of(at).runs.exists() or not run_files.list_runs(workspace_of(at).runs)
+
+
 def test_a_press_of_start_left_behind_by_leaving_the_page_starts_nothing_later(app):
     at = train_page(app)
     button(at, "Start training").click()
