@@ -30,7 +30,7 @@ if config is not None:
     summary_caption(config, text, vocab_counts)
 for problem in problems:
     st.error(problem)
-start_asked_run(config, problems)
+start_asked_run(text, config, problems)
 run = current_run()
 controls_section(problems, run)
 # The progress, the result and the runs table refresh together, every two seconds while the run trains.

@@ -9,7 +9,6 @@ from __future__ import annotations
 import streamlit as st
 
 from app import services, state
-from app.corpus_state import chosen_text
 from app.visitor import data_root
 from lstm_core.config import Config
 from lstm_core.runs import control as runs
@@ -48,15 +47,14 @@ def ask_to_start() -> None:
     st.session_state[state.START_ASKED] = True
 
 
-def start_asked_run(config: Config | None, problems: list[str]) -> None:
-    """Start a new run of ``config`` on the chosen text if Start was pressed since the last run of
-    the page; a refusal is kept in the session for the page to show."""
+def start_asked_run(text: services.Text, config: Config | None, problems: list[str]) -> None:
+    """Start a new run of ``config`` on ``text`` (the page's) if Start was pressed since the last
+    run of the page; a refusal is kept in the session for the page to show."""
     if not st.session_state.get(state.START_ASKED):
         return
-    text, missing = chosen_text()
-    if text is None or config is None or problems:
+    if config is None or problems:
         st.session_state.pop(state.START_ASKED)
-        st.session_state[state.TRAIN_ERROR] = missing if text is None else "Not started: " + " ".join(problems)
+        st.session_state[state.TRAIN_ERROR] = "Not started: " + " ".join(problems)
         return
     # Preparing the data may draw a spinner, where a newer rerun can stop this one: the press is
     # kept until here, and from here on nothing yields until the run has started or been refused.
