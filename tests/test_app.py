@@ -10,6 +10,7 @@ import html
 import json
 import os
 import re
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -593,6 +594,26 @@ def test_two_runs_drawn_on_one_chart_against_training_time(app):
     assert [t["field"] for t in lines["encoding"]["tooltip"]] == ["run", "step", "training time", "perplexity"]
     assert lines["encoding"]["x"]["field"] == "time"
     assert sorted(chart_rows(compared)["baseline"].dropna()) == sorted(b.label for b in PLAYS_BASELINES)
+
+
+@pytest.mark.slow
+def test_a_compared_run_deleted_since_drops_out_of_the_comparison(app):
+    workspace = workspace_of(app)
+    now = time.time()
+    losses, evals = FALLING_LOSS, [(50, 30.0, 400.0), (100, 60.0, 250.0)]
+    found = [
+        put_history(workspace, f"20260101-00{i}000-0a1b2c3{i}", PRESETS["quick"], losses, evals, created=now - 60 * i)
+        for i in range(3)
+    ]
+    at = app.switch_page("app/pages/train.py").run()
+    at.multiselect(key=state.COMPARE_RUNS).set_value([found[0].name, found[1].name]).run()
+    charts = len(at.get("vega_lite_chart"))
+    shutil.rmtree(found[1])  # removed (a run is kept for a limited time) while the page is open
+    at.run()
+    assert not at.exception
+    assert at.multiselect(key=state.COMPARE_RUNS).value == [found[0].name]
+    assert any("Choose one more run" in c.value for c in at.caption)
+    assert len(at.get("vega_lite_chart")) == charts - 1
 
 
 # ---- Generate --------------------------------------------------------------------------------

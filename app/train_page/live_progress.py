@@ -21,6 +21,11 @@ from lstm_core.evaluation.standing import overfitting, standing
 from lstm_core.runs import folder as run_files
 from lstm_core.training.events import CheckpointEvent, EvalEvent, Event, SampleEvent, StepEvent
 
+# The samples table keeps one height from the run's first step (it scrolls past four rows): grown
+# by a row at each evaluation, it pushed the runs table below down every time, and the browser's
+# scroll to keep the view in place closed any list a visitor had open there.
+SAMPLES_HEIGHT = 5 * 35 + 3  # a header and four rows of 35 pixels, and the frame
+
 
 def run_sections(shown: str | None) -> None:
     """The live progress, the result and the runs table of the run on show.
@@ -107,9 +112,11 @@ def live_section(run: run_files.RunSummary | None) -> None:
         baselines = run_files.read_baselines(run.path)
         right.altair_chart(charts.perplexity_chart(events, baselines), width="stretch")
     table = samples_table(events)
-    if not table.empty:
+    if table.empty and run.active and steps:  # its place is kept from the first step: the page below stays put
+        table = pd.DataFrame(columns=["step", *run.config.get("prime_texts", [])])
+    if len(table.columns):
         st.caption("What the model writes for the recipe's prime texts (greedy), newest first")
-        st.dataframe(table, hide_index=True, width="stretch")
+        st.dataframe(table, hide_index=True, width="stretch", height=SAMPLES_HEIGHT)
     if st.session_state.get(state.WAS_RUNNING) and not run.active:
         st.session_state[state.WAS_RUNNING] = False
         st.rerun()  # refresh the whole page: buttons, summary and download

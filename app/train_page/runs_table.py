@@ -81,8 +81,12 @@ def runs_section(current: run_files.RunSummary | None) -> None:
         key=state.RUN_CHOICE,
         on_change=lambda: state.set_current_run(st.session_state[state.RUN_CHOICE]),
     )
-    if state.COMPARE_RUNS in st.session_state:  # runs deleted since (kept for a limited time) drop out
-        st.session_state[state.COMPARE_RUNS] = [i for i in st.session_state[state.COMPARE_RUNS] if i in ids]
+    compared = st.session_state.get(state.COMPARE_RUNS, [])
+    if any(run_id not in ids for run_id in compared):  # deleted since (runs are kept for a limited time)
+        # Written only then: a value written on every redraw is sent to the browser as new each time,
+        # over a choice the visitor may be making (recent Streamlit drops missing options itself;
+        # the older versions requirements.txt allows may not).
+        st.session_state[state.COMPARE_RUNS] = [run_id for run_id in compared if run_id in ids]
     chosen = st.multiselect(
         "Compare runs on one chart",
         ids,

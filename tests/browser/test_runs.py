@@ -170,6 +170,25 @@ def test_the_runs_table_follows_the_run_while_it_trains(own_server, page):
     expect(row["training time"]).not_to_have_text("-")
 
 
+def test_the_runs_table_stays_in_place_while_evaluations_add_samples(own_server, page):
+    # Each evaluation adds a row of samples above the runs table. The samples keep one height, so
+    # the table of runs and its choosers do not move: a move scrolls the page, and the scroll
+    # closed any list a visitor had open there.
+    start_quick_run(page, own_server)
+    samples = page.get_by_test_id("stDataFrame").first.locator('[role="gridcell"]')
+    runs = page.get_by_role("heading", name="Your runs")
+    title = page.get_by_role("heading", name="Train")
+
+    def runs_table_top() -> float:  # from the page's title: the same however far the page is scrolled
+        return runs.bounding_box()["y"] - title.bounding_box()["y"]
+
+    expect(samples.filter(has_text=re.compile(r"^200$"))).to_have_count(1, timeout=120_000)  # the first
+    first = runs_table_top()
+    expect(samples.filter(has_text=re.compile(r"^600$"))).to_have_count(1, timeout=120_000)  # two more
+    expect(samples.filter(has_text=re.compile(r"^400$"))).to_have_count(1)
+    assert runs_table_top() == first
+
+
 def choose(page: Page, box: str, option: re.Pattern) -> None:
     """Open the select box labelled ``box`` and click its first option whose name matches ``option``.
 
