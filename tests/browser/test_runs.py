@@ -18,6 +18,7 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+from app.train_page.runs_table import run_labels
 from app.visitor import Workspace
 from lstm_core.config import PRESETS
 from lstm_core.runs import folder as run_files
@@ -189,23 +190,40 @@ def test_the_runs_table_stays_in_place_while_evaluations_add_samples(own_server,
     assert runs_table_top() == first
 
 
-def choose(page: Page, box: str, option: re.Pattern) -> None:
-    """Open the select box labelled ``box`` and click its first option whose name matches ``option``.
+# What a failed choice reports of each try: whether the list was open, and where the box stood.
+CHOICE_STATE = """box => {
+    const main = document.querySelector('[data-testid="stMain"]');
+    return `list ${document.querySelector('[role="listbox"]') ? "open" : "closed"}, ` +
+        `box at ${Math.round(box.getBoundingClientRect().y)} px, page scrolled ${main ? main.scrollTop : "?"} px`;
+}"""
 
-    A click while the page is being drawn again may only focus the box (the page on main does the
-    same), and on a busy machine the list can be drawn again under the pointer, so opening the box
-    and clicking the option are tried together again until the click lands.
+
+def choose(page: Page, box: str, option: str, shown: Locator) -> None:
+    """Choose ``option`` in the select box labelled ``box`` from the keyboard, as a visitor may: type
+    its name, then Enter; ``shown`` is what the page shows once it is chosen.
+
+    Anything that scrolls the page closes an open list (so does Playwright's own scroll to the box
+    before a click), and while a run trains the page is redrawn every two seconds; a list opened
+    with a click and then clicked in is a race with both. Each key typed opens the list again,
+    filtered to the name, so the choice lands once the name is typed; it is tried again if not.
     """
-    found = page.get_by_role("option", name=option).first
-    for _ in range(10):
-        page.get_by_role("combobox", name=box).click()
+    combobox = page.get_by_role("combobox", name=box)
+    listed = page.get_by_role("option", name=option, exact=True)
+    tries = []
+    for _ in range(5):
+        combobox.focus()
+        page.keyboard.press("ControlOrMeta+A")
+        page.keyboard.type(option)
         try:
-            found.wait_for(timeout=2_000)
-            found.click(timeout=5_000)
+            listed.wait_for(timeout=2_000)
+            page.keyboard.press("Enter")
+            shown.wait_for(timeout=5_000)
             return
-        except PlaywrightTimeoutError:
+        except PlaywrightTimeoutError as error:
+            listing = page.get_by_role("option").all_inner_texts()
+            tries.append(f"{combobox.evaluate(CHOICE_STATE)}, options {listing}: {str(error).splitlines()[0]}")
             page.keyboard.press("Escape")
-    raise AssertionError(f"no option matching {option.pattern!r} could be chosen in {box!r}")
+    raise AssertionError(f"{option!r} could not be chosen in {box!r}:\n" + "\n".join(tries))
 
 
 def test_the_run_chooser_and_the_comparison_keep_their_choices_while_a_run_trains(own_server, page):
@@ -216,18 +234,18 @@ def test_the_run_chooser_and_the_comparison_keep_their_choices_while_a_run_train
     expect(page.get_by_role("heading", name="Train")).to_be_visible()
     workspace = Workspace.for_key(key_of(page), own_server.data_dir)
     losses = [(step, 6.0 - step / 50) for step in range(1, 101)]
-    earlier = time.time() - 600
-    put_history(workspace, "20260101-000000-0a1b2c3d", PRESETS["quick"], losses, [(100, 60.0, 250.0)], created=earlier)
+    earlier_id = "20260101-000000-0a1b2c3d"
+    put_history(workspace, earlier_id, PRESETS["quick"], losses, [(100, 60.0, 250.0)], created=time.time() - 600)
     page.get_by_role("button", name="Quick", exact=True).click()
     page.get_by_role("button", name="Start training").click()
     expect(page.get_by_text(PAST_THE_START)).to_be_visible(timeout=120_000)
     before = step_shown(page)
     expect(page.get_by_text(PROGRESS)).not_to_have_text(re.compile(rf"step {before:,} of"))  # redrawn once
-    label = re.compile(r"^\d\d \w{3} \d\d:\d\d, Quick$")  # a run's label, not "Select all"
-    for _ in range(2):
-        choose(page, "Compare runs on one chart", label)
-    page.keyboard.press("Escape")
+    labels = run_labels(runs_of(own_server, page))  # "07 Dec 14:05, Quick", as the boxes name the runs
     chosen = page.get_by_test_id("stMultiSelect").locator("[data-tag]")
+    for label in labels.values():
+        choose(page, "Compare runs on one chart", label, chosen.filter(has_text=label))
+    page.keyboard.press("Escape")
     expect(chosen).to_have_count(2)
     charts = page.get_by_test_id("stVegaLiteChart")
     expect(charts).to_have_count(3)  # loss, perplexity, and the runs compared
@@ -237,11 +255,11 @@ def test_the_run_chooser_and_the_comparison_keep_their_choices_while_a_run_train
     expect(charts).to_have_count(3)
     expect(runs_table_row(page)["state"]).to_have_text("running")
     # Choosing the earlier run shows it above, and the buttons act on it: it cannot be stopped.
-    choose(page, "Show this run above", re.compile(r"\(finished\)$"))
-    expect(page.get_by_test_id("stProgress").get_by_text(re.compile(r"^Finished\. step 100 of 100"))).to_be_visible()
+    running_id = next(run_id for run_id in labels if run_id != earlier_id)
+    finished = page.get_by_test_id("stProgress").get_by_text(re.compile(r"^Finished\. step 100 of 100"))
+    choose(page, "Show this run above", f"{labels[earlier_id]} (finished)", finished)
     stop = page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Stop")
     expect(stop).to_be_disabled()
     expect(chosen).to_have_count(2)
-    choose(page, "Show this run above", re.compile(r"\(running\)$"))
-    expect(page.get_by_text(PROGRESS)).to_be_visible()
+    choose(page, "Show this run above", f"{labels[running_id]} (running)", page.get_by_text(PROGRESS))
     expect(stop).to_be_enabled()
